@@ -1,0 +1,79 @@
+# Emotune: one entry point that builds both environments idempotently and runs the demo or the tests.
+#   make demo   -> set up whatever is missing, then a sample call through the whole system
+#   make test   -> set up whatever is missing, then every test (pytest in both venvs, ruff, mypy)
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PY311 ?= $(shell command -v python3.11 2>/dev/null || ls -d $$HOME/.pyenv/versions/3.11*/bin/python3.11 2>/dev/null | head -n1)
+# pyenv shims refuse python3.10 unless it is the selected version: look for the real binary too.
+PY310 ?= $(shell for p in $$(ls -d $$HOME/.pyenv/versions/3.10*/bin/python3.10 2>/dev/null) $$(command -v python3.10); do $$p -V >/dev/null 2>&1 && { echo $$p; break; }; done)
+
+VENV := .venv
+RASA_VENV := .venv-rasa
+TOOLKIT_STAMP := $(VENV)/.stamp-toolkit
+RASA_STAMP := $(RASA_VENV)/.stamp-rasa
+DEBIAN_STAMP := .venv/.stamp-debian
+DEBIAN_PACKAGES := espeak-ng chromium
+
+.PHONY: help setup venvs demo test lint typecheck pytest pytest-actions bench clean-venvs debian
+
+help:
+	@echo "make demo   - sample call through gateway, emotion runtime and Rasa (sets everything up)"
+	@echo "make test   - all tests, ruff and mypy (sets everything up)"
+	@echo "make bench  - runtime benchmark (reads ../shared/data when present)"
+
+$(TOOLKIT_STAMP): requirements/toolkit.lock pyproject.toml
+	@test -n "$(PY311)" || { echo "python3.11 not found" >&2; exit 1; }
+	@test -x $(VENV)/bin/python || $(PY311) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install -q --upgrade pip
+	$(VENV)/bin/python -m pip install -q -r requirements/toolkit.lock
+	$(VENV)/bin/python -m pip install -q --no-deps -e .
+	@touch $@
+
+$(RASA_STAMP): requirements/rasa.lock
+	@test -n "$(PY310)" || { echo "python3.10 not found (Rasa 3.6 needs Python 3.10)" >&2; exit 1; }
+	@test -x $(RASA_VENV)/bin/python || $(PY310) -m venv $(RASA_VENV)
+	$(RASA_VENV)/bin/python -m pip install -q --upgrade pip
+	$(RASA_VENV)/bin/python -m pip install -q -r requirements/rasa.lock
+	@touch $@
+
+# Offline TTS and the headless browser for the live-feed page test come from Debian.
+$(DEBIAN_STAMP): | $(TOOLKIT_STAMP)
+	@missing=""; for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+	@touch $@
+
+debian: $(DEBIAN_STAMP)
+venvs: $(TOOLKIT_STAMP) $(RASA_STAMP)
+setup: venvs debian
+
+demo: setup
+	$(VENV)/bin/emotune demo
+
+lint: $(TOOLKIT_STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff check actions tests/actions
+	$(VENV)/bin/mypy
+
+typecheck: lint
+
+pytest-actions: $(RASA_STAMP)
+	$(RASA_VENV)/bin/python -m pytest -q tests/actions
+
+pytest: setup
+	$(VENV)/bin/python -m pytest -q --ignore=tests/actions
+
+test: setup
+	$(MAKE) --no-print-directory lint
+	$(MAKE) --no-print-directory pytest-actions
+	$(MAKE) --no-print-directory pytest
+
+bench: setup
+	$(VENV)/bin/emotune bench
+
+clean-venvs:
+	rm -rf $(VENV) $(RASA_VENV)

@@ -1,0 +1,193 @@
+"""The ``emotune`` command (also ``python -m emotune``).
+
+Each subcommand imports its part lazily, so ``emotune config check`` works without torch and the
+streaming parts never pull in training code. A part that is not built says so and exits 3.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from emotune.config import PROJECT_ROOT, EmotuneConfig, load_config
+from emotune.errors import ConfigError, EmotuneError, NotBuiltError
+from emotune.reference import config_reference_markdown
+
+__all__ = ["main", "build_parser"]
+
+EXIT_OK, EXIT_ERROR, EXIT_CONFIG, EXIT_NOT_BUILT = 0, 1, 2, 3
+DEFAULT_CONFIG = PROJECT_ROOT / "config.yml"
+
+
+def _target(dotted: str) -> Callable[..., Any]:
+    """Resolve ``package.module:function``; NotBuiltError if that part does not exist yet."""
+    module_name, _, func_name = dotted.partition(":")
+    if importlib.util.find_spec(module_name.split(".")[0]) is None or _missing(module_name):
+        raise NotBuiltError(f"'{module_name}' is not built yet")
+    module = importlib.import_module(module_name)
+    func = getattr(module, func_name, None)
+    if func is None:
+        raise NotBuiltError(f"'{module_name}.{func_name}' is not built yet")
+    return func  # type: ignore[no-any-return]
+
+
+def _missing(module_name: str) -> bool:
+    try:
+        return importlib.util.find_spec(module_name) is None
+    except ModuleNotFoundError:
+        return True
+
+
+def _load(args: argparse.Namespace) -> EmotuneConfig:
+    return load_config(args.config)
+
+
+def _cmd_config_check(args: argparse.Namespace) -> int:
+    cfg = _load(args)
+    print(f"{args.config}: OK (profile={cfg.profile}, model={cfg.model_path()}, rasa={cfg.rasa.url})")
+    if args.show:
+        print(json.dumps(cfg.model_dump(mode="json"), indent=2))
+    return EXIT_OK
+
+
+def _cmd_config_reference(args: argparse.Namespace) -> int:
+    text = config_reference_markdown()
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+        print(f"wrote {args.output}")
+    else:
+        print(text)
+    return EXIT_OK
+
+
+def _cmd_config_reload(args: argparse.Namespace) -> int:
+    reload = _target("connectors.gateway:request_reload")
+    return int(reload(_load(args)))
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    cfg = _load(args)
+    run = _target("emotion_models.train:run_from_config")
+    run(cfg, epochs=args.epochs, smoke=args.smoke)
+    return EXIT_OK
+
+
+def _cmd_finetune(args: argparse.Namespace) -> int:
+    cfg = _load(args)
+    run = _target("emotion_models.finetune:run_from_config")
+    run(cfg, data=Path(args.data), output_dir=Path(args.output), epochs=args.epochs)
+    return EXIT_OK
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    run = _target("export_onnx.export:run")
+    run(Path(args.checkpoint), Path(args.output))
+    return EXIT_OK
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    serve = _target("connectors.gateway:main")
+    return int(serve(["--config", str(args.config)]) or 0)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    demo = _target("connectors.demo:main")
+    return int(demo(["--config", str(args.config), *args.rest]) or 0)
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    bench_path = PROJECT_ROOT / "benchmarks" / "bench_runtime.py"
+    if not bench_path.exists():
+        raise NotBuiltError("benchmarks/bench_runtime.py is not built yet")
+    spec = importlib.util.spec_from_file_location("emotune_bench_runtime", bench_path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return int(module.main(list(args.rest)) or 0)
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    report = _target("connectors.call_report:main")
+    return int(report([args.call, *args.rest]) or 0)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="emotune", description="Emotion-aware voice bots.")
+    parser.add_argument(
+        "--config", type=Path, default=DEFAULT_CONFIG, help="operator config (default: config.yml)"
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    config = sub.add_parser("config", help="check, document or reload the operator config")
+    config_sub = config.add_subparsers(dest="config_command", required=True)
+    check = config_sub.add_parser("check", help="validate a config file")
+    check.add_argument("file", nargs="?", type=Path, help="config file (default: --config)")
+    check.add_argument("--show", action="store_true", help="print the effective config")
+    check.set_defaults(func=_cmd_config_check)
+    ref = config_sub.add_parser("reference", help="print the field reference (Markdown)")
+    ref.add_argument("--output", help="write to this file instead of stdout")
+    ref.set_defaults(func=_cmd_config_reference)
+    reload = config_sub.add_parser("reload", help="make the running gateway re-read its config")
+    reload.set_defaults(func=_cmd_config_reload)
+
+    train = sub.add_parser("train", help="train the emotion model with the SpeechBrain recipe")
+    train.add_argument("--epochs", type=int, default=None)
+    train.add_argument("--smoke", action="store_true", help="tiny generated data, 1 epoch")
+    train.set_defaults(func=_cmd_train)
+
+    finetune = sub.add_parser("finetune", help="fine-tune the shipped model on your own recordings")
+    finetune.add_argument("--data", required=True, help="CSV manifest: path,label[,speaker]")
+    finetune.add_argument("--output", default="results/finetune", help="output directory")
+    finetune.add_argument("--epochs", type=int, default=None)
+    finetune.set_defaults(func=_cmd_finetune)
+
+    export = sub.add_parser("export", help="export a checkpoint to ONNX (+ int8) with parity check")
+    export.add_argument("checkpoint")
+    export.add_argument("--output", default="results/export")
+    export.set_defaults(func=_cmd_export)
+
+    serve = sub.add_parser("serve", help="run the websocket gateway")
+    serve.set_defaults(func=_cmd_serve)
+
+    demo = sub.add_parser("demo", help="play the bundled sample call through the whole system")
+    demo.add_argument("rest", nargs=argparse.REMAINDER)
+    demo.set_defaults(func=_cmd_demo)
+
+    bench = sub.add_parser("bench", help="streaming runtime benchmark (JSON report + plot)")
+    bench.add_argument("rest", nargs=argparse.REMAINDER)
+    bench.set_defaults(func=_cmd_bench)
+
+    report = sub.add_parser("report", help="emotion timeline report of a recorded call or event log")
+    report.add_argument("call")
+    report.add_argument("rest", nargs=argparse.REMAINDER)
+    report.set_defaults(func=_cmd_report)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "file", None) is not None:
+        args.config = args.file
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except NotBuiltError as exc:
+        print(f"emotune {args.command}: not built yet ({exc})", file=sys.stderr)
+        return EXIT_NOT_BUILT
+    except EmotuneError as exc:
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,396 @@
+"""The operator's config (``config.yml``) as pydantic models.
+
+Precedence, highest first: environment variables (``EMOTUNE_<SECTION>__<FIELD>``, e.g.
+``EMOTUNE_GATEWAY__PORT=9000``), then the YAML file, then the defaults below. Secrets (tokens,
+API keys, client secrets) have no value in the file: they come from the environment.
+
+A bad config raises :class:`emotune.errors.ConfigError` with one line per wrong field naming the
+file, the field path and what was expected.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from emotune.errors import ConfigError
+
+__all__ = [
+    "CORE_EMOTIONS",
+    "ModelConfig",
+    "StreamingConfig",
+    "SmoothingConfig",
+    "ToneRule",
+    "Prosody",
+    "TonePolicy",
+    "EscalationConfig",
+    "TwilioConfig",
+    "GenesysConfig",
+    "GatewayConfig",
+    "RasaConfig",
+    "AsrConfig",
+    "TtsConfig",
+    "DataSource",
+    "TrainingConfig",
+    "EmotuneConfig",
+    "load_config",
+    "PROJECT_ROOT",
+]
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+CORE_EMOTIONS = ("neutral", "happy", "sad", "angry")
+
+Tone = str
+Intensity = Literal["low", "medium", "high"]
+
+
+class _Section(BaseModel):
+    # Typos in the operator's file must be reported, not silently ignored.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelConfig(_Section):
+    """Which emotion model the runtime loads."""
+
+    path: Path = Field(
+        Path("models/emotune-ser-v1/emotion.onnx"),
+        description="ONNX model file; relative paths are relative to the project root.",
+    )
+    sidecar: Path | None = Field(
+        None, description="JSON sidecar; default: the model path with a .json suffix."
+    )
+    variant: Literal["fp32", "int8"] = Field(
+        "fp32", description="fp32 model or its statically quantized int8 twin (<stem>.int8.onnx)."
+    )
+    labels: list[str] = Field(
+        list(CORE_EMOTIONS),
+        min_length=2,
+        description="Labels shown to Rasa and subscribers; each must be a class of the model.",
+    )
+    intra_op_threads: int = Field(
+        1, ge=1, le=64, description="onnxruntime intra-op threads per session (1 = one core)."
+    )
+
+
+class StreamingConfig(_Section):
+    """How the runtime slices a live stream into analysis windows."""
+
+    window_s: float = Field(2.0, ge=0.5, le=4.0, description="Analysis window length (s).")
+    hop_s: float = Field(1.0, ge=0.1, le=4.0, description="Time between labels (s).")
+    vad_threshold_db: float = Field(
+        -40.0, le=0.0, description="Frame energy (dBFS) above which a frame counts as voiced."
+    )
+    min_voiced_ratio: float = Field(
+        0.3, ge=0.0, le=1.0, description="A window is analysed only if this share of it is voiced."
+    )
+
+    @model_validator(mode="after")
+    def _hop_within_window(self) -> StreamingConfig:
+        if self.hop_s > self.window_s:
+            raise ValueError("hop_s must not exceed window_s (windows would leave gaps)")
+        return self
+
+
+class SmoothingConfig(_Section):
+    """Smoothing so a steady speaker does not flicker between labels."""
+
+    ema_alpha: float = Field(
+        0.5, gt=0.0, le=1.0, description="Weight of the newest window in the moving average."
+    )
+    hysteresis: float = Field(
+        0.1,
+        ge=0.0,
+        le=1.0,
+        description="A new label must beat the current one by this probability margin.",
+    )
+    min_confidence: float = Field(
+        0.4, ge=0.0, le=1.0, description="Below this smoothed probability the label is 'neutral'."
+    )
+
+
+class ToneRule(_Section):
+    """Map an emotion (at or above an intensity) to a tone."""
+
+    emotion: str
+    min_intensity: Intensity = "low"
+    tone: Tone
+
+
+class Prosody(_Section):
+    """TTS prosody for a tone (SSML <prosody> semantics)."""
+
+    rate: float = Field(1.0, gt=0.3, le=3.0, description="Speaking-rate factor (1.0 = normal).")
+    pitch_semitones: float = Field(0.0, ge=-12, le=12, description="Pitch shift in semitones.")
+    volume_db: float = Field(0.0, ge=-20, le=10, description="Volume change in dB.")
+
+
+class TonePolicy(_Section):
+    """Which tone the bot uses for which caller emotion; first matching rule wins."""
+
+    default_tone: Tone = "standard"
+    rules: list[ToneRule] = Field(
+        default_factory=lambda: [
+            ToneRule(emotion="angry", tone="calm"),
+            ToneRule(emotion="sad", tone="warm"),
+            ToneRule(emotion="happy", min_intensity="medium", tone="upbeat"),
+        ]
+    )
+    intensity_bands: tuple[float, float] = Field(
+        (0.45, 0.7),
+        description="Confidence thresholds between low/medium and medium/high intensity.",
+    )
+    prosody: dict[Tone, Prosody] = Field(
+        default_factory=lambda: {
+            "standard": Prosody(),
+            "calm": Prosody(rate=0.85, pitch_semitones=-2, volume_db=-3),
+            "warm": Prosody(rate=0.9, pitch_semitones=1, volume_db=0),
+            "upbeat": Prosody(rate=1.1, pitch_semitones=2, volume_db=1),
+        }
+    )
+
+    @model_validator(mode="after")
+    def _tones_have_prosody(self) -> TonePolicy:
+        tones = {self.default_tone, *(r.tone for r in self.rules)}
+        missing = sorted(t for t in tones if t not in self.prosody)
+        if missing:
+            raise ValueError(f"tones without a prosody entry: {', '.join(missing)}")
+        low, high = self.intensity_bands
+        if not 0.0 <= low < high <= 1.0:
+            raise ValueError("intensity_bands must be two increasing numbers in [0, 1]")
+        return self
+
+    def intensity(self, confidence: float) -> Intensity:
+        low, high = self.intensity_bands
+        if confidence >= high:
+            return "high"
+        if confidence >= low:
+            return "medium"
+        return "low"
+
+    def tone_for(self, emotion: str, confidence: float) -> Tone:
+        order = ("low", "medium", "high")
+        level = order.index(self.intensity(confidence))
+        for rule in self.rules:
+            if rule.emotion == emotion and level >= order.index(rule.min_intensity):
+                return rule.tone
+        return self.default_tone
+
+
+class EscalationConfig(_Section):
+    """When the caller is handed to a human (contact center) or de-escalated (in-car)."""
+
+    negative_emotions: list[str] = Field(default_factory=lambda: ["angry"])
+    streak_turns: int = Field(
+        3, ge=1, le=20, description="Consecutive negative turns that trigger escalation."
+    )
+    min_confidence: float = Field(
+        0.5, ge=0.0, le=1.0, description="A turn counts as negative only at this confidence."
+    )
+    on_request: bool = Field(True, description="Hand off when the caller asks for a human.")
+
+
+class TwilioConfig(_Section):
+    transfer_to: str | None = Field(
+        None, description="Number or SIP URI a Twilio call is transferred to on escalation."
+    )
+    auth_token: SecretStr | None = Field(
+        None, description="Twilio auth token for X-Twilio-Signature; set EMOTUNE_GATEWAY__TWILIO__AUTH_TOKEN."
+    )
+
+
+class GenesysConfig(_Section):
+    api_key: SecretStr | None = Field(
+        None, description="AudioHook X-API-KEY; set EMOTUNE_GATEWAY__GENESYS__API_KEY."
+    )
+    client_secret: SecretStr | None = Field(
+        None, description="Base64 client secret for HTTP message signatures (env only)."
+    )
+    max_clock_skew_s: int = Field(300, ge=1, description="Accepted signature age (s).")
+
+
+class GatewayConfig(_Section):
+    """The websocket gateway that telephony platforms and apps connect to."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8765, ge=1, le=65535)
+    auth_token: SecretStr | None = Field(
+        None, description="Bearer token for our protocol and the emotion feed (env only)."
+    )
+    max_calls: int = Field(200, ge=1, description="Concurrent calls; more are refused cleanly.")
+    handshake_timeout_s: float = Field(10.0, gt=0)
+    idle_timeout_s: float = Field(30.0, gt=0)
+    max_frame_bytes: int = Field(64_000, ge=320)
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    record_audio: bool = Field(False, description="Store call audio (off: nothing is stored).")
+    twilio: TwilioConfig = Field(default_factory=TwilioConfig)
+    genesys: GenesysConfig = Field(default_factory=GenesysConfig)
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> GatewayConfig:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key must be given together")
+        return self
+
+
+class RasaConfig(_Section):
+    url: str = Field("http://127.0.0.1:5005", pattern=r"^https?://")
+    timeout_s: float = Field(5.0, gt=0)
+    fallback_reply: str = "Sorry, I am having trouble right now. Let me get you to a colleague."
+
+
+class AsrConfig(_Section):
+    engine: Literal["pocketsphinx", "none"] = Field(
+        "pocketsphinx", description="Offline English ASR, or 'none' when the platform sends text."
+    )
+    language: str = "en-US"
+
+
+class TtsConfig(_Section):
+    engine: Literal["espeak-ng", "none"] = "espeak-ng"
+    voice: str = "en-us"
+
+
+class DataSource(_Section):
+    """One training corpus."""
+
+    kind: Literal["ravdess", "emodb", "crema_d", "iemocap", "ravdess_original", "csv"]
+    path: Path
+    label_map: dict[str, str | None] = Field(
+        default_factory=dict,
+        description="Corpus label -> our class; null drops the label. Unmapped labels keep their name.",
+    )
+
+
+class TrainingConfig(_Section):
+    """What `emotune train` and `emotune finetune` use."""
+
+    hparams: Path = Path("emotion_models/hparams/ecapa_small.yaml")
+    output_dir: Path = Path("results/train")
+    sources: list[DataSource] = Field(default_factory=list)
+    classes: list[str] = Field(default_factory=lambda: list(CORE_EMOTIONS), min_length=2)
+    epochs: int | None = Field(None, ge=1, description="Override the hparams' epoch count.")
+    min_examples_per_class: int = Field(5, ge=1)
+
+
+class EmotuneConfig(BaseSettings):
+    """The whole operator config. Environment variables override the file."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="EMOTUNE_", env_nested_delimiter="__", extra="forbid", validate_assignment=True
+    )
+
+    profile: Literal["contact_center", "in_car"] = "contact_center"
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    streaming: StreamingConfig = Field(default_factory=StreamingConfig)
+    smoothing: SmoothingConfig = Field(default_factory=SmoothingConfig)
+    tone_policy: TonePolicy = Field(default_factory=TonePolicy)
+    escalation: EscalationConfig = Field(default_factory=EscalationConfig)
+    gateway: GatewayConfig = Field(default_factory=GatewayConfig)
+    rasa: RasaConfig = Field(default_factory=RasaConfig)
+    asr: AsrConfig = Field(default_factory=AsrConfig)
+    tts: TtsConfig = Field(default_factory=TtsConfig)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The environment beats the file (init kwargs carry the file's content).
+        return (env_settings, init_settings)
+
+    @model_validator(mode="after")
+    def _labels_known(self) -> EmotuneConfig:
+        for rule in self.tone_policy.rules:
+            if rule.emotion not in self.model.labels:
+                raise ValueError(
+                    f"tone_policy rule for '{rule.emotion}' names an emotion not in model.labels"
+                )
+        return self
+
+    def resolve(self, path: Path) -> Path:
+        """A config path made absolute (relative paths are relative to the project root)."""
+        return path if path.is_absolute() else PROJECT_ROOT / path
+
+    def model_path(self) -> Path:
+        path = self.resolve(self.model.path)
+        if self.model.variant == "int8":
+            path = path.with_name(path.stem + ".int8.onnx")
+        return path
+
+    def sidecar_path(self) -> Path:
+        if self.model.sidecar is not None:
+            return self.resolve(self.model.sidecar)
+        return self.resolve(self.model.path).with_suffix(".json")
+
+
+# Secrets never live in a file that might be committed: they come from the environment.
+SECRET_FIELDS = (
+    ("gateway", "auth_token"),
+    ("gateway", "twilio", "auth_token"),
+    ("gateway", "genesys", "api_key"),
+    ("gateway", "genesys", "client_secret"),
+)
+
+
+def _secrets_in_file(data: dict[str, Any]) -> list[str]:
+    problems = []
+    for path in SECRET_FIELDS:
+        node: Any = data
+        for key in path:
+            node = node.get(key) if isinstance(node, dict) else None
+        if node is not None:
+            env = "EMOTUNE_" + "__".join(p.upper() for p in path)
+            problems.append(f"{'.'.join(path)}: secrets are not read from files; set {env} instead")
+    return problems
+
+
+def _describe(error: Mapping[str, Any]) -> str:
+    loc = ".".join(str(p) for p in error["loc"]) or "(top level)"
+    msg = error["msg"]
+    if error["type"] == "extra_forbidden":
+        msg = "unknown field (typo?)"
+    got = error.get("input")
+    shown = "" if isinstance(got, dict | list) or got is None else f" (got {got!r})"
+    return f"{loc}: {msg}{shown}"
+
+
+def load_config(path: str | Path | None = None, **overrides: Any) -> EmotuneConfig:
+    """Load and validate the operator config; ``None`` gives the defaults (plus env overrides)."""
+    source = str(path) if path is not None else "<defaults>"
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(source, [f"cannot read file: {exc.strerror or exc}"]) from exc
+        try:
+            loaded = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(source, [f"not valid YAML: {exc}"]) from exc
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(source, ["top level must be a mapping of sections"])
+        data = loaded or {}
+        secret_problems = _secrets_in_file(data)
+        if secret_problems:
+            raise ConfigError(source, secret_problems)
+    data.update(overrides)
+    try:
+        return EmotuneConfig(**data)
+    except ValidationError as exc:
+        env_keys = sorted(k for k in os.environ if k.startswith("EMOTUNE_"))
+        problems = [_describe(e) for e in exc.errors()]
+        if env_keys:
+            problems.append(f"(environment overrides in effect: {', '.join(env_keys)})")
+        raise ConfigError(source, problems) from None
