@@ -13,7 +13,7 @@ RASA_VENV := .venv-rasa
 TOOLKIT_STAMP := $(VENV)/.stamp-toolkit
 RASA_STAMP := $(RASA_VENV)/.stamp-rasa
 DEBIAN_STAMP := .venv/.stamp-debian
-DEBIAN_PACKAGES := espeak-ng chromium
+DEBIAN_PACKAGES := espeak-ng chromium postgresql redis-server
 
 .PHONY: help setup venvs demo test lint typecheck pytest pytest-actions bench clean-venvs debian
 
@@ -37,7 +37,8 @@ $(RASA_STAMP): requirements/rasa.lock
 	$(RASA_VENV)/bin/python -m pip install -q -r requirements/rasa.lock
 	@touch $@
 
-# Offline TTS and the headless browser for the live-feed page test come from Debian.
+# From Debian: offline TTS, the headless browser for the live-feed page test, and the
+# PostgreSQL + Redis servers the scale-out tests start (as throwaway loopback instances).
 $(DEBIAN_STAMP): | $(TOOLKIT_STAMP)
 	@missing=""; for p in $(DEBIAN_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \

@@ -319,6 +319,21 @@ class EmotuneConfig(BaseSettings):
                 )
         return self
 
+    def turn_metadata(self, emotion: Mapping[str, Any] | None) -> dict[str, Any]:
+        """Rasa message metadata for one caller turn: the emotion event with its intensity band,
+        the tone this config's policy picks for it, and the escalation rule (see docs/CONTRACTS.md).
+        Because the tone is chosen here, a tone-policy change needs no Rasa retraining."""
+        metadata: dict[str, Any] = {
+            "profile": self.profile,
+            "escalation": self.escalation.model_dump(mode="json"),
+            "tone": self.tone_policy.default_tone,
+        }
+        if emotion is not None:
+            confidence = float(emotion.get("confidence", 0.0))
+            metadata["emotion"] = {**emotion, "intensity": self.tone_policy.intensity(confidence)}
+            metadata["tone"] = self.tone_policy.tone_for(str(emotion.get("label")), confidence)
+        return metadata
+
     def resolve(self, path: Path) -> Path:
         """A config path made absolute (relative paths are relative to the project root)."""
         return path if path.is_absolute() else PROJECT_ROOT / path

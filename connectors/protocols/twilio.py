@@ -1,0 +1,593 @@
+"""Twilio Media Streams (bidirectional ``<Connect><Stream>``): server core, client builder, auth.
+
+Wire format (JSON text frames only):
+
+* Twilio -> us: ``connected`` (protocol "Call"), ``start`` (streamSid, callSid, accountSid,
+  tracks, customParameters, mediaFormat audio/x-mulaw 8000 Hz mono), ``media`` (base64 mu-law
+  ``payload``, ``track``, ``chunk``, ``timestamp`` in ms), ``dtmf``, ``mark`` (echo of ours once
+  played), ``stop``. Every message after ``connected`` has a string ``sequenceNumber`` counting up
+  by one.
+* us -> Twilio: ``media`` (base64 mu-law 8 kHz), ``mark``, ``clear`` (drop queued audio: barge-in).
+
+Escalation cannot be done on the stream: a transfer is a REST update of the live call with TwiML
+``<Response><Dial>target</Dial></Response>``. :meth:`TwilioMediaStream.send_handoff` clears bot
+audio and queues a :class:`~connectors.protocols.base.TransferRequested` event carrying that TwiML
+(see :func:`transfer_twiml`); the gateway performs the REST call.
+
+The websocket upgrade is authenticated with ``X-Twilio-Signature``: base64 HMAC-SHA1, keyed by the
+account auth token, over the full URL Twilio connected to (a GET upgrade has no POST parameters):
+:func:`validate_twilio_signature`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+from xml.sax.saxutils import escape
+
+from emotune.errors import (
+    AuthenticationError,
+    ConfigError,
+    FrameError,
+    ProtocolError,
+    SampleRateError,
+    SequenceError,
+)
+
+from .base import (
+    DEFAULT_MAX_MESSAGE_CHARS,
+    AudioEncoding,
+    AudioFormat,
+    AudioReceived,
+    CallEnded,
+    CallProtocol,
+    CallStarted,
+    CloseCode,
+    CloseRequest,
+    DtmfReceived,
+    Event,
+    MarkAcknowledged,
+    Outgoing,
+    ProtocolViolation,
+    TransferRequested,
+    get_field,
+    parse_json_object,
+)
+from .g711 import pcm16_to_mulaw
+
+__all__ = [
+    "TWILIO_AUDIO",
+    "TwilioMediaStream",
+    "TwilioStreamClient",
+    "OutboundMedia",
+    "MarkRequested",
+    "ClearRequested",
+    "compute_twilio_signature",
+    "validate_twilio_signature",
+    "transfer_twiml",
+]
+
+TWILIO_AUDIO = AudioFormat("mulaw", 8000, 1)
+_DTMF_DIGITS = frozenset("0123456789*#ABCDabcdw")
+_TRACK_TO_PARTY = {"inbound": "caller", "outbound": "callee"}
+_E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+_SIP = re.compile(r"^sips?:[^\s<>\"']+@[^\s<>\"']+$")
+_CLIENT = re.compile(r"^client:[A-Za-z0-9_.-]{1,121}$")
+
+
+def _decode_base64(text: str, where: str) -> bytes:
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ProtocolError(f"{where}: payload is not valid base64 ({exc})") from None
+
+
+def _int_string(obj: Mapping[str, Any], key: str, where: str) -> int:
+    """Twilio sends counters as decimal strings ("12"); accept ints too."""
+    value = get_field(obj, key, (str, int), where)
+    if isinstance(value, int):
+        number = value
+    elif value.isascii() and value.isdigit() and len(value) <= 18:
+        number = int(value)
+    else:
+        raise ProtocolError(
+            f"{where}: field '{key}' must be a non-negative decimal number, got {value[:40]!r}"
+        )
+    if number < 0:
+        raise ProtocolError(f"{where}: field '{key}' must not be negative")
+    return number
+
+
+class TwilioMediaStream(CallProtocol):
+    """Server side of one Twilio bidirectional Media Stream.
+
+    ``transfer_to``: default escalation target (E.164 number, ``sip:`` URI or ``client:name``);
+    ``chunk_ms``: size of outbound media messages (Twilio plays any size; 20 ms keeps barge-in
+    ``clear`` responsive).
+    """
+
+    name = "twilio"
+    capabilities = frozenset({"audio", "mark", "clear", "handoff"})
+
+    def __init__(
+        self,
+        transfer_to: str | None = None,
+        chunk_ms: int = 20,
+        max_message_chars: int = DEFAULT_MAX_MESSAGE_CHARS,
+        transfer_announcement: str | None = "Connecting you to a colleague now.",
+    ) -> None:
+        super().__init__()
+        if not 10 <= chunk_ms <= 1000:
+            raise ValueError("chunk_ms must be between 10 and 1000")
+        if transfer_to is not None:
+            _check_transfer_target(transfer_to)
+        self.transfer_to = transfer_to
+        self.chunk_ms = chunk_ms
+        self.max_message_chars = max_message_chars
+        self.transfer_announcement = transfer_announcement
+        self.state = "awaiting_start"  # -> streaming -> stopped
+        self.stream_sid: str | None = None
+        self.account_sid: str | None = None
+        self.tracks: tuple[str, ...] = ()
+        self.last_sequence: int | None = None
+        self.pending_marks: list[str] = []
+
+    # -- incoming ------------------------------------------------------------------------------
+    def receive_bytes(self, data: bytes) -> list[Event]:
+        error = ProtocolError(
+            f"Twilio Media Streams sends only JSON text frames; got a {len(data)}-byte binary frame"
+        )
+        return [self._violation(error, "binary_frame", CloseCode.UNSUPPORTED_DATA, fatal=False)]
+
+    def receive_text(self, text: str) -> list[Event]:
+        if self.state == "stopped":
+            error = ProtocolError("message after 'stop': the stream is over")
+            return [self._violation(error, "after_stop", fatal=False)]
+        try:
+            message = parse_json_object(text, self.max_message_chars)
+            kind = get_field(message, "event", str, "Twilio message")
+            handler = _HANDLERS.get(kind)
+            if handler is None:
+                raise ProtocolError(f"unknown Twilio event '{kind[:40]}'")
+            return handler(self, message)
+        except SequenceError as exc:
+            return [self._violation(exc, "sequence", fatal=False)]
+        except ProtocolError as exc:
+            # Twilio cannot be told about our parsing trouble; drop the message, keep the call.
+            return [self._violation(exc, "bad_message", CloseCode.INVALID_PAYLOAD, fatal=False)]
+
+    def _check_sequence(self, message: Mapping[str, Any], where: str) -> list[Event]:
+        """sequenceNumber must count up by one; a gap is reported, a repeat is dropped."""
+        if "sequenceNumber" not in message:
+            return []
+        number = _int_string(message, "sequenceNumber", where)
+        previous = self.last_sequence
+        events: list[Event] = []
+        if previous is not None:
+            if number <= previous:
+                raise SequenceError(
+                    f"{where}: sequenceNumber {number} does not follow {previous} (repeat or reorder)"
+                )
+            if number != previous + 1:
+                gap = SequenceError(
+                    f"{where}: sequenceNumber jumped from {previous} to {number}: messages lost"
+                )
+                events.append(self._violation(gap, "sequence_gap", fatal=False))
+        self.last_sequence = number
+        return events
+
+    def _check_stream(self, message: Mapping[str, Any], where: str) -> None:
+        if self.state != "streaming":
+            raise ProtocolError(f"'{where}' before 'start'")
+        sid = message.get("streamSid")
+        if sid is not None and sid != self.stream_sid:
+            raise ProtocolError(
+                f"{where}: streamSid {str(sid)[:40]!r} is not this stream ({self.stream_sid})"
+            )
+
+    def _on_connected(self, message: Mapping[str, Any]) -> list[Event]:
+        protocol = message.get("protocol", "Call")
+        if protocol != "Call":
+            raise ProtocolError(f"connected: unsupported protocol {str(protocol)[:40]!r} (expected 'Call')")
+        return []
+
+    def _on_start(self, message: Mapping[str, Any]) -> list[Event]:
+        if self.state != "awaiting_start":
+            raise ProtocolError("second 'start' on one stream")
+        events = self._check_sequence(message, "start")
+        start = get_field(message, "start", dict, "start")
+        stream_sid = get_field(start, "streamSid", str, "start")
+        call_sid = get_field(start, "callSid", str, "start")
+        account_sid = start.get("accountSid", "")
+        if not isinstance(account_sid, str):
+            raise ProtocolError("start: field 'accountSid' must be a string")
+        if not stream_sid or not call_sid:
+            raise ProtocolError("start: streamSid and callSid must not be empty")
+        tracks = start.get("tracks", ["inbound"])
+        if (
+            not isinstance(tracks, list)
+            or not tracks
+            or not all(isinstance(t, str) and t in _TRACK_TO_PARTY for t in tracks)
+        ):
+            raise ProtocolError(
+                f"start: tracks must be a list drawn from inbound/outbound, got {str(tracks)[:60]}"
+            )
+        params = start.get("customParameters", {})
+        if not isinstance(params, dict) or not all(isinstance(v, str) for v in params.values()):
+            raise ProtocolError("start: customParameters must be an object of string values")
+        media = get_field(start, "mediaFormat", dict, "start")
+        encoding = media.get("encoding")
+        rate = media.get("sampleRate")
+        channels = media.get("channels")
+        if encoding != "audio/x-mulaw" or rate != 8000 or channels != 1:
+            error = ProtocolError(
+                f"start: unsupported mediaFormat {encoding!r}/{rate!r}/{channels!r} (expected audio/x-mulaw/8000/1)"
+            )
+            return [*events, self._violation(error, "unsupported_media", CloseCode.UNSUPPORTED_DATA)]
+        self.state = "streaming"
+        self.stream_sid, self.account_sid, self.call_id = stream_sid, account_sid, call_sid
+        self.tracks = tuple(tracks)
+        started = CallStarted(
+            call_id=call_sid,
+            stream_id=stream_sid,
+            audio=TWILIO_AUDIO,
+            parties=tuple(_TRACK_TO_PARTY[t] for t in tracks),
+            custom_parameters=dict(params),
+            metadata={"account_sid": account_sid, "tracks": list(tracks)},
+        )
+        return [*events, started]
+
+    def _on_media(self, message: Mapping[str, Any]) -> list[Event]:
+        self._check_stream(message, "media")
+        events = self._check_sequence(message, "media")
+        media = get_field(message, "media", dict, "media")
+        track = media.get("track", "inbound")
+        if track not in self.tracks:
+            raise ProtocolError(
+                f"media: track {str(track)[:40]!r} was not announced in start ({list(self.tracks)})"
+            )
+        payload = _decode_base64(get_field(media, "payload", str, "media"), "media")
+        chunk = _int_string(media, "chunk", "media") if "chunk" in media else None
+        timestamp = _int_string(media, "timestamp", "media") if "timestamp" in media else None
+        audio = AudioReceived(
+            channel=_TRACK_TO_PARTY[track],
+            payload=payload,
+            encoding="mulaw",
+            sample_rate=8000,
+            timestamp_ms=float(timestamp) if timestamp is not None else None,
+            chunk=chunk,
+        )
+        return [*events, audio]
+
+    def _on_dtmf(self, message: Mapping[str, Any]) -> list[Event]:
+        self._check_stream(message, "dtmf")
+        events = self._check_sequence(message, "dtmf")
+        dtmf = get_field(message, "dtmf", dict, "dtmf")
+        digit = get_field(dtmf, "digit", str, "dtmf")
+        if len(digit) != 1 or digit not in _DTMF_DIGITS:
+            raise ProtocolError(f"dtmf: {digit[:10]!r} is not a DTMF digit")
+        return [*events, DtmfReceived(digit=digit, channel="caller")]
+
+    def _on_mark(self, message: Mapping[str, Any]) -> list[Event]:
+        self._check_stream(message, "mark")
+        events = self._check_sequence(message, "mark")
+        mark = get_field(message, "mark", dict, "mark")
+        name = get_field(mark, "name", str, "mark")
+        if name in self.pending_marks:
+            self.pending_marks.remove(name)
+        return [*events, MarkAcknowledged(name=name)]
+
+    def _on_stop(self, message: Mapping[str, Any]) -> list[Event]:
+        if self.state != "streaming":
+            raise ProtocolError("'stop' before 'start'")
+        events = self._check_sequence(message, "stop")
+        self.state = "stopped"
+        self.close_request = CloseRequest(CloseCode.NORMAL, "stream stopped")
+        return [*events, CallEnded(reason="stop")]
+
+    # -- outgoing ------------------------------------------------------------------------------
+    def _require_stream(self) -> str:
+        if self.state != "streaming" or self.stream_sid is None:
+            raise ProtocolError(f"cannot send on a Twilio stream in state '{self.state}'")
+        return self.stream_sid
+
+    def send_audio(
+        self, audio: bytes, encoding: AudioEncoding = "mulaw", sample_rate: int = 8000
+    ) -> list[Outgoing]:
+        """Bot audio as ``media`` messages of ``chunk_ms`` each. PCM16 is converted to mu-law;
+        the rate must already be 8000 Hz (resample with ``emotion_runtime.audio`` first)."""
+        stream_sid = self._require_stream()
+        if sample_rate != 8000:
+            raise SampleRateError(f"Twilio plays 8000 Hz audio only; got {sample_rate} Hz (resample first)")
+        if encoding == "pcm16":
+            audio = pcm16_to_mulaw(audio)
+        elif encoding != "mulaw":
+            raise FrameError(f"unknown audio encoding {encoding!r} (mulaw or pcm16)")
+        step = 8 * self.chunk_ms  # mu-law: 8 bytes per ms
+        return [
+            json.dumps(
+                {
+                    "event": "media",
+                    "streamSid": stream_sid,
+                    "media": {"payload": base64.b64encode(audio[i : i + step]).decode("ascii")},
+                }
+            )
+            for i in range(0, len(audio), step)
+        ]
+
+    def send_mark(self, name: str) -> list[Outgoing]:
+        stream_sid = self._require_stream()
+        if not name:
+            raise ProtocolError("a mark needs a non-empty name")
+        self.pending_marks.append(name)
+        return [json.dumps({"event": "mark", "streamSid": stream_sid, "mark": {"name": name}})]
+
+    def send_clear(self) -> list[Outgoing]:
+        # Twilio answers a clear by echoing every pending mark; they stay pending until then.
+        return [json.dumps({"event": "clear", "streamSid": self._require_stream()})]
+
+    def send_handoff(self, reason: str, summary: str, target: str | None = None) -> list[Outgoing]:
+        """Stop bot audio and queue a :class:`TransferRequested` (take it with ``take_events()``).
+
+        Raises ConfigError when neither ``target`` nor the configured ``transfer_to`` is set.
+        """
+        messages = self.send_clear()
+        chosen = target or self.transfer_to
+        if chosen is None:
+            raise ConfigError(
+                "gateway.twilio.transfer_to",
+                ["not set: a Twilio call cannot be transferred without a target"],
+            )
+        twiml = transfer_twiml(chosen, announcement=self.transfer_announcement)
+        self._events.append(
+            TransferRequested(
+                call_id=self.call_id or "",
+                account_id=self.account_sid or "",
+                target=chosen,
+                twiml=twiml,
+                reason=reason,
+                summary=summary,
+            )
+        )
+        return messages
+
+    def close(self, reason: str = "completed") -> list[Outgoing]:
+        # Media Streams has no in-band goodbye: we just close the socket (Twilio then ends the
+        # <Connect> verb and continues the call's TwiML).
+        if self.close_request is None:
+            self.close_request = CloseRequest(CloseCode.NORMAL, reason[:100])
+        self.state = "stopped"
+        return []
+
+
+_HANDLERS = {
+    "connected": TwilioMediaStream._on_connected,
+    "start": TwilioMediaStream._on_start,
+    "media": TwilioMediaStream._on_media,
+    "dtmf": TwilioMediaStream._on_dtmf,
+    "mark": TwilioMediaStream._on_mark,
+    "stop": TwilioMediaStream._on_stop,
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Transfer (escalation to a human)
+# ---------------------------------------------------------------------------------------------
+def _check_transfer_target(target: str) -> None:
+    if not (_E164.match(target) or _SIP.match(target) or _CLIENT.match(target)):
+        raise ConfigError(
+            "gateway.twilio.transfer_to",
+            [f"{target!r} is not an E.164 number (+15551234567), a sip: URI or client:<identity>"],
+        )
+
+
+def transfer_twiml(target: str, announcement: str | None = None, timeout_s: int = 30) -> str:
+    """TwiML that transfers the live call to ``target`` (number, ``sip:`` URI or ``client:id``)."""
+    _check_transfer_target(target)
+    if _SIP.match(target):
+        noun = f"<Sip>{escape(target)}</Sip>"
+    elif target.startswith("client:"):
+        noun = f"<Client>{escape(target.removeprefix('client:'))}</Client>"
+    else:
+        noun = f"<Number>{escape(target)}</Number>"
+    say = f"<Say>{escape(announcement)}</Say>" if announcement else ""
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>'
+        f'<Response>{say}<Dial timeout="{int(timeout_s)}">{noun}</Dial></Response>'
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# X-Twilio-Signature
+# ---------------------------------------------------------------------------------------------
+def compute_twilio_signature(
+    auth_token: str, url: str, params: Mapping[str, str | Sequence[str]] | None = None
+) -> str:
+    """base64(HMAC-SHA1(auth_token, url + each sorted POST param name followed by its value))."""
+    data = url
+    for key in sorted(params or {}):
+        values = (params or {})[key]
+        for value in sorted([values] if isinstance(values, str) else values):
+            data += key + value
+    digest = hmac.new(auth_token.encode("utf-8"), data.encode("utf-8"), hashlib.sha1).digest()
+    return base64.b64encode(digest).decode("ascii")
+
+
+def _url_variants(url: str) -> Iterable[str]:
+    """The URL as given, and with the default port added or removed (proxies differ on this)."""
+    yield url
+    parts = urlsplit(url)
+    default = {"https": 443, "wss": 443, "http": 80, "ws": 80}.get(parts.scheme)
+    if default is None or parts.hostname is None:
+        return
+    userinfo = parts.netloc.rpartition("@")[0]
+    prefix = f"{userinfo}@" if userinfo else ""
+    host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
+    try:
+        port = parts.port
+    except ValueError:
+        return
+    if port is None:
+        yield urlunsplit(parts._replace(netloc=f"{prefix}{host}:{default}"))
+    elif port == default:
+        yield urlunsplit(parts._replace(netloc=f"{prefix}{host}"))
+
+
+def validate_twilio_signature(
+    auth_token: str, signature: str | None, url: str, params: Mapping[str, str | Sequence[str]] | None = None
+) -> None:
+    """Raise AuthenticationError unless ``signature`` (the X-Twilio-Signature header) is valid
+    for ``url`` (the full wss:// URL Twilio connected to, query string included)."""
+    if not auth_token:
+        raise AuthenticationError("no Twilio auth token configured: cannot validate X-Twilio-Signature")
+    if not signature:
+        raise AuthenticationError("missing X-Twilio-Signature header")
+    for candidate in _url_variants(url):
+        expected = compute_twilio_signature(auth_token, candidate, params)
+        if hmac.compare_digest(expected.encode("ascii"), signature.strip().encode("utf-8", "replace")):
+            return
+    raise AuthenticationError("X-Twilio-Signature does not match the URL and auth token")
+
+
+# ---------------------------------------------------------------------------------------------
+# Client side: what Twilio sends (demo caller, tests) and what it makes of our messages
+# ---------------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class OutboundMedia(Event):
+    """Bot audio the server sent (client-side view of a server ``media`` message), mu-law 8 kHz."""
+
+    payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class MarkRequested(Event):
+    """The server placed a mark; a real Twilio echoes it once the audio before it has played."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class ClearRequested(Event):
+    """The server asked to drop queued audio (barge-in)."""
+
+
+class TwilioStreamClient:
+    """Builds the messages Twilio would send for one call and parses the server's replies.
+
+    Each builder returns one JSON text frame; sequence numbers, chunks and timestamps advance
+    like Twilio's (timestamps from the audio sent so far, 8 samples per ms).
+    """
+
+    def __init__(
+        self,
+        stream_sid: str = "MZ00000000000000000000000000000000",
+        call_sid: str = "CA00000000000000000000000000000000",
+        account_sid: str = "AC00000000000000000000000000000000",
+        custom_parameters: Mapping[str, str] | None = None,
+        tracks: Sequence[str] = ("inbound",),
+    ) -> None:
+        self.stream_sid, self.call_sid, self.account_sid = stream_sid, call_sid, account_sid
+        self.custom_parameters = dict(custom_parameters or {})
+        self.tracks = list(tracks)
+        self.sequence = 0
+        self.chunk = 0
+        self.samples_sent = 0
+        self.marks_to_echo: list[str] = []
+
+    def _next(self, body: dict[str, Any]) -> str:
+        self.sequence += 1
+        return json.dumps({"event": body.pop("event"), "sequenceNumber": str(self.sequence), **body})
+
+    def connected(self) -> str:
+        return json.dumps({"event": "connected", "protocol": "Call", "version": "1.0.0"})
+
+    def start(self) -> str:
+        return self._next(
+            {
+                "event": "start",
+                "start": {
+                    "accountSid": self.account_sid,
+                    "streamSid": self.stream_sid,
+                    "callSid": self.call_sid,
+                    "tracks": self.tracks,
+                    "customParameters": self.custom_parameters,
+                    "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
+                },
+                "streamSid": self.stream_sid,
+            }
+        )
+
+    def media(self, mulaw: bytes, track: str = "inbound") -> str:
+        self.chunk += 1
+        timestamp = self.samples_sent // 8
+        self.samples_sent += len(mulaw)
+        return self._next(
+            {
+                "event": "media",
+                "media": {
+                    "track": track,
+                    "chunk": str(self.chunk),
+                    "timestamp": str(timestamp),
+                    "payload": base64.b64encode(mulaw).decode("ascii"),
+                },
+                "streamSid": self.stream_sid,
+            }
+        )
+
+    def media_frames(self, mulaw: bytes, frame_ms: int = 20) -> list[str]:
+        step = 8 * frame_ms
+        return [self.media(mulaw[i : i + step]) for i in range(0, len(mulaw), step)]
+
+    def dtmf(self, digit: str) -> str:
+        return self._next(
+            {
+                "event": "dtmf",
+                "streamSid": self.stream_sid,
+                "dtmf": {"track": "inbound_track", "digit": digit},
+            }
+        )
+
+    def mark(self, name: str) -> str:
+        return self._next({"event": "mark", "streamSid": self.stream_sid, "mark": {"name": name}})
+
+    def stop(self) -> str:
+        return self._next(
+            {
+                "event": "stop",
+                "streamSid": self.stream_sid,
+                "stop": {"accountSid": self.account_sid, "callSid": self.call_sid},
+            }
+        )
+
+    def receive_text(self, text: str) -> list[Event]:
+        """Parse one server message: OutboundMedia, MarkRequested, ClearRequested or a violation."""
+        try:
+            message = parse_json_object(text)
+            kind = get_field(message, "event", str, "server message")
+            if message.get("streamSid") != self.stream_sid:
+                raise ProtocolError(f"{kind[:40]}: streamSid missing or not this stream")
+            if kind == "media":
+                media = get_field(message, "media", dict, "media")
+                payload = _decode_base64(get_field(media, "payload", str, "media"), "media")
+                return [OutboundMedia(payload=payload)]
+            if kind == "mark":
+                name = get_field(get_field(message, "mark", dict, "mark"), "name", str, "mark")
+                self.marks_to_echo.append(name)
+                return [MarkRequested(name=name)]
+            if kind == "clear":
+                return [ClearRequested()]
+            raise ProtocolError(f"unknown server event '{kind[:40]}'")
+        except ProtocolError as exc:
+            return [
+                ProtocolViolation(
+                    error=exc, code="bad_message", close_code=CloseCode.INVALID_PAYLOAD, fatal=False
+                )
+            ]
