@@ -84,7 +84,7 @@ class StreamingConfig(_Section):
     window_s: float = Field(2.0, ge=0.5, le=4.0, description="Analysis window length (s).")
     hop_s: float = Field(1.0, ge=0.1, le=4.0, description="Time between labels (s).")
     vad_threshold_db: float = Field(
-        -40.0, le=0.0, description="Frame energy (dBFS) above which a frame counts as voiced."
+        -50.0, le=0.0, description="Frame energy (dBFS) above which a frame counts as voiced."
     )
     min_voiced_ratio: float = Field(
         0.3, ge=0.0, le=1.0, description="A window is analysed only if this share of it is voiced."

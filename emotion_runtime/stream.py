@@ -1,0 +1,257 @@
+"""A tiny stateful object per audio stream: 20 ms frames in, smoothed emotion events out.
+
+Per frame: decode (PCM16 or mu-law) -> resample to 16 kHz -> energy VAD -> log-mel frames appended
+to a ring buffer (features are computed once per incoming frame, never again per overlapping
+window). Every ``hop_s`` a window of ``window_s`` is due; it is scored only if enough of it was
+voiced, so silence and hold music cost nothing. Scores are smoothed (EMA + hysteresis) so a steady
+speaker does not flicker between labels.
+
+:class:`EmotionStream` scores its own windows in :meth:`EmotionStream.push`; a :class:`StreamHub`
+instead collects the windows due across many streams and scores them in one batched call.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from emotion_runtime.audio import MODEL_RATE, SUPPORTED_RATES, StreamingResampler, mulaw_decode, pcm16_decode
+from emotion_runtime.features import StreamingFbank
+from emotion_runtime.model import EmotionModel, Prediction
+from emotune.config import SmoothingConfig, StreamingConfig
+from emotune.errors import FrameError, SampleRateError
+
+__all__ = ["EmotionEvent", "EmotionStream", "PendingWindow", "StreamHub", "Encoding"]
+
+Encoding = Literal["pcm16", "mulaw"]
+_BYTES_PER_SAMPLE = {"pcm16": 2, "mulaw": 1}
+
+
+@dataclass(frozen=True)
+class EmotionEvent:
+    """One smoothed emotion label for the window ``[start_s, end_s)`` of the stream."""
+
+    label: str
+    probabilities: dict[str, float]
+    arousal: float
+    valence: float
+    confidence: float
+    start_s: float
+    end_s: float
+    voiced_ratio: float
+    raw_label: str  # this window's own top class, before smoothing
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("extra")
+        data.update(self.extra)
+        return data
+
+
+@dataclass(frozen=True)
+class PendingWindow:
+    """A window whose features are ready and that waits to be scored."""
+
+    stream: EmotionStream
+    feats: np.ndarray  # [frames, n_mels]
+    start_s: float
+    end_s: float
+    voiced_ratio: float
+
+
+class EmotionStream:
+    """One audio stream. Not thread-safe on its own: feed it from one thread (the SDK locks)."""
+
+    def __init__(
+        self,
+        model: EmotionModel,
+        streaming: StreamingConfig | None = None,
+        smoothing: SmoothingConfig | None = None,
+        *,
+        encoding: Encoding = "pcm16",
+        sample_rate: int = 16000,
+        frame_ms: int = 20,
+        labels: list[str] | None = None,
+    ) -> None:
+        if encoding not in _BYTES_PER_SAMPLE:
+            raise FrameError(f"unsupported encoding {encoding!r}; use 'pcm16' or 'mulaw'")
+        if sample_rate not in SUPPORTED_RATES:
+            raise SampleRateError(
+                f"unsupported sample rate {sample_rate} Hz; supported: {', '.join(map(str, SUPPORTED_RATES))}"
+            )
+        if encoding == "mulaw" and sample_rate != 8000:
+            raise SampleRateError(f"mu-law audio is 8000 Hz telephony; got {sample_rate} Hz")
+        if frame_ms not in (10, 20, 30, 40):
+            raise FrameError(f"frame_ms must be 10, 20, 30 or 40, got {frame_ms}")
+        self.model = model
+        self.streaming = streaming or StreamingConfig()
+        self.smoothing = smoothing or SmoothingConfig()
+        self.encoding: Encoding = encoding
+        self.sample_rate = sample_rate
+        self.frame_bytes = sample_rate * frame_ms // 1000 * _BYTES_PER_SAMPLE[encoding]
+        spec = model.fbank_spec
+        self._frames_per_s = spec.sample_rate / spec.hop_length
+        self._window = int(round(self.streaming.window_s * self._frames_per_s))
+        self._hop = int(round(self.streaming.hop_s * self._frames_per_s))
+        self._labels = [label for label in (labels or model.labels) if label in model.labels]
+        if len(self._labels) < 2:
+            raise ValueError(f"labels {labels} must name at least two classes of {model.labels}")
+        self._label_index = [model.labels.index(label) for label in self._labels]
+        self._decode = mulaw_decode if encoding == "mulaw" else pcm16_decode
+        self._resampler = StreamingResampler(sample_rate, MODEL_RATE)
+        self._fbank = StreamingFbank(spec)
+        self._threshold = 10 ** (self.streaming.vad_threshold_db / 20.0)
+        self.reset()
+
+    # -- state ---------------------------------------------------------------------------------
+    def reset(self) -> None:
+        """Forget all audio and smoothing state (a new call on the same object)."""
+        self._resampler.reset()
+        self._fbank.reset()
+        capacity = self._window * 2
+        self._feats = np.zeros((capacity, self.model.fbank_spec.n_mels), dtype=np.float32)
+        self._voiced = np.zeros(capacity, dtype=bool)
+        self._filled = 0  # valid rows at the front of the ring buffer
+        self._total_frames = 0  # feature frames since the start of the stream
+        self._next_due = self._window
+        self._smoothed: np.ndarray | None = None
+        self._arousal = 0.0
+        self._valence = 0.0
+        self._label: str | None = None
+
+    @property
+    def current_label(self) -> str | None:
+        return self._label
+
+    # -- input -----------------------------------------------------------------------------------
+    def _check(self, frame: object) -> bytes:
+        if not isinstance(frame, bytes | bytearray | memoryview):
+            raise FrameError(f"a frame must be bytes, got {type(frame).__name__}")
+        data = bytes(frame)
+        if len(data) != self.frame_bytes:
+            raise FrameError(
+                f"{self.encoding} frame at {self.sample_rate} Hz must be {self.frame_bytes} bytes, got {len(data)}"
+            )
+        return data
+
+    def feed(self, frame: bytes) -> PendingWindow | None:
+        """Take one frame; returns the window that became due, if any (not yet scored)."""
+        samples = self._resampler.process(self._decode(self._check(frame)))
+        voiced = bool(samples.size and np.sqrt(np.mean(samples * samples)) >= self._threshold)
+        rows = self._fbank.push(samples)
+        if rows.shape[0]:
+            self._append(rows, voiced)
+        if self._total_frames < self._next_due:
+            return None
+        self._next_due = self._total_frames + self._hop
+        window = self._feats[self._filled - self._window : self._filled]
+        voiced_ratio = float(self._voiced[self._filled - self._window : self._filled].mean())
+        end_s = self._total_frames / self._frames_per_s
+        if voiced_ratio < self.streaming.min_voiced_ratio:
+            return None
+        return PendingWindow(self, window.copy(), end_s - self._window / self._frames_per_s, end_s, voiced_ratio)
+
+    def _append(self, rows: np.ndarray, voiced: bool) -> None:
+        n = rows.shape[0]
+        capacity = self._feats.shape[0]
+        if self._filled + n > capacity:
+            # Keep the newest window's worth of rows; one copy per window length, not per frame.
+            keep = self._window - n if n < self._window else 0
+            self._feats[:keep] = self._feats[self._filled - keep : self._filled]
+            self._voiced[:keep] = self._voiced[self._filled - keep : self._filled]
+            self._filled = keep
+        self._feats[self._filled : self._filled + n] = rows
+        self._voiced[self._filled : self._filled + n] = voiced
+        self._filled += n
+        self._total_frames += n
+
+    # -- output ----------------------------------------------------------------------------------
+    def complete(self, window: PendingWindow, probabilities: np.ndarray, arousal: float, valence: float) -> EmotionEvent:
+        """Smooth one scored window into an event (probabilities in the model's class order)."""
+        shown = probabilities[self._label_index]
+        shown = shown / max(float(shown.sum()), 1e-9)
+        alpha = self.smoothing.ema_alpha
+        if self._smoothed is None:
+            self._smoothed, self._arousal, self._valence = shown, arousal, valence
+        else:
+            self._smoothed = alpha * shown + (1 - alpha) * self._smoothed
+            self._arousal = alpha * arousal + (1 - alpha) * self._arousal
+            self._valence = alpha * valence + (1 - alpha) * self._valence
+        smoothed = self._smoothed
+        best = int(np.argmax(smoothed))
+        candidate = self._labels[best]
+        if self._label is None or candidate == self._label:
+            self._label = candidate
+        elif self._label in self._labels:
+            current = float(smoothed[self._labels.index(self._label)])
+            if float(smoothed[best]) >= current + self.smoothing.hysteresis:
+                self._label = candidate
+        label = self._label
+        if float(smoothed[self._labels.index(label)]) < self.smoothing.min_confidence and "neutral" in self._labels:
+            label = "neutral"
+        return EmotionEvent(
+            label=label,
+            probabilities={name: round(float(p), 4) for name, p in zip(self._labels, smoothed, strict=True)},
+            arousal=round(float(self._arousal), 4),
+            valence=round(float(self._valence), 4),
+            confidence=round(float(smoothed[self._labels.index(label)]), 4),
+            start_s=round(window.start_s, 3),
+            end_s=round(window.end_s, 3),
+            voiced_ratio=round(window.voiced_ratio, 3),
+            raw_label=self._labels[int(np.argmax(shown))],
+        )
+
+    def push(self, frame: bytes) -> list[EmotionEvent]:
+        """Take one frame and score the window it completed here (single-stream use)."""
+        window = self.feed(frame)
+        if window is None:
+            return []
+        prediction = self.model.predict(window.feats[None])
+        return [self.complete(window, prediction.probabilities[0], float(prediction.arousal[0]), float(prediction.valence[0]))]
+
+
+class StreamHub:
+    """Many streams, one model: frames go in per stream; due windows are scored in batches.
+
+    ``feed(stream, frame)`` only computes features; ``flush()`` scores every window due since the
+    last flush in one onnxruntime call (per window length) and returns the events. A server calls
+    ``flush()`` once per tick (e.g. every 20-100 ms). Thread-safe.
+    """
+
+    def __init__(self, model: EmotionModel, max_batch: int = 64) -> None:
+        self.model = model
+        self.max_batch = max_batch
+        self._pending: list[PendingWindow] = []
+        self._lock = threading.Lock()
+
+    def feed(self, stream: EmotionStream, frame: bytes) -> None:
+        window = stream.feed(frame)
+        if window is not None:
+            with self._lock:
+                self._pending.append(window)
+
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    def flush(self) -> list[tuple[EmotionStream, EmotionEvent]]:
+        with self._lock:
+            pending, self._pending = self._pending, []
+        events: list[tuple[EmotionStream, EmotionEvent]] = []
+        by_length: dict[int, list[PendingWindow]] = {}
+        for window in pending:
+            by_length.setdefault(window.feats.shape[0], []).append(window)
+        for windows in by_length.values():
+            for start in range(0, len(windows), self.max_batch):
+                batch = windows[start : start + self.max_batch]
+                prediction: Prediction = self.model.predict(np.stack([w.feats for w in batch]))
+                for i, window in enumerate(batch):
+                    event = window.stream.complete(
+                        window, prediction.probabilities[i], float(prediction.arousal[i]), float(prediction.valence[i])
+                    )
+                    events.append((window.stream, event))
+        return events
