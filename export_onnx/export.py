@@ -160,7 +160,7 @@ def build_sidecar(model: EmotionNet, meta: dict[str, Any], out_dir: Path, files:
     labels = list(meta.get("labels") or meta.get("classes") or [])
     if len(labels) != model.config.n_classes:
         raise ModelExportError(f"checkpoint meta has {len(labels)} labels for {model.config.n_classes} classes")
-    spec = meta.get("fbank_spec") or DEFAULT_SPEC.to_dict()
+    spec = meta.get("fbank") or DEFAULT_SPEC.to_dict()
     return {
         "format": "emotune-emotion-onnx/1",
         "labels": labels,
