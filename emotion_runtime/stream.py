@@ -95,8 +95,10 @@ class EmotionStream:
         self.frame_bytes = sample_rate * frame_ms // 1000 * _BYTES_PER_SAMPLE[encoding]
         spec = model.fbank_spec
         self._frames_per_s = spec.sample_rate / spec.hop_length
-        self._window = int(round(self.streaming.window_s * self._frames_per_s))
-        self._hop = int(round(self.streaming.hop_s * self._frames_per_s))
+        self._window = spec.frames_for(int(round(self.streaming.window_s * spec.sample_rate)))
+        self._samples_per_frame = sample_rate * frame_ms // 1000
+        self._window_in = int(round(self.streaming.window_s * sample_rate))
+        self._hop_in = int(round(self.streaming.hop_s * sample_rate))
         self._labels = [label for label in (labels or model.labels) if label in model.labels]
         if len(self._labels) < 2:
             raise ValueError(f"labels {labels} must name at least two classes of {model.labels}")
@@ -108,6 +110,9 @@ class EmotionStream:
         self.reset()
 
     # -- state ---------------------------------------------------------------------------------
+    _pending: list[bytes]
+    _vad_blocks: list[bool]
+
     def reset(self) -> None:
         """Forget all audio and smoothing state (a new call on the same object)."""
         self._resampler.reset()
@@ -117,7 +122,11 @@ class EmotionStream:
         self._voiced = np.zeros(capacity, dtype=bool)
         self._filled = 0  # valid rows at the front of the ring buffer
         self._total_frames = 0  # feature frames since the start of the stream
-        self._next_due = self._window
+        self._pending = []  # raw frames not yet analysed
+        self._input_samples = 0
+        self._next_due = self._window_in  # in input samples
+        self._vad_rest = np.zeros(0, dtype=np.float32)
+        self._vad_blocks = []  # voiced flag per 10 ms block, aligned with feature rows
         self._smoothed: np.ndarray | None = None
         self._arousal = 0.0
         self._valence = 0.0
@@ -139,35 +148,61 @@ class EmotionStream:
         return data
 
     def feed(self, frame: bytes) -> PendingWindow | None:
-        """Take one frame; returns the window that became due, if any (not yet scored)."""
-        samples = self._resampler.process(self._decode(self._check(frame)))
-        voiced = bool(samples.size and np.sqrt(np.mean(samples * samples)) >= self._threshold)
-        rows = self._fbank.push(samples)
-        if rows.shape[0]:
-            self._append(rows, voiced)
-        if self._total_frames < self._next_due:
+        """Take one frame; returns the window that became due, if any (not yet scored).
+
+        Frames are only queued until a window is due (every ``hop_s``); then the queued audio is
+        decoded, resampled and turned into features in one vectorised pass. Each sample's
+        features are still computed exactly once, and per-frame Python overhead stays tiny,
+        which is what lets one core serve hundreds of streams.
+        """
+        self._pending.append(self._check(frame))
+        self._input_samples += self._samples_per_frame
+        if self._input_samples < self._next_due:
             return None
-        self._next_due = self._total_frames + self._hop
+        self._next_due += self._hop_in
+        self._analyse_pending()
+        if self._filled < self._window:
+            return None
         window = self._feats[self._filled - self._window : self._filled]
         voiced_ratio = float(self._voiced[self._filled - self._window : self._filled].mean())
-        end_s = self._total_frames / self._frames_per_s
         if voiced_ratio < self.streaming.min_voiced_ratio:
             return None
-        return PendingWindow(self, window.copy(), end_s - self._window / self._frames_per_s, end_s, voiced_ratio)
+        spec = self.model.fbank_spec
+        # Row i covers samples [i*hop, i*hop + win): report the span of audio the window saw.
+        start_s = (self._total_frames - self._window) * spec.hop_length / spec.sample_rate
+        end_s = ((self._total_frames - 1) * spec.hop_length + spec.win_length) / spec.sample_rate
+        return PendingWindow(self, window.copy(), start_s, end_s, voiced_ratio)
 
-    def _append(self, rows: np.ndarray, voiced: bool) -> None:
+    def _analyse_pending(self) -> None:
+        samples = self._resampler.process(self._decode(b"".join(self._pending)))
+        self._pending.clear()
+        hop = self.model.fbank_spec.hop_length
+        # Energy VAD per 10 ms block (one block per feature row, aligned from the stream start).
+        blocks = np.concatenate([self._vad_rest, samples])
+        n_blocks = blocks.shape[0] // hop
+        self._vad_rest = blocks[n_blocks * hop :]
+        rms = np.sqrt(np.mean(blocks[: n_blocks * hop].reshape(n_blocks, hop) ** 2, axis=1))
+        self._vad_blocks.extend((rms >= self._threshold).tolist())
+        rows = self._fbank.push(samples)
+        if rows.shape[0]:
+            flags = np.array(self._vad_blocks[: rows.shape[0]], dtype=bool)
+            del self._vad_blocks[: rows.shape[0]]
+            self._append(rows, flags)
+
+    def _append(self, rows: np.ndarray, voiced: np.ndarray) -> None:
+        self._total_frames += rows.shape[0]
+        rows, voiced = rows[-self._window :], voiced[-self._window :]
         n = rows.shape[0]
-        capacity = self._feats.shape[0]
-        if self._filled + n > capacity:
-            # Keep the newest window's worth of rows; one copy per window length, not per frame.
-            keep = self._window - n if n < self._window else 0
+        if self._filled + n > self._feats.shape[0]:
+            # Keep only what the next window needs; the buffer holds two windows, so this copy
+            # happens about once per window length, not per frame.
+            keep = min(self._window - n, self._filled)
             self._feats[:keep] = self._feats[self._filled - keep : self._filled]
             self._voiced[:keep] = self._voiced[self._filled - keep : self._filled]
             self._filled = keep
         self._feats[self._filled : self._filled + n] = rows
         self._voiced[self._filled : self._filled + n] = voiced
         self._filled += n
-        self._total_frames += n
 
     # -- output ----------------------------------------------------------------------------------
     def complete(self, window: PendingWindow, probabilities: np.ndarray, arousal: float, valence: float) -> EmotionEvent:
