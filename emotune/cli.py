@@ -73,15 +73,52 @@ def _cmd_config_reload(args: argparse.Namespace) -> int:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     cfg = _load(args)
-    run = _target("emotion_models.train:run_from_config")
-    run(cfg, epochs=args.epochs, smoke=args.smoke)
+    run = _target("emotion_models.train:run")
+    training = cfg.training
+    overrides: dict[str, Any] = {
+        "data_sources": [src.model_copy(update={"path": cfg.resolve(src.path)}) for src in training.sources],
+        "output_folder": str(cfg.resolve(training.output_dir)),
+        "classes": list(training.classes),
+        "min_examples_per_class": training.min_examples_per_class,
+    }
+    epochs = args.epochs or training.epochs
+    if epochs:
+        overrides["number_of_epochs"] = epochs
+    results = run(cfg.resolve(args.hparams or training.hparams), overrides)
+    print(json.dumps(_headline(results), indent=2))
     return EXIT_OK
 
 
+def _headline(results: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in results.items() if not isinstance(v, dict | list)}
+
+
 def _cmd_finetune(args: argparse.Namespace) -> int:
+    """Fine-tune -> export -> parity check -> int8 -> reports, in one command."""
     cfg = _load(args)
-    run = _target("emotion_models.finetune:run_from_config")
-    run(cfg, data=Path(args.data), output_dir=Path(args.output), epochs=args.epochs)
+    finetune = _target("emotion_models.finetune:run")
+    export = _target("export_onnx.export:run")
+    calibration_from_manifest = _target("export_onnx.quantize:calibration_from_manifest")
+    output = Path(args.output)
+    base = Path(args.base) if args.base else cfg.resolve(cfg.model.path).with_name("model.ckpt")
+    print(f"[finetune] 1/3 fine-tuning {base} on {args.data}", file=sys.stderr)
+    report = finetune(
+        Path(args.data), base, output, epochs=args.epochs or cfg.training.epochs or 10,
+        min_examples_per_class=cfg.training.min_examples_per_class,
+    )  # fmt: skip
+    print("[finetune] 2/3 exporting to ONNX with a parity check against PyTorch", file=sys.stderr)
+    print("[finetune] 3/3 static int8 quantization calibrated on your recordings", file=sys.stderr)
+    exported = export(output / "model.ckpt", output, calibration=calibration_from_manifest(Path(args.data)))
+    summary = {
+        "model": str(output / "emotion.onnx"),
+        "int8_model": str(output / "emotion.int8.onnx"),
+        "sidecar": str(output / "emotion.json"),
+        "parity_max_abs_diff": exported["parity_max_abs_diff"],
+        "validation_before": report.get("before"),
+        "validation_after": report.get("after"),
+        "use_it": f"set model.path: {output / 'emotion.onnx'} in config.yml",
+    }
+    print(json.dumps(summary, indent=2))
     return EXIT_OK
 
 
@@ -138,13 +175,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = sub.add_parser("train", help="train the emotion model with the SpeechBrain recipe")
     train.add_argument("--epochs", type=int, default=None)
-    train.add_argument("--smoke", action="store_true", help="tiny generated data, 1 epoch")
+    train.add_argument("--hparams", default=None, help="hparams YAML (default: training.hparams)")
     train.set_defaults(func=_cmd_train)
 
     finetune = sub.add_parser("finetune", help="fine-tune the shipped model on your own recordings")
     finetune.add_argument("--data", required=True, help="CSV manifest: path,label[,speaker]")
     finetune.add_argument("--output", default="results/finetune", help="output directory")
     finetune.add_argument("--epochs", type=int, default=None)
+    finetune.add_argument("--base", default=None, help="checkpoint to start from (default: shipped model)")
     finetune.set_defaults(func=_cmd_finetune)
 
     export = sub.add_parser("export", help="export a checkpoint to ONNX (+ int8) with parity check")

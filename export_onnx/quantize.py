@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["quantize_static_int8"]
+__all__ = ["quantize_static_int8", "calibration_from_manifest"]
 
 
 class _WindowReader:
@@ -73,3 +73,25 @@ def quantize_static_int8(
         "calibration_windows": int(windows.shape[0]),
         "calibration_source": "given audio" if calibration is not None else "synthetic (no audio given)",
     }
+
+
+def calibration_from_manifest(manifest: Path, count: int = 64, frames: int = 198) -> np.ndarray | None:
+    """Calibration windows from an operator's CSV manifest (``path`` column), any sample rate."""
+    import csv
+
+    import soundfile as sf
+
+    from emotion_runtime.audio import resample
+    from emotion_runtime.features import fbank
+
+    with open(manifest, newline="") as handle:
+        paths = [row["path"] for row in csv.DictReader(handle) if row.get("path")]
+    windows = []
+    for rel in paths[:count]:
+        path = Path(rel) if Path(rel).is_absolute() else manifest.parent / rel
+        audio, rate = sf.read(path, dtype="float32", always_2d=True)
+        signal = resample(audio.mean(axis=1), rate, 16000)
+        need = (frames - 1) * 160 + 400
+        signal = np.pad(signal, (0, max(0, need - signal.size)))[:need]
+        windows.append(fbank(signal))
+    return np.stack(windows) if windows else None

@@ -1,0 +1,81 @@
+"""`emotune finetune`: operator data in, a new verified ONNX model (+ int8) out, in one command."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from emotune.config import PROJECT_ROOT
+
+pytest.importorskip("torch")
+
+VOICES = {"neutral": (140, 0.1), "happy": (260, 0.2), "sad": (110, 0.03), "angry": (200, 0.5)}
+
+
+def _manifest(root: Path, rate: int = 8000, speakers: int = 3, per_class: int = 3) -> Path:
+    rows = []
+    for s in range(speakers):
+        for label, (f0, amp) in VOICES.items():
+            for i in range(per_class):
+                t = np.arange(int(1.5 * rate)) / rate
+                phase = 2 * np.pi * np.cumsum(f0 * (1 + 0.03 * s + 0.05 * np.sin(2 * np.pi * 4 * t))) / rate
+                wav = amp * sum(np.sin(k * phase) / k for k in range(1, 4)) / 2
+                name = f"calls/spk{s}_{label}_{i}.wav"
+                (root / "calls").mkdir(parents=True, exist_ok=True)
+                sf.write(root / name, wav.astype(np.float32), rate)
+                rows.append({"path": name, "label": label, "speaker": f"agent-line-{s}"})
+    path = root / "my_calls.csv"
+    with path.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["path", "label", "speaker"])
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def _emotune(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "emotune", *args], cwd=PROJECT_ROOT, capture_output=True,
+                          text=True, timeout=900)
+
+
+def test_finetune_produces_a_verified_model(tmp_path: Path) -> None:
+    manifest = _manifest(tmp_path)
+    out = tmp_path / "model"
+    result = _emotune("finetune", "--data", str(manifest), "--output", str(out), "--epochs", "1")
+    assert result.returncode == 0, result.stderr[-3000:]
+    for name in ("model.ckpt", "emotion.onnx", "emotion.int8.onnx", "emotion.json", "finetune_report.json",
+                 "export_report.json"):
+        assert (out / name).is_file(), name
+    lines = result.stdout.splitlines()
+    start = max(i for i, line in enumerate(lines) if line == "{")  # the final summary object
+    summary = json.loads("\n".join(lines[start:]))
+    assert summary["parity_max_abs_diff"] <= 1e-4
+    assert "[finetune] 3/3" in result.stderr  # progress is shown
+    # The new model runs in the torch-free runtime and the config can point at it.
+    from connectors.sdk import EmotionSDK
+    from emotune.config import load_config
+
+    cfg = load_config(PROJECT_ROOT / "config.yml", model={"path": str(out / "emotion.onnx")})
+    sdk = EmotionSDK.open(cfg)
+    assert sdk.model.labels == ["neutral", "happy", "sad", "angry"]
+    sidecar = json.loads((out / "emotion.json").read_text())
+    assert any("my_calls.csv" in entry for entry in sidecar["training_data"])
+
+
+def test_finetune_refuses_a_bad_manifest_before_training(tmp_path: Path) -> None:
+    manifest = _manifest(tmp_path, speakers=2, per_class=1)
+    rows = manifest.read_text().splitlines()
+    rows.append("calls/missing.wav,angry,agent-line-0")
+    rows.append(f"{rows[1].split(',')[0]},furious,agent-line-1")
+    manifest.write_text("\n".join(rows) + "\n")
+    result = _emotune("finetune", "--data", str(manifest), "--output", str(tmp_path / "m"), "--epochs", "1")
+    assert result.returncode != 0
+    assert "missing.wav" in result.stderr
+    assert "furious" in result.stderr
+    assert not (tmp_path / "m" / "model.ckpt").exists()
