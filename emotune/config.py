@@ -286,7 +286,10 @@ class EmotuneConfig(BaseSettings):
         env_prefix="EMOTUNE_", env_nested_delimiter="__", extra="forbid", validate_assignment=True
     )
 
-    profile: Literal["contact_center", "in_car"] = "contact_center"
+    profile: Literal["contact_center", "in_car"] = Field(
+        "contact_center",
+        description="Deployment profile; its entry under `profiles:` in the file is merged over the rest.",
+    )
     model: ModelConfig = Field(default_factory=ModelConfig)
     streaming: StreamingConfig = Field(default_factory=StreamingConfig)
     smoothing: SmoothingConfig = Field(default_factory=SmoothingConfig)
@@ -371,6 +374,33 @@ def _secrets_in_file(data: dict[str, Any]) -> list[str]:
     return problems
 
 
+def _deep_merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _apply_profile(data: dict[str, Any], source: str) -> dict[str, Any]:
+    """Merge ``profiles[<profile>]`` over the file's sections (profile from env or file)."""
+    profiles = data.pop("profiles", None)
+    if profiles is None:
+        return data
+    if not isinstance(profiles, dict):
+        raise ConfigError(source, ["profiles: expected a mapping of profile name -> overrides"])
+    profile = os.environ.get("EMOTUNE_PROFILE", data.get("profile", "contact_center"))
+    unknown = sorted(set(profiles) - {"contact_center", "in_car"})
+    if unknown:
+        raise ConfigError(source, [f"profiles.{name}: unknown profile (use contact_center or in_car)" for name in unknown])
+    chosen = profiles.get(profile) or {}
+    if not isinstance(chosen, dict):
+        raise ConfigError(source, [f"profiles.{profile}: expected a mapping of section overrides"])
+    return _deep_merge(data, chosen)
+
+
 def _describe(error: Mapping[str, Any]) -> str:
     loc = ".".join(str(p) for p in error["loc"]) or "(top level)"
     msg = error["msg"]
@@ -400,6 +430,7 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> EmotuneConf
         secret_problems = _secrets_in_file(data)
         if secret_problems:
             raise ConfigError(source, secret_problems)
+        data = _apply_profile(data, source)
     data.update(overrides)
     try:
         return EmotuneConfig(**data)

@@ -123,3 +123,28 @@ def test_tone_policy_intensity_bands() -> None:
     assert policy.tone_for("happy", 0.3) == "standard"
     assert policy.tone_for("happy", 0.6) == "upbeat"
     assert policy.tone_for("neutral", 0.99) == "standard"
+
+
+def test_profile_overrides_merge_over_the_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    base = load_config(SHIPPED)
+    assert base.model.variant == "fp32" and base.escalation.streak_turns == 3
+    monkeypatch.setenv("EMOTUNE_PROFILE", "in_car")
+    car = load_config(SHIPPED)
+    assert car.profile == "in_car"
+    assert car.model.variant == "int8"
+    assert car.streaming.hop_s == 0.5
+    assert car.escalation.streak_turns == 2
+    assert car.tone_policy.tone_for("happy", 0.6) == "standard"  # in-car needs high intensity
+    assert car.gateway.port == base.gateway.port  # untouched sections stay
+
+
+def test_bad_profile_entries_are_named(tmp_path: Path) -> None:
+    data = _shipped()
+    data["profiles"]["truck"] = {}
+    with pytest.raises(ConfigError, match="profiles.truck"):
+        load_config(_write(tmp_path, data))
+    data = _shipped()
+    data["profile"] = "in_car"
+    data["profiles"]["in_car"]["streaming"]["hop_s"] = "fast"
+    with pytest.raises(ConfigError, match="streaming.hop_s"):
+        load_config(_write(tmp_path, data))
