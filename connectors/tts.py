@@ -1,0 +1,224 @@
+"""Speech synthesis behind one small interface, speaking in the tone the dialogue chose.
+
+A tone maps to a :class:`emotune.config.Prosody` (rate, pitch in semitones, volume in dB) in the
+operator's ``tone_policy.prosody``. :func:`ssml_for` renders it as SSML ``<prosody>`` for engines
+that take SSML (cloud TTS, espeak-ng). The default engine is Debian's ``espeak-ng``, run as a
+subprocess (offline, 22.05 kHz); its volume attribute is unreliable, so volume is applied as an
+exact gain on the samples instead. The gateway resamples the result to what the protocol needs
+(8 kHz mu-law for Twilio) with :meth:`Speech.at_rate`.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+from xml.sax.saxutils import escape
+
+import numpy as np
+
+from emotune.config import Prosody, TtsConfig
+from emotune.errors import AudioError, ConfigError, NotBuiltError
+
+__all__ = [
+    "Speech",
+    "SpeechSynthesizer",
+    "EspeakSynthesizer",
+    "NoSynthesizer",
+    "ssml_for",
+    "bandlimited_resample",
+    "register_engine",
+    "create_synthesizer",
+]
+
+_MAX_TEXT_CHARS = 2000  # a bot turn, not a book: longer text is a bug upstream
+_SYNTH_TIMEOUT_S = 20.0
+
+
+@dataclass(frozen=True)
+class Speech:
+    """Synthesised mono audio, float32 in [-1, 1]."""
+
+    samples: np.ndarray
+    sample_rate: int
+    text: str
+    compute_s: float = 0.0
+
+    @property
+    def duration_s(self) -> float:
+        return self.samples.shape[0] / self.sample_rate if self.sample_rate else 0.0
+
+    def at_rate(self, sample_rate: int) -> Speech:
+        """The same speech resampled (telephony needs 8 kHz, our protocol 16 kHz)."""
+        if sample_rate == self.sample_rate:
+            return self
+        converted = bandlimited_resample(self.samples, self.sample_rate, sample_rate)
+        return Speech(converted, sample_rate, self.text, self.compute_s)
+
+    def pcm16(self) -> np.ndarray:
+        return (np.clip(self.samples, -1.0, 1.0) * 32767.0).astype(np.int16)
+
+
+def bandlimited_resample(samples: np.ndarray, from_rate: int, to_rate: int, zero_crossings: int = 16) -> np.ndarray:
+    """Windowed-sinc interpolation evaluated only at the output instants, for any rate ratio.
+
+    Why not the runtime's polyphase resampler: TTS engines speak at 22.05 kHz, and 22050 -> 8000
+    is the ratio 441:160, whose polyphase filter would run on a 160x upsampled signal. Evaluating
+    the kernel at each output sample costs ``2 * zero_crossings / min(1, to/from)`` taps instead.
+    """
+    if from_rate <= 0 or to_rate <= 0:
+        raise AudioError(f"sample rates must be positive, got {from_rate} -> {to_rate}")
+    x = np.asarray(samples, dtype=np.float64)
+    if x.ndim != 1:
+        raise AudioError(f"expected mono 1-D audio, got shape {x.shape}")
+    n_out = int(round(x.shape[0] * to_rate / from_rate))
+    if n_out == 0:
+        return np.zeros(0, dtype=np.float32)
+    scale = min(1.0, to_rate / from_rate)  # cutoff below the lower Nyquist (anti-aliasing)
+    half = int(np.ceil(zero_crossings / scale))
+    positions = np.arange(n_out) * (from_rate / to_rate)
+    out = np.empty(n_out, dtype=np.float64)
+    padded = np.concatenate([np.zeros(half + 1), x, np.zeros(half + 1)])
+    offsets = np.arange(-half, half + 1)
+    for start in range(0, n_out, 4096):  # chunks bound the memory of the tap matrix
+        pos = positions[start : start + 4096]
+        base = np.floor(pos).astype(np.int64)
+        taps = base[:, None] + offsets[None, :]
+        distance = pos[:, None] - taps
+        window = 0.5 + 0.5 * np.cos(np.pi * distance / (half + 1))  # Hann taper of the sinc
+        weights = scale * np.sinc(scale * distance) * window
+        out[start : start + 4096] = np.sum(padded[taps + half + 1] * weights, axis=1)
+    return out.astype(np.float32)
+
+
+def _percent(factor: float) -> str:
+    return f"{round(factor * 100)}%"
+
+
+def ssml_for(text: str, prosody: Prosody) -> str:
+    """SSML for ``text`` spoken with ``prosody`` (rate %, pitch in semitones, volume in dB)."""
+    if not text.strip():
+        raise AudioError("nothing to synthesise: empty text")
+    pitch = f"{prosody.pitch_semitones:+g}st"
+    volume = f"{prosody.volume_db:+g}dB"
+    return (
+        f'<speak><prosody rate="{_percent(prosody.rate)}" pitch="{pitch}" volume="{volume}">'
+        f"{escape(text.strip())}</prosody></speak>"
+    )
+
+
+@runtime_checkable
+class SpeechSynthesizer(Protocol):
+    """Text + prosody -> audio."""
+
+    name: str
+
+    def synthesize(self, text: str, prosody: Prosody) -> Speech:
+        """Speak ``text`` with ``prosody``; raises AudioError for empty/oversized text."""
+        ...
+
+
+def _check_text(text: str) -> str:
+    if not isinstance(text, str) or not text.strip():
+        raise AudioError("nothing to synthesise: empty text")
+    if len(text) > _MAX_TEXT_CHARS:
+        raise AudioError(f"text too long to synthesise ({len(text)} > {_MAX_TEXT_CHARS} characters)")
+    return text
+
+
+def _parse_wav(data: bytes) -> tuple[np.ndarray, int]:
+    """PCM16 mono WAV bytes -> float32 samples. espeak-ng writes a streaming header with a bogus
+    data length when its output is a pipe, so the data chunk is read to the end of the bytes."""
+    if len(data) < 44 or data[:4] != b"RIFF" or data[8:12] != b"WAVE":
+        raise AudioError("TTS engine did not return WAV audio")
+    pos, sample_rate, bits = 12, 0, 0
+    while pos + 8 <= len(data):
+        chunk, size = data[pos : pos + 4], int.from_bytes(data[pos + 4 : pos + 8], "little")
+        body = pos + 8
+        if chunk == b"fmt ":
+            channels = int.from_bytes(data[body + 2 : body + 4], "little")
+            sample_rate = int.from_bytes(data[body + 4 : body + 8], "little")
+            bits = int.from_bytes(data[body + 14 : body + 16], "little")
+            if channels != 1 or bits != 16:
+                raise AudioError(f"expected mono 16-bit WAV from TTS, got {channels} ch / {bits} bit")
+        elif chunk == b"data":
+            payload = data[body:]
+            payload = payload[: len(payload) - len(payload) % 2]
+            pcm = np.frombuffer(payload, dtype="<i2").astype(np.float32) / 32768.0
+            if not sample_rate:
+                raise AudioError("TTS WAV has no fmt chunk before its data")
+            return pcm, sample_rate
+        pos = body + size + (size % 2)
+    raise AudioError("TTS WAV has no data chunk")
+
+
+class EspeakSynthesizer:
+    """Debian ``espeak-ng`` as a subprocess, fed SSML."""
+
+    name = "espeak-ng"
+
+    def __init__(self, voice: str = "en-us", binary: str = "espeak-ng") -> None:
+        path = shutil.which(binary)
+        if path is None:
+            raise NotBuiltError(
+                f"TTS engine {binary!r} not found on PATH: install it with "
+                "`apt-get install -y espeak-ng` (or set tts.engine: none)"
+            )
+        self._binary = path
+        self.voice = voice
+
+    def synthesize(self, text: str, prosody: Prosody) -> Speech:
+        _check_text(text)
+        started = time.perf_counter()
+        # Volume goes in as an exact gain below; espeak-ng honours rate and pitch from the SSML.
+        ssml = ssml_for(text, prosody.model_copy(update={"volume_db": 0.0}))
+        try:
+            result = subprocess.run(
+                [self._binary, "-m", "-v", self.voice, "--stdout", ssml],
+                capture_output=True,
+                timeout=_SYNTH_TIMEOUT_S,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise AudioError(f"espeak-ng took longer than {_SYNTH_TIMEOUT_S:.0f} s") from exc
+        if result.returncode != 0:
+            message = result.stderr.decode(errors="replace").strip()
+            raise AudioError(f"espeak-ng failed (exit {result.returncode}): {message}")
+        samples, sample_rate = _parse_wav(result.stdout)
+        if samples.size == 0:
+            raise AudioError(f"espeak-ng produced no audio (voice {self.voice!r} unknown?)")
+        samples = np.clip(samples * (10.0 ** (prosody.volume_db / 20.0)), -1.0, 1.0).astype(np.float32)
+        return Speech(samples, sample_rate, text, time.perf_counter() - started)
+
+
+class NoSynthesizer:
+    """For platforms that speak the bot's text themselves: returns silence-free empty audio."""
+
+    name = "none"
+
+    def synthesize(self, text: str, prosody: Prosody) -> Speech:
+        _check_text(text)
+        return Speech(np.zeros(0, dtype=np.float32), 16000, text)
+
+
+_ENGINES: dict[str, Callable[[TtsConfig], SpeechSynthesizer]] = {
+    "espeak-ng": lambda cfg: EspeakSynthesizer(cfg.voice),
+    "none": lambda cfg: NoSynthesizer(),
+}
+
+
+def register_engine(name: str, factory: Callable[[TtsConfig], SpeechSynthesizer]) -> None:
+    """Make another engine (e.g. a cloud TTS client taking :func:`ssml_for`) available."""
+    _ENGINES[name] = factory
+
+
+def create_synthesizer(config: TtsConfig) -> SpeechSynthesizer:
+    """The synthesiser the operator's config asks for."""
+    factory = _ENGINES.get(config.engine)
+    if factory is None:
+        known = ", ".join(sorted(_ENGINES))
+        raise ConfigError("tts", [f"tts.engine: unknown engine {config.engine!r} (known: {known})"])
+    return factory(config)
