@@ -466,24 +466,8 @@ class CallPipeline:
 
     def metadata(self, start_s: float | None = None, end_s: float | None = None) -> dict[str, Any]:
         """Rasa message metadata: the turn's smoothed emotion + intensity, tone, escalation rule."""
-        config = self.services.config
-        escalation = config.escalation
-        metadata: dict[str, Any] = {
-            "escalation": {
-                "negative_emotions": list(escalation.negative_emotions),
-                "streak_turns": escalation.streak_turns,
-                "min_confidence": escalation.min_confidence,
-                "on_request": escalation.on_request,
-            },
-            "channel": self.protocol_name,
-        }
-        latest = self.turn_emotion(start_s, end_s)
-        if latest is not None:
-            confidence = float(latest.get("confidence", 0.0))
-            metadata["emotion"] = {**latest, "intensity": config.tone_policy.intensity(confidence)}
-            metadata["tone"] = config.tone_policy.tone_for(str(latest.get("label")), confidence)
-        else:
-            metadata["tone"] = config.tone_policy.default_tone
+        metadata = self.services.config.turn_metadata(self.turn_emotion(start_s, end_s))
+        metadata["channel"] = self.protocol_name
         return metadata
 
     async def _run_turn(self, pending: _Turn) -> None:

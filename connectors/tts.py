@@ -20,6 +20,7 @@ from xml.sax.saxutils import escape
 
 import numpy as np
 
+from emotion_runtime.audio import resample
 from emotune.config import Prosody, TtsConfig
 from emotune.errors import AudioError, ConfigError, NotBuiltError
 
@@ -29,7 +30,6 @@ __all__ = [
     "EspeakSynthesizer",
     "NoSynthesizer",
     "ssml_for",
-    "bandlimited_resample",
     "register_engine",
     "create_synthesizer",
 ]
@@ -55,43 +55,12 @@ class Speech:
         """The same speech resampled (telephony needs 8 kHz, our protocol 16 kHz)."""
         if sample_rate == self.sample_rate:
             return self
-        converted = bandlimited_resample(self.samples, self.sample_rate, sample_rate)
+        # The runtime's polyphase resampler: cheap for 22050 -> 8000 (441:160) too.
+        converted = resample(self.samples, self.sample_rate, sample_rate)
         return Speech(converted, sample_rate, self.text, self.compute_s)
 
     def pcm16(self) -> np.ndarray:
         return (np.clip(self.samples, -1.0, 1.0) * 32767.0).astype(np.int16)
-
-
-def bandlimited_resample(samples: np.ndarray, from_rate: int, to_rate: int, zero_crossings: int = 16) -> np.ndarray:
-    """Windowed-sinc interpolation evaluated only at the output instants, for any rate ratio.
-
-    Why not the runtime's polyphase resampler: TTS engines speak at 22.05 kHz, and 22050 -> 8000
-    is the ratio 441:160, whose polyphase filter would run on a 160x upsampled signal. Evaluating
-    the kernel at each output sample costs ``2 * zero_crossings / min(1, to/from)`` taps instead.
-    """
-    if from_rate <= 0 or to_rate <= 0:
-        raise AudioError(f"sample rates must be positive, got {from_rate} -> {to_rate}")
-    x = np.asarray(samples, dtype=np.float64)
-    if x.ndim != 1:
-        raise AudioError(f"expected mono 1-D audio, got shape {x.shape}")
-    n_out = int(round(x.shape[0] * to_rate / from_rate))
-    if n_out == 0:
-        return np.zeros(0, dtype=np.float32)
-    scale = min(1.0, to_rate / from_rate)  # cutoff below the lower Nyquist (anti-aliasing)
-    half = int(np.ceil(zero_crossings / scale))
-    positions = np.arange(n_out) * (from_rate / to_rate)
-    out = np.empty(n_out, dtype=np.float64)
-    padded = np.concatenate([np.zeros(half + 1), x, np.zeros(half + 1)])
-    offsets = np.arange(-half, half + 1)
-    for start in range(0, n_out, 4096):  # chunks bound the memory of the tap matrix
-        pos = positions[start : start + 4096]
-        base = np.floor(pos).astype(np.int64)
-        taps = base[:, None] + offsets[None, :]
-        distance = pos[:, None] - taps
-        window = 0.5 + 0.5 * np.cos(np.pi * distance / (half + 1))  # Hann taper of the sinc
-        weights = scale * np.sinc(scale * distance) * window
-        out[start : start + 4096] = np.sum(padded[taps + half + 1] * weights, axis=1)
-    return out.astype(np.float32)
 
 
 def _percent(factor: float) -> str:

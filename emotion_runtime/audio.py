@@ -81,7 +81,9 @@ def _lowpass(up: int, down: int, taps_per_phase: int) -> np.ndarray:
 
 
 class StreamingResampler:
-    """Rational-ratio resampler with state: ``process(chunk)`` over a stream equals one-shot output."""
+    """Rational-ratio polyphase resampler with state: ``process(chunk)`` over a stream equals
+    one-shot output. Each output sample costs ``taps / up`` multiply-adds, so awkward ratios such
+    as 22050 -> 8000 Hz (441:160) are as cheap as 8000 -> 16000 Hz."""
 
     def __init__(self, from_rate: int, to_rate: int, taps_per_phase: int = 12) -> None:
         for rate in (from_rate, to_rate):
@@ -90,25 +92,37 @@ class StreamingResampler:
         g = gcd(from_rate, to_rate)
         self.from_rate, self.to_rate = from_rate, to_rate
         self.up, self.down = to_rate // g, from_rate // g
-        self._taps = _lowpass(self.up, self.down, taps_per_phase) if self.up != self.down else None
+        self._phases: np.ndarray | None = None
+        if self.up != self.down:
+            taps = _lowpass(self.up, self.down, taps_per_phase)
+            k = -(-taps.shape[0] // self.up)
+            padded = np.zeros(k * self.up, dtype=np.float32)
+            padded[: taps.shape[0]] = taps
+            # phases[r, j] = taps[r + j*up]: the taps that meet real (non-stuffed) input samples.
+            self._phases = padded.reshape(k, self.up).T.copy()
         self.reset()
 
     def reset(self) -> None:
-        n = 0 if self._taps is None else self._taps.shape[0] - 1
-        self._history = np.zeros(n, dtype=np.float32)
-        self._phase = 0
+        k = 0 if self._phases is None else self._phases.shape[1]
+        self._history = np.zeros(max(k - 1, 0), dtype=np.float32)
+        self._consumed = 0  # input samples seen
+        self._next = 0  # upsampled-domain index of the next output sample
 
     def process(self, samples: np.ndarray) -> np.ndarray:
         x = np.asarray(samples, dtype=np.float32)
-        if self._taps is None:
+        if self._phases is None:
             return x
-        upsampled = np.zeros(x.shape[0] * self.up, dtype=np.float32)
-        upsampled[:: self.up] = x
-        buf = np.concatenate([self._history, upsampled])
-        filtered = np.convolve(buf, self._taps, mode="valid")
-        self._history = buf[buf.shape[0] - self._history.shape[0] :]
-        out = filtered[self._phase :: self.down]
-        self._phase = (self._phase - filtered.shape[0]) % self.down
+        k = self._phases.shape[1]
+        buf = np.concatenate([self._history, x])
+        first = self._consumed - self._history.shape[0]  # input index of buf[0]
+        self._consumed += x.shape[0]
+        positions = np.arange(self._next, self._consumed * self.up, self.down, dtype=np.int64)
+        if positions.size:
+            self._next = int(positions[-1]) + self.down
+        newest = positions // self.up - first  # buf index of the newest input each output uses
+        gathered = buf[newest[:, None] - np.arange(k)[None, :]]
+        out = np.einsum("ij,ij->i", gathered, self._phases[positions % self.up])
+        self._history = buf[buf.shape[0] - (k - 1) :] if k > 1 else buf[:0]
         return out.astype(np.float32, copy=False)
 
 

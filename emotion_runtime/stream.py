@@ -226,14 +226,16 @@ class EmotionStream:
             if float(smoothed[best]) >= current + self.smoothing.hysteresis:
                 self._label = candidate
         label = self._label
-        if float(smoothed[self._labels.index(label)]) < self.smoothing.min_confidence and "neutral" in self._labels:
-            label = "neutral"
+        confidence = float(smoothed[self._labels.index(label)])
+        if confidence < self.smoothing.min_confidence and "neutral" in self._labels:
+            # No emotion is clear: call it neutral, as sure as the leading emotion is unsure.
+            label, confidence = "neutral", 1.0 - float(smoothed.max())
         return EmotionEvent(
             label=label,
             probabilities={name: round(float(p), 4) for name, p in zip(self._labels, smoothed, strict=True)},
             arousal=round(float(self._arousal), 4),
             valence=round(float(self._valence), 4),
-            confidence=round(float(smoothed[self._labels.index(label)]), 4),
+            confidence=round(confidence, 4),
             start_s=round(window.start_s, 3),
             end_s=round(window.end_s, 3),
             voiced_ratio=round(window.voiced_ratio, 3),

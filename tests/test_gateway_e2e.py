@@ -251,3 +251,26 @@ async def test_concurrent_calls_get_their_own_pipelines(gateway: Gateway, sample
         assert sum(r["type"] == "turn" for r in log) == 1
         assert result.bot_audio_s > 0.5
     assert not gateway.active
+
+
+async def test_tone_policy_change_applies_without_a_restart(
+    gateway: Gateway, rasa: RasaStack, sample: list[CallerTurn], tmp_path: Path
+) -> None:
+    import yaml
+
+    await place_call(gateway, [sample[4], sample[5]], "CAbefore")
+    before = [r for r in records(gateway, "CAbefore") if r["type"] == "turn"]
+    assert before[-1]["emotion"]["label"] == "angry" and before[-1]["tone"] == "calm", before
+    # The operator edits config.yml: angry callers now get the warm tone. No Rasa retraining,
+    # no gateway restart: a reload (what SIGHUP / `emotune config reload` trigger) is enough.
+    data = yaml.safe_load((PROJECT_ROOT / "config.yml").read_text())
+    data["tone_policy"]["rules"][0] = {"emotion": "angry", "min_intensity": "low", "tone": "warm"}
+    data["rasa"]["url"] = rasa.url
+    edited = tmp_path / "config.yml"
+    edited.write_text(yaml.safe_dump(data))
+    assert gateway.reload(edited)
+    await place_call(gateway, [sample[4], sample[5]], "CAafter")
+    after = [r for r in records(gateway, "CAafter") if r["type"] == "turn"]
+    assert after[-1]["emotion"]["label"] == "angry", after
+    assert after[-1]["requested_tone"] == after[-1]["tone"] == "warm"
+    assert after[-1]["bot_text"] != before[-1]["bot_text"]
