@@ -21,7 +21,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from emotune.errors import DataError  # noqa: E402
 
-__all__ = ["read_call_log", "timeline_png", "render_report", "write_report"]
+__all__ = ["read_call_log", "timeline_png", "render_report", "write_report", "records_from_audio", "speaker_summary", "main"]
 
 _COLOURS = {"neutral": "#7f8c8d", "happy": "#f1c40f", "sad": "#2980b9", "angry": "#c0392b"}
 
@@ -127,7 +127,12 @@ def render_report(records: list[dict[str, Any]], title: str = "Emotune call repo
             f"<td>{response.get(int(turn['turn']), float('nan')):.2f}</td></tr>"
         )
     handoff_html = "<p>No hand-off.</p>"
-    if escalation is not None:
+    if escalation is not None and escalation.get("source") == "audio":
+        handoff_html = (
+            f"<p><b>Escalation point</b> at {float(escalation.get('t', 0)):.1f} s: "
+            f"{_cell(escalation.get('summary'))}</p>"
+        )
+    elif escalation is not None:
         handoff_html = (
             f"<p><b>Hand-off</b> at {float(escalation.get('t', 0)):.1f} s, reason "
             f"<code>{_cell(escalation.get('reason'))}</code>: {_cell(escalation.get('summary'))}</p>"
@@ -155,6 +160,8 @@ td,th{{border:1px solid #ccc;padding:4px 6px;font-size:14px;vertical-align:top}}
 <th>tone asked</th><th>bot reply</th><th>tone used</th><th>response (s)</th></tr>
 {"".join(rows)}
 </table>
+<h2>Per-speaker summary</h2>
+{_summary_html(records)}
 <h2>Escalation</h2>
 {handoff_html}
 <p style="color:#666;font-size:12px">Response: from the end of the caller's turn (after the
@@ -172,3 +179,109 @@ def write_report(log_path: Path, out_dir: Path, title: str = "Emotune call repor
     target = out_dir / f"{log_path.stem}.html"
     target.write_text(render_report(records, title), encoding="utf-8")
     return target
+
+
+def speaker_summary(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per party: labelled seconds, share of each label, mean arousal/valence, peak anger."""
+    summary: dict[str, dict[str, Any]] = {}
+    for record in records:
+        if record["type"] != "emotion":
+            continue
+        party = str(record.get("party", "caller"))
+        event = record["event"]
+        entry = summary.setdefault(party, {"windows": 0, "labels": {}, "arousal": [], "valence": [], "peak_angry": 0.0})
+        entry["windows"] += 1
+        entry["labels"][event["label"]] = entry["labels"].get(event["label"], 0) + 1
+        entry["arousal"].append(float(event.get("arousal", 0.0)))
+        entry["valence"].append(float(event.get("valence", 0.0)))
+        entry["peak_angry"] = max(entry["peak_angry"], float(event.get("probabilities", {}).get("angry", 0.0)))
+    for entry in summary.values():
+        n = entry["windows"]
+        entry["label_share"] = {k: round(v / n, 3) for k, v in sorted(entry.pop("labels").items())}
+        entry["mean_arousal"] = round(sum(entry["arousal"]) / n, 3)
+        entry["mean_valence"] = round(sum(entry["valence"]) / n, 3)
+        del entry["arousal"], entry["valence"]
+    return summary
+
+
+def _summary_html(records: list[dict[str, Any]]) -> str:
+    summary = speaker_summary(records)
+    if not summary:
+        return "<p>No emotion was labelled (no voiced audio analysed).</p>"
+    rows = "".join(
+        f"<tr><td>{_cell(party)}</td><td>{entry['windows']}</td>"
+        f"<td>{_cell(', '.join(f'{k} {v:.0%}' for k, v in entry['label_share'].items()))}</td>"
+        f"<td>{entry['mean_arousal']:.2f}</td><td>{entry['mean_valence']:.2f}</td><td>{entry['peak_angry']:.2f}</td></tr>"
+        for party, entry in summary.items()
+    )
+    return (
+        "<table><tr><th>speaker</th><th>labelled windows</th><th>label share</th><th>mean arousal</th>"
+        f"<th>mean valence</th><th>peak anger</th></tr>{rows}</table>"
+    )
+
+
+def records_from_audio(path: Path, config: Any = None) -> list[dict[str, Any]]:
+    """Label a recorded call (any sample rate; stereo = caller left, agent right) into the same
+    records the gateway logs, plus escalation points where anger was sustained."""
+    import soundfile as sf
+
+    from emotion_runtime import EmotionModel, EmotionStream
+    from emotion_runtime.audio import pcm16_encode, resample
+    from emotune.config import load_config
+
+    cfg = config or load_config(None)
+    try:
+        audio, rate = sf.read(path, dtype="float32", always_2d=True)
+    except (RuntimeError, OSError) as exc:
+        raise DataError(f"cannot read call audio {path}: {exc}") from exc
+    model = EmotionModel.load(cfg.model_path(), cfg.sidecar_path(), intra_op_threads=cfg.model.intra_op_threads)
+    parties = ["caller", "agent"] if audio.shape[1] >= 2 else ["caller"]
+    records: list[dict[str, Any]] = [
+        {"type": "call_started", "call_id": path.stem, "protocol": f"recording ({rate} Hz, {audio.shape[1]} ch)", "t": 0.0}
+    ]
+    rule = cfg.escalation
+    for channel, party in enumerate(parties):
+        signal = resample(audio[:, channel], rate, 16000)
+        stream = EmotionStream(model, cfg.streaming, cfg.smoothing, sample_rate=16000, labels=cfg.model.labels)
+        streak, escalated = 0, False
+        for start in range(0, signal.shape[0] - 320 + 1, 320):
+            for event in stream.push(pcm16_encode(signal[start : start + 320])):
+                records.append({"type": "emotion", "party": party, "t": event.end_s, "event": event.to_dict()})
+                negative = event.label in rule.negative_emotions and event.confidence >= rule.min_confidence
+                streak = streak + 1 if negative else 0
+                if party == "caller" and streak >= rule.streak_turns and not escalated:
+                    escalated = True
+                    records.append({
+                        "type": "escalation", "source": "audio", "t": event.end_s, "reason": "sustained_anger",
+                        "summary": f"{streak} consecutive {event.label} windows (>= {rule.min_confidence:.2f})",
+                    })  # fmt: skip
+    duration = float(audio.shape[0] / rate) if rate else 0.0
+    records.append({"type": "call_ended", "t": duration, "duration_s": round(duration, 2), "reason": "end of recording"})
+    return records
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``emotune report CALL``: CALL is a gateway call log (.jsonl) or a recorded call (audio)."""
+    import argparse
+
+    from emotune.config import load_config
+
+    parser = argparse.ArgumentParser(prog="emotune report", description=main.__doc__)
+    parser.add_argument("call", type=Path)
+    parser.add_argument("--out", type=Path, default=Path("reports"))
+    parser.add_argument("--config", type=Path, default=None)
+    args = parser.parse_args(argv)
+    if args.call.suffix == ".jsonl":
+        records = read_call_log(args.call)
+    else:
+        records = records_from_audio(args.call, load_config(args.config) if args.config else None)
+        args.out.mkdir(parents=True, exist_ok=True)
+        log = args.out / f"{args.call.stem}.jsonl"
+        log.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    args.out.mkdir(parents=True, exist_ok=True)
+    target = args.out / f"{args.call.stem}.html"
+    target.write_text(render_report(records, f"Emotune call report: {args.call.name}"), encoding="utf-8")
+    (args.out / f"{args.call.stem}.png").write_bytes(timeline_png(records))
+    print(json.dumps({"html": str(target), "png": str(args.out / f"{args.call.stem}.png"),
+                      "speakers": speaker_summary(records)}, indent=2))
+    return 0
