@@ -13,6 +13,7 @@ config, NLU/stories/rules data, Rasa version), so ``train()`` is a no-op until o
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import logging
@@ -201,7 +202,11 @@ class RasaStack:
 
     # ------------------------------------------------------------------ training
     def train(self, force: bool = False) -> Path:
-        """Train unless a model for exactly these project files exists; returns the model path."""
+        """Train unless a model for exactly these project files exists; returns the model path.
+
+        Safe to call from several processes at once (tests, the demo, the gateway): one trains,
+        the others wait for it and then use its model.
+        """
         self._check_venv()
         target = self.model_path
         if target.is_file() and not force:
@@ -209,36 +214,58 @@ class RasaStack:
             self.last_train_seconds = None
             return target
         self.models_dir.mkdir(parents=True, exist_ok=True)
+        variant = "ci" if self.ci else "full"
+        with (self.models_dir / f".train-{self.bot}-{variant}.lock").open("w") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                _progress(f"waiting for another process training '{self.bot}' ({variant}) ...")
+                fcntl.flock(lock, fcntl.LOCK_EX)
+            if target.is_file() and not force:  # the other process trained exactly this model
+                self.last_train_seconds = None
+                return target
+            self._train_locked(target)
+        # Older models of this bot/variant are stale; keep the folder from growing with every edit.
+        for old in self.models_dir.glob(f"{self.bot}-{variant}-*.tar.gz"):
+            if old != target:
+                old.unlink(missing_ok=True)
+        return target
+
+    def _train_locked(self, target: Path) -> None:
         log_path = self._run_directory() / "train.log"
+        # Train into a scratch folder and move the result in one step: a half-written model
+        # must never look like a cached one.
+        scratch = Path(tempfile.mkdtemp(prefix=".training-", dir=self.models_dir))
+        name = target.name.removesuffix(".tar.gz")
         command = [
             str(self.rasa_bin), "train",
             "--config", str(self.config_file),
             "--domain", str(self.bot_dir / "domain.yml"),
             "--data", str(self.bot_dir / "data"),
-            "--out", str(self.models_dir),
-            "--fixed-model-name", target.name.removesuffix(".tar.gz"),
+            "--out", str(scratch),
+            "--fixed-model-name", name,
         ]  # fmt: skip
         _progress(f"training Rasa bot '{self.bot}' ({self.config_file.name}); log: {log_path}")
         started = time.monotonic()
-        with log_path.open("wb") as log:
-            process = subprocess.Popen(command, cwd=self.bot_dir, env=self._env(), stdout=log, stderr=log)
-            while process.poll() is None:
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    process.wait(timeout=15)
-                if process.returncode is None:
-                    _progress(f"  ... still training '{self.bot}' ({time.monotonic() - started:.0f} s)")
-        elapsed = time.monotonic() - started
-        if process.returncode != 0 or not target.is_file():
-            raise DialogueError(
-                f"rasa train for '{self.bot}' failed (exit {process.returncode}); log tail:\n{log_tail(log_path)}"
-            )
-        self.last_train_seconds = elapsed
-        _progress(f"trained '{self.bot}' in {elapsed:.1f} s -> {target}")
-        # Older models of this bot/variant are stale; keep the folder from growing with every edit.
-        for old in self.models_dir.glob(f"{self.bot}-{'ci' if self.ci else 'full'}-*.tar.gz"):
-            if old != target:
-                old.unlink(missing_ok=True)
-        return target
+        try:
+            with log_path.open("wb") as log:
+                process = subprocess.Popen(command, cwd=self.bot_dir, env=self._env(), stdout=log, stderr=log)
+                while process.poll() is None:
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        process.wait(timeout=15)
+                    if process.returncode is None:
+                        _progress(f"  ... still training '{self.bot}' ({time.monotonic() - started:.0f} s)")
+            produced = scratch / target.name
+            if process.returncode != 0 or not produced.is_file():
+                raise DialogueError(
+                    f"rasa train for '{self.bot}' failed (exit {process.returncode}); log tail:\n"
+                    f"{log_tail(log_path)}"
+                )
+            os.replace(produced, target)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        self.last_train_seconds = time.monotonic() - started
+        _progress(f"trained '{self.bot}' in {self.last_train_seconds:.1f} s -> {target}")
 
     # ------------------------------------------------------------------ processes
     def _spawn(self, command: list[str], cwd: Path, log_name: str) -> subprocess.Popen[bytes]:
