@@ -73,7 +73,7 @@ class RasaClient:
     def __init__(self, config: RasaConfig, url: str | None = None) -> None:
         self.config = config
         self._url_override = url
-        self.webhook_url = (url or config.url).rstrip("/") + WEBHOOK_PATH
+        self._set_urls()
         self._http = httpx.AsyncClient()
         self.failures = 0  # consecutive failed turns; back to 0 once Rasa answers again
 
@@ -86,19 +86,47 @@ class RasaClient:
     def reconfigure(self, config: RasaConfig) -> None:
         """New URL / timeout / fallback reply from a reloaded config (an explicit URL stays)."""
         self.config = config
-        self.webhook_url = (self._url_override or config.url).rstrip("/") + WEBHOOK_PATH
+        self._set_urls()
+
+    def _set_urls(self) -> None:
+        primary = self._url_override or self.config.url
+        urls = [primary, *(u for u in self.config.replicas if u != primary)]
+        self.webhook_urls = [u.rstrip("/") + WEBHOOK_PATH for u in urls]
+        self._preferred = 0  # the replica that answered last
+
+    @property
+    def webhook_url(self) -> str:
+        return self.webhook_urls[self._preferred]
 
     async def close(self) -> None:
         await self._http.aclose()
 
     async def _post(self, sender: str, message: str, metadata: dict[str, Any]) -> BotReply:
         body = {"sender": sender, "message": message, "metadata": metadata}
-        try:
-            response = await self._http.post(self.webhook_url, json=body, timeout=self.config.timeout_s)
-        except httpx.TimeoutException as exc:
-            raise RasaUnavailableError(f"Rasa did not answer within {self.config.timeout_s:g} s") from exc
-        except httpx.TransportError as exc:
-            raise RasaUnavailableError(f"cannot reach Rasa at {self.webhook_url}: {exc}") from exc
+        n = len(self.webhook_urls)
+        failures: list[str] = []
+        for attempt in range(n):
+            index = (self._preferred + attempt) % n
+            url = self.webhook_urls[index]
+            try:
+                response = await self._http.post(url, json=body, timeout=self.config.timeout_s)
+            except httpx.TimeoutException as exc:
+                # Not retried elsewhere: the turn may have been processed, and must not run twice.
+                raise RasaUnavailableError(f"Rasa at {url} did not answer within {self.config.timeout_s:g} s") from exc
+            except httpx.TransportError as exc:
+                failures.append(f"cannot reach Rasa at {url}: {exc}")
+                continue
+            if response.status_code in (502, 503) and attempt < n - 1:
+                failures.append(f"Rasa at {url} answered HTTP {response.status_code}")
+                continue
+            if index != self._preferred:
+                logger.info("Rasa replica %s took over the turn", url)
+                self._preferred = index
+            return self._parse(response)
+        raise RasaUnavailableError("; ".join(failures))
+
+    @staticmethod
+    def _parse(response: httpx.Response) -> BotReply:
         if response.status_code != 200:
             raise RasaUnavailableError(f"Rasa answered HTTP {response.status_code}: {response.text[:200]}")
         try:

@@ -240,8 +240,13 @@ class GatewayConfig(_Section):
 
 
 class RasaConfig(_Section):
-    url: str = Field("http://127.0.0.1:5005", pattern=r"^https?://")
-    timeout_s: float = Field(5.0, gt=0)
+    url: str = Field("http://127.0.0.1:5005", pattern=r"^https?://", description="Rasa server (REST channel).")
+    replicas: list[str] = Field(
+        default_factory=list,
+        description="More Rasa instances sharing one tracker store + lock store; a turn that cannot "
+        "reach one (refused, 502/503) goes to the next. Timeouts are not retried (the turn may have run).",
+    )
+    timeout_s: float = Field(5.0, gt=0, description="Per-turn Rasa timeout; then the fallback reply is used.")
     fallback_reply: str = "Sorry, I am having trouble right now. Let me get you to a colleague."
 
 
