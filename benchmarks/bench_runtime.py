@@ -245,7 +245,7 @@ def _plot(results: list[dict[str, Any]], out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 5))
     for label, rows in _by_path(results).items():
         rows = [r for r in rows if "error" not in r and r["label_latency_ms"]["p99"] is not None]
         if not rows:
@@ -256,10 +256,11 @@ def _plot(results: list[dict[str, Any]], out: Path) -> None:
     ax1.set(xscale="log", yscale="log", xlabel="simultaneous streams (one core)", ylabel="p99 label latency (ms)")
     ax1.axhline(50, color="grey", linestyle=":", label="target 50 ms")
     ax2.set(xscale="log", xlabel="simultaneous streams (one core)", ylabel="CPU ms per stream-second")
-    ax1.legend(fontsize=7)
-    ax2.legend(fontsize=7)
+    # One shared legend under the plots: the path names are long and would cover the curves.
+    handles, labels = ax1.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=7, frameon=False)
     fig.suptitle("Emotune streaming runtime vs the PyTorch path (8 kHz mu-law, 2 s window, 1 s hop)")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.16, 1, 1))
     fig.savefig(out, dpi=110)
     plt.close(fig)
 
