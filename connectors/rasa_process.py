@@ -91,6 +91,7 @@ class RasaStack:
         repo_root: the Emotune checkout (default: the one this file is in).
         rasa_venv: the Rasa venv (default: ``<repo_root>/.venv-rasa``; env ``EMOTUNE_RASA_VENV``).
         startup_timeout_s: how long each server may take to answer after start.
+        endpoints_extra: YAML appended to the generated endpoints.yml (tracker store, lock store).
     """
 
     def __init__(
@@ -103,6 +104,7 @@ class RasaStack:
         repo_root: Path | None = None,
         rasa_venv: Path | None = None,
         startup_timeout_s: float = 240.0,
+        endpoints_extra: str | None = None,
     ) -> None:
         if bot not in BOTS:
             raise ConfigError(f"RasaStack(bot={bot!r})", [f"unknown bot; choose one of: {', '.join(BOTS)}"])
@@ -120,6 +122,8 @@ class RasaStack:
         self.config_file = self.bot_dir / ("config.ci.yml" if ci else "config.yml")
         self.models_dir = self.bot_dir / "models"
         self.startup_timeout_s = startup_timeout_s
+        # Extra endpoints.yml sections, e.g. a shared SQL tracker store and Redis lock store.
+        self.endpoints_extra = endpoints_extra
         self.rasa_port = rasa_port
         self.actions_port = actions_port
         self.last_train_seconds: float | None = None
@@ -336,7 +340,10 @@ class RasaStack:
                 f"cannot start the Rasa server: port {self.rasa_port} is already in use"
             )
         endpoints = self._run_directory() / "endpoints.yml"
-        endpoints.write_text(f'action_endpoint:\n  url: "{self.actions_url}/webhook"\n', encoding="utf-8")
+        endpoints.write_text(
+            f'action_endpoint:\n  url: "{self.actions_url}/webhook"\n' + (self.endpoints_extra or ""),
+            encoding="utf-8",
+        )
         command = [
             str(self.rasa_bin), "run",
             "--enable-api",
