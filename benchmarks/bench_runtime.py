@@ -97,6 +97,31 @@ def _percentiles(values: list[float]) -> dict[str, float | None]:
     return {k: round(float(np.percentile(arr, q)), 2) for k, q in (("p50", 50), ("p95", 95), ("p99", 99), ("max", 100))}
 
 
+def _result(
+    path: str, n_streams: int, seconds: float, latencies: list[float], late_ticks: int, n_ticks: int,
+    wall0: float, cpu0: float,
+) -> dict[str, Any]:
+    """The figures of one paced run (shared by both paths so they are computed alike)."""
+    wall = time.perf_counter() - wall0
+    cpu = time.process_time() - cpu0
+    audio_s = n_streams * seconds
+    lag = wall - n_ticks * FRAME_S
+    return {
+        "path": path,
+        "streams": n_streams,
+        "audio_seconds_per_stream": seconds,
+        "realtime": bool(lag < 0.5 and late_ticks < 0.05 * n_ticks),
+        "final_lag_s": round(lag, 3),
+        "late_tick_share": round(late_ticks / n_ticks, 4),
+        "labels": len(latencies),
+        "label_latency_ms": _percentiles(latencies),
+        "cpu_core_share": round(cpu / wall, 3),
+        "cpu_ms_per_stream_second": round(cpu / audio_s * 1000, 3),
+        "streams_per_core_estimate": int(1000 / (cpu / audio_s * 1000)) if cpu > 0 else None,
+        "rss_mb": round(_rss_mb(), 1),
+    }
+
+
 def run_onnx(n_streams: int, seconds: float, sources: list[np.ndarray], variant: str, batch: int) -> dict[str, Any]:
     """Real-time paced run of ``n_streams`` through the torch-free runtime (StreamHub)."""
     from emotion_runtime import EmotionModel, EmotionStream, StreamHub
@@ -127,24 +152,8 @@ def run_onnx(n_streams: int, seconds: float, sources: list[np.ndarray], variant:
         events = hub.flush()
         done = time.perf_counter()
         latencies.extend([done - due] * len(events))
-    wall = time.perf_counter() - wall0
-    cpu = time.process_time() - cpu0
-    audio_s = n_streams * seconds
-    lag = wall - n_ticks * FRAME_S
-    return {
-        "path": f"onnxruntime {variant} (torch-free runtime, StreamHub batch<={batch})",
-        "streams": n_streams,
-        "audio_seconds_per_stream": seconds,
-        "realtime": bool(lag < 0.5 and late_ticks < 0.05 * n_ticks),
-        "final_lag_s": round(lag, 3),
-        "late_tick_share": round(late_ticks / n_ticks, 4),
-        "labels": len(latencies),
-        "label_latency_ms": _percentiles(latencies),
-        "cpu_core_share": round(cpu / wall, 3),
-        "cpu_ms_per_stream_second": round(cpu / audio_s * 1000, 3),
-        "streams_per_core_estimate": int(1000 / (cpu / audio_s * 1000)) if cpu > 0 else None,
-        "rss_mb": round(_rss_mb(), 1),
-    }
+    return _result(f"onnxruntime {variant} (torch-free runtime, StreamHub batch<={batch})",
+                   n_streams, seconds, latencies, late_ticks, n_ticks, wall0, cpu0)
 
 
 def run_torch(n_streams: int, seconds: float, sources: list[np.ndarray]) -> dict[str, Any]:
@@ -195,24 +204,8 @@ def run_torch(n_streams: int, seconds: float, sources: list[np.ndarray]) -> dict
             latencies.extend([time.perf_counter() - due] * closed)
             if wall0 + n_ticks * FRAME_S * 3 < time.perf_counter():
                 break  # hopelessly behind: stop rather than run for minutes
-    wall = time.perf_counter() - wall0
-    cpu = time.process_time() - cpu0
-    lag = wall - n_ticks * FRAME_S
-    audio_s = n_streams * seconds
-    return {
-        "path": "PyTorch (SpeechBrain way: torch model, fbank per window, one call per window, no VAD gating)",
-        "streams": n_streams,
-        "audio_seconds_per_stream": seconds,
-        "realtime": bool(lag < 0.5 and late_ticks < 0.05 * n_ticks),
-        "final_lag_s": round(lag, 3),
-        "late_tick_share": round(late_ticks / n_ticks, 4),
-        "labels": len(latencies),
-        "label_latency_ms": _percentiles(latencies),
-        "cpu_core_share": round(cpu / wall, 3),
-        "cpu_ms_per_stream_second": round(cpu / audio_s * 1000, 3),
-        "streams_per_core_estimate": int(1000 / (cpu / audio_s * 1000)) if cpu > 0 else None,
-        "rss_mb": round(_rss_mb(), 1),
-    }
+    return _result("PyTorch (SpeechBrain way: torch model, fbank per window, one call per window, no VAD gating)",
+                   n_streams, seconds, latencies, late_ticks, n_ticks, wall0, cpu0)
 
 
 def _child(args: argparse.Namespace) -> int:
