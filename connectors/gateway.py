@@ -7,7 +7,7 @@ Paths (one port)::
     /audiohook     Genesys AudioHook (monitor): X-API-KEY + HTTP message signature
     /v1/stream     our own protocol ("emotune-ws", docs/protocol.md): Bearer token
     /feed/{call}   live emotion feed for supervisors (``*`` = every call): ?token= or Bearer
-    /feed.html     the feed page (plain HTTP GET), /healthz  liveness + active calls
+    /feed.html     the feed page (plain HTTP GET), /healthz  liveness + active calls, /metrics Prometheus text format
 
 Authentication happens in ``process_request``, i.e. before the websocket upgrade: a peer that
 fails it gets an HTTP 401/403 and no audio of it is ever read. ``serve(config)`` runs until
@@ -25,6 +25,7 @@ import logging
 import os
 import signal
 import ssl
+import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -43,6 +44,9 @@ from websockets.http11 import Request, Response
 
 from connectors.asr import ASR_SAMPLE_RATE, create_recognizer
 from connectors.feed import ALL_CALLS, STATIC_DIR, FeedHub, check_token
+from connectors.logging_json import call_scope, configure_logging
+from connectors.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from connectors.metrics import GatewayMetrics
 from connectors.pipeline import CallPipeline, CallServices, EmotionAnalyzer, EmotionFactory
 from connectors.protocols.base import CallProtocol, Outgoing, ProtocolViolation, TransferRequested
 from connectors.rasa_client import RasaClient
@@ -168,9 +172,19 @@ class Gateway:
         log_dir: Path | None = DEFAULT_LOG_DIR,
         rasa_url: str | None = None,
         end_silence_s: float = 0.6,
+        max_messages_per_s: float = 250.0,
+        rate_burst_s: float = 30.0,
     ) -> None:
+        # Inbound message-rate cap per call (token bucket). Twilio sends 50 media messages/s,
+        # AudioHook ~5-10, emotune-ws 50 at 20 ms frames; 250/s leaves room for marks/DTMF while
+        # stopping a flooding client. The burst is long on purpose: when the loop stalls under load
+        # (measured: ~12 s at 20 calls on 2 cores), a well-behaved caller's backlog arrives at once
+        # and must not be mistaken for a flood.
+        self.max_messages_per_s = max_messages_per_s
+        self.rate_capacity = max_messages_per_s * rate_burst_s
         self.config = config
         self.feed = FeedHub()
+        self.metrics = GatewayMetrics()
         self.rasa = RasaClient(config.rasa, url=rasa_url)
         twilio_token = _secret(config.gateway.twilio.auth_token)
         self.services = CallServices(
@@ -183,8 +197,11 @@ class Gateway:
             log_dir=config.resolve(Path(log_dir)) if log_dir is not None else None,
             on_transfer=TwilioRestTransfer(twilio_token),
             end_silence_s=end_silence_s,
+            metrics=self.metrics,
         )
         self.active: dict[int, CallPipeline] = {}
+        self.connections: dict[int, ServerConnection] = {}
+        self.stopping = False
         self.server: Server | None = None
         self.routes = self._build_routes()
 
@@ -278,12 +295,15 @@ class Gateway:
                 return None
             route = self.routes.get(path)
             if route is None:
+                self.metrics.refusals_total.inc("bad_path")
                 return self._http_response(http.HTTPStatus.NOT_FOUND, b"unknown path\n", "text/plain")
             route.authenticate(request, scheme)
         except AuthenticationError as exc:
             logger.warning("refused %s from %s: %s", path, connection.remote_address, exc)
+            self.metrics.refusals_total.inc("auth")
             return self._http_response(http.HTTPStatus.UNAUTHORIZED, f"{exc}\n".encode(), "text/plain")
         if len(self.active) >= self.config.gateway.max_calls:
+            self.metrics.refusals_total.inc("capacity")
             return self._http_response(
                 http.HTTPStatus.SERVICE_UNAVAILABLE, b"too many concurrent calls\n", "text/plain"
             )
@@ -297,6 +317,9 @@ class Gateway:
         if path == "/healthz":
             body = json.dumps({"status": "ok", "active_calls": len(self.active)}).encode()
             return self._http_response(http.HTTPStatus.OK, body, "application/json")
+        if path == "/metrics":
+            self.metrics.active_calls.set(len(self.active))
+            return self._http_response(http.HTTPStatus.OK, self.metrics.render().encode(), METRICS_CONTENT_TYPE)
         return self._http_response(http.HTTPStatus.NOT_FOUND, b"not found\n", "text/plain")
 
     # -- connections --------------------------------------------------------------------------
@@ -307,7 +330,8 @@ class Gateway:
             await self._serve_feed(connection, unquote(path.removeprefix("/feed/")) or ALL_CALLS)
             return
         route = self.routes[path]
-        await self._serve_call(connection, route, route.make_core(connection.request))
+        with call_scope():  # log records of this connection (and its turn worker) get the call id
+            await self._serve_call(connection, route, route.make_core(connection.request))
 
     async def _serve_feed(self, connection: ServerConnection, call_id: str) -> None:
         closed = asyncio.create_task(connection.wait_closed())
@@ -332,7 +356,12 @@ class Gateway:
 
         pipeline = CallPipeline(self.services, core, send, route.name)
         self.active[id(connection)] = pipeline
+        self.connections[id(connection)] = connection
+        self.metrics.calls_total.inc(route.name)
+        self.metrics.active_calls.set(len(self.active))
         reason = "peer closed"
+        rate_limited = False
+        tokens, refilled_at = self.rate_capacity, time.monotonic()
         try:
             while core.close_request is None:
                 try:
@@ -345,26 +374,41 @@ class Gateway:
                 if core.close_request is not None:
                     reason = core.close_request.reason  # the pipeline ended the call (hand-off)
                     break
+                now = time.monotonic()
+                tokens = min(self.rate_capacity, tokens + (now - refilled_at) * self.max_messages_per_s)
+                refilled_at = now
+                if tokens < 1.0:
+                    rate_limited, reason = True, "inbound message rate limit exceeded"
+                    self.metrics.errors_total.inc("rate_limit")
+                    logger.warning("%s call %s: %s", route.name, pipeline.call_id, reason)
+                    break
+                tokens -= 1.0
                 events = core.receive_text(message) if isinstance(message, str) else core.receive_bytes(message)
                 await self._flush(connection, core.data_to_send())
                 for event in events:
                     if isinstance(event, ProtocolViolation):
+                        self.metrics.errors_total.inc("protocol_violation")
                         logger.warning("%s call %s: %s", route.name, pipeline.call_id, event.message)
                     await pipeline.handle(event)
                 if core.close_request is not None:
                     reason = core.close_request.reason or "protocol close"
         except ConnectionClosed:
-            reason = "peer closed"
+            reason = "gateway shutdown" if self.stopping else "peer closed"
         except EmotuneError as exc:
+            self.metrics.errors_total.inc(type(exc).__name__)
             logger.exception("call %s failed", pipeline.call_id)
             reason = f"error: {exc}"
         finally:
             await pipeline.finish(reason)
             self.active.pop(id(connection), None)
+            self.connections.pop(id(connection), None)
+            self.metrics.active_calls.set(len(self.active))
             close = core.close_request
             with contextlib.suppress(ConnectionClosed):
                 await self._flush(connection, core.data_to_send())
-                if close is not None:
+                if rate_limited:
+                    await connection.close(1008, "inbound message rate limit exceeded")  # policy violation
+                elif close is not None:
                     await connection.close(close.code, close.reason)
                 else:
                     await connection.close()
@@ -421,11 +465,27 @@ class Gateway:
         logger.info("config reloaded from %s", path)
         return True
 
-    async def stop(self) -> None:
+    async def stop(self, drain_timeout_s: float | None = None) -> None:
+        """Graceful stop: refuse new calls, let each call's queued turns finish (reply sent), then
+        close every call with 1001 going away. ``drain_timeout_s`` bounds the wait per call
+        (default: the Rasa timeout + 10 s, enough for one ASR + Rasa + TTS turn)."""
+        self.stopping = True
         if self.server is not None:
-            self.server.close()
+            self.server.close(close_connections=False)  # stop listening; live calls continue for now
+            limit = self.config.rasa.timeout_s + 10 if drain_timeout_s is None else drain_timeout_s
+            await asyncio.gather(
+                *(self._drain(key, pipeline, limit) for key, pipeline in list(self.active.items()))
+            )
+            self.server.close()  # anything left (feeds): 1001 going away
             await self.server.wait_closed()
         await self.rasa.close()
+
+    async def _drain(self, key: int, pipeline: CallPipeline, limit_s: float) -> None:
+        await pipeline.drain(limit_s)
+        connection = self.connections.get(key)
+        if connection is not None:
+            with contextlib.suppress(ConnectionClosed):
+                await connection.close(1001, "gateway shutting down")
 
 
 def pid_file(config: EmotuneConfig) -> Path:
@@ -496,8 +556,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--config", type=Path, default=None, help="operator config (default: built-in defaults)")
     parser.add_argument("--port", type=int, default=None, help="override gateway.port")
     parser.add_argument("--log-dir", type=Path, default=DEFAULT_LOG_DIR, help="per-call JSON-lines logs")
+    parser.add_argument(
+        "--log-format", choices=("text", "json"), default=os.environ.get("EMOTUNE_LOG_FORMAT", "text"),
+        help="process log format: text, or one JSON object per line (env EMOTUNE_LOG_FORMAT)",
+    )
+    parser.add_argument(
+        "--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        default=os.environ.get("EMOTUNE_LOG_LEVEL", "INFO"),
+        help="DEBUG adds transcripts (caller and bot text); INFO never logs them (env EMOTUNE_LOG_LEVEL)",
+    )
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(json_lines=args.log_format == "json", level=args.log_level)
     try:
         config = load_config(args.config)
         if args.port is not None:
@@ -521,6 +590,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         asyncio.run(run())
     except EmotuneError as exc:
-        print(f"error: {exc}")
+        # e.g. a missing/corrupt model or sidecar: refuse to start, naming the file.
+        print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -34,6 +34,8 @@ import soundfile as sf
 
 from connectors.asr import ASR_SAMPLE_RATE, SpeechRecognizer
 from connectors.feed import FeedHub
+from connectors.logging_json import set_call_id
+from connectors.metrics import GatewayMetrics
 from connectors.protocols.base import (
     AudioDiscarded,
     AudioEncoding,
@@ -248,6 +250,7 @@ class CallServices:
     on_transfer: TransferHandler | None = None
     recordings_dir: Path | None = None
     end_silence_s: float = 0.6
+    metrics: GatewayMetrics | None = None  # the gateway's Prometheus metrics; None outside a gateway
 
 
 @dataclass(frozen=True)
@@ -362,6 +365,8 @@ class CallPipeline:
 
     def _on_started(self, event: CallStarted) -> None:
         self.call_id = event.call_id
+        set_call_id(event.call_id)  # every later log record of this connection carries it
+        logger.info("call started (%s, %s %d Hz)", self.protocol_name, event.audio.encoding, event.audio.sample_rate)
         self.audio_format = event.audio
         self.log = CallLog(self.services.log_dir, event.call_id)
         for name in event.parties:
@@ -388,12 +393,15 @@ class CallPipeline:
         if party.resampler is None or party.resampler.from_rate != event.sample_rate:
             # Stateful per party: resampling 20 ms frames one by one would click at every edge.
             party.resampler = StreamingResampler(event.sample_rate, ASR_SAMPLE_RATE)
+        received_at = time.monotonic()  # the frame that may close an analysis window arrived
         samples = party.resampler.process(decode_audio(event.payload, event.encoding))
         party.samples_seen += samples.shape[0]
         if party.recording is not None:
             party.recording.write(samples)
         for emotion in party.emotion.push(samples):
             await self._on_emotion(party, emotion)
+            if self.services.metrics is not None:
+                self.services.metrics.label_latency.observe(time.monotonic() - received_at)
         if self.dialogue and party.name == "caller" and not self.handed_off:
             for segment in self.segmenter.push(samples):
                 await self._on_segment(segment)
@@ -447,6 +455,8 @@ class CallPipeline:
             except EmotuneError as exc:
                 # One bad turn (e.g. TTS failure) must not end the call.
                 logger.warning("turn failed on call %s: %s", self.call_id, exc)
+                if self.services.metrics is not None:
+                    self.services.metrics.errors_total.inc(f"turn_{type(exc).__name__}")
                 self._record("turn_failed", error=str(exc))
             finally:
                 self._turns.task_done()
@@ -491,6 +501,12 @@ class CallPipeline:
         metadata = self.metadata(start_s, end_s) if pending.text is None else self.metadata()
         reply = await self.services.rasa.send(self.call_id, text, metadata)
         tone = reply.tone or str(metadata["tone"])
+        if reply.fallback and self.services.metrics is not None:
+            self.services.metrics.rasa_fallbacks_total.inc()
+        # INFO carries no words (privacy: transcripts go to DEBUG only).
+        logger.info("turn %d: tone %s, fallback %s, asr %.3f s, rasa %.3f s",
+                    turn, tone, reply.fallback, asr_s, reply.latency_s)
+        logger.debug("turn %d: caller said %r; bot replied %r", turn, text, reply.text)
         self._record(
             "turn",
             turn=turn,
@@ -522,11 +538,13 @@ class CallPipeline:
         out_format: AudioFormat = getattr(self.core, "output_audio", None) or self.audio_format
         if speech.samples.size == 0:  # tts.engine none: the client speaks the text itself
             await self._after_send(self.core.send_bot_reply(reply.text, tone, None, {"tone": tone}))
+            self._observe_turn_latency(time.monotonic() - turn_ended_at)
             return
         await self._after_send(self.core.send_bot_reply(reply.text, tone, out_format, {"tone": tone}))
         wire = encode_audio(speech.at_rate(out_format.sample_rate).samples, out_format.encoding)
         response_s = time.monotonic() - turn_ended_at
         await self._after_send(self.core.send_audio(wire, out_format.encoding, out_format.sample_rate))
+        self._observe_turn_latency(response_s)
         self._mark_counter += 1
         mark = f"reply-{self._mark_counter}"
         now = time.monotonic()
@@ -539,6 +557,10 @@ class CallPipeline:
         self._record("bot_audio", mark=mark, tone=tone, duration_s=round(speech.duration_s, 3),
                      response_s=round(response_s, 3),
                      tts_s=round(speech.compute_s, 3))
+
+    def _observe_turn_latency(self, seconds: float) -> None:
+        if self.services.metrics is not None:
+            self.services.metrics.turn_latency.observe(seconds)
 
     async def _wait_for_playback(self, limit_s: float = 20.0) -> None:
         deadline = time.monotonic() + limit_s
@@ -559,6 +581,13 @@ class CallPipeline:
         await self._flush(self.core.close("handed off to a human"))
 
     # -- end ---------------------------------------------------------------------------------------
+    async def drain(self, limit_s: float) -> None:
+        """Wait (at most ``limit_s``) until the turns already queued have been answered."""
+        if self._worker is None:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._turns.join(), timeout=limit_s)
+
     async def finish(self, reason: str) -> None:
         """Flush the last turn, wait for pending bot turns, write the summary."""
         if self.ended:
@@ -586,6 +615,7 @@ class CallPipeline:
             handed_off=self.handed_off,
             emotion_events=len(caller.history) if caller else 0,
         )
+        logger.info("call ended (%s) after %.1f s, %d turn(s)", reason, self.call_time(), self._turn_counter)
         self.services.feed.forget(self.call_id)
 
     def _open_recordings(self) -> None:

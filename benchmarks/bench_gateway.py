@@ -1,0 +1,265 @@
+"""Gateway load run: N concurrent real-time Twilio callers through one gateway process with a real
+Rasa in the loop. Bounded: every call is the bundled sample call (6 turns, ~14 s of speech), so a
+run stops by itself (defaults: 5 then 20 callers, well under 5 minutes; --quick: 3 callers, 2 turns).
+
+Reports: calls held in real time (the caller never fell > 100 ms behind its 20 ms frame clock),
+turn latency (caller turn end -> first bot audio) p50/p95/p99 and the part the gateway adds
+(that minus Rasa's time), label latency (from the gateway's /metrics histogram), gateway RSS over
+time, and caller turns that got neither a reply nor an explicit error (must be 0).
+
+    .venv/bin/python -m benchmarks.bench_gateway            # 5 and 20 callers
+    .venv/bin/python -m benchmarks.bench_gateway --quick    # smoke, < 90 s
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+from websockets.asyncio.client import ClientConnection
+
+from connectors.call_report import read_call_log
+from connectors.caller import CallerTurn, TwilioCaller
+from connectors.demo import load_sample_call
+from connectors.rasa_process import RasaStack, free_port
+from emotune.config import PROJECT_ROOT
+
+__all__ = ["main", "run_level"]
+
+RESULTS = PROJECT_ROOT / "benchmarks" / "results"
+LATE_LIMIT_S = 0.1  # a caller more than this behind its frame clock is not "held in real time"
+
+
+class _TimedCaller(TwilioCaller):
+    """The real Twilio caller, also recording how far behind its real-time frame clock it fell."""
+
+    max_lag_s = 0.0
+
+    async def _send_frame(self, ws: ClientConnection, frame: bytes, deadline: float) -> float:
+        self.max_lag_s = max(self.max_lag_s, time.monotonic() - (deadline + 0.02))
+        return await super()._send_frame(ws, frame, deadline)
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _percentiles(values: list[float]) -> dict[str, Any]:
+    if not values:
+        return {"p50": None, "p95": None, "p99": None, "n": 0}
+    array = np.asarray(values)
+    return {f"p{q}": round(float(np.percentile(array, q)), 4) for q in (50, 95, 99)} | {"n": len(values)}
+
+
+def _histogram_quantile(metrics_text: str, name: str, q: float) -> float | None:
+    """Prometheus-style quantile from cumulative buckets (linear inside the bucket)."""
+    buckets: list[tuple[float, float]] = []
+    for line in metrics_text.splitlines():
+        if line.startswith(f"{name}_bucket"):
+            bound_text = line.split('le="')[1].split('"')[0]
+            buckets.append((float("inf") if bound_text == "+Inf" else float(bound_text), float(line.rsplit(" ", 1)[1])))
+    if not buckets or buckets[-1][1] == 0:
+        return None
+    target = q * buckets[-1][1]
+    lower_bound, lower_count = 0.0, 0.0
+    for bound, count in buckets:
+        if count >= target:
+            if bound == float("inf"):
+                return lower_bound
+            return lower_bound + (bound - lower_bound) * (target - lower_count) / max(count - lower_count, 1e-9)
+        lower_bound, lower_count = bound, count
+    return None
+
+
+def _metric(metrics_text: str, name: str) -> float:
+    for line in metrics_text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return 0.0
+
+
+async def _wait_healthy(port: int, process: subprocess.Popen[bytes]) -> None:
+    async with httpx.AsyncClient() as http:
+        for _ in range(600):
+            if process.poll() is not None:
+                raise RuntimeError(f"gateway exited with {process.returncode}")
+            try:
+                if (await http.get(f"http://127.0.0.1:{port}/healthz")).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.1)
+    raise RuntimeError("gateway did not become healthy in 60 s")
+
+
+async def run_level(callers: int, turns: list[CallerTurn], rasa_url: str, workdir: Path) -> dict[str, Any]:
+    port = free_port()
+    log_dir = workdir / f"logs-{callers}"
+    config_file = workdir / f"config-{callers}.yml"
+    config_file.write_text(
+        f"gateway: {{port: {port}, max_calls: {callers + 5}}}\nrasa: {{url: '{rasa_url}', replicas: []}}\n"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "connectors.gateway", "--config", str(config_file), "--log-dir", str(log_dir),
+         "--log-level", "WARNING"],
+        cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    rss: list[tuple[float, float]] = []
+    try:
+        await _wait_healthy(port, process)
+        started = time.monotonic()
+        rss.append((0.0, _rss_mb(process.pid)))
+        stop_sampling = asyncio.Event()
+
+        async def sample_rss() -> None:
+            while not stop_sampling.is_set():
+                await asyncio.sleep(1.0)
+                rss.append((round(time.monotonic() - started, 1), _rss_mb(process.pid)))
+
+        sampler = asyncio.create_task(sample_rss())
+        calls = [
+            _TimedCaller(f"ws://127.0.0.1:{port}/twilio", turns, speed=1.0, call_sid=f"CAbench{callers:03d}x{i:03d}")
+            for i in range(callers)
+        ]
+        print(f"[{callers} callers] placing calls ...", flush=True)
+        results = await asyncio.gather(*(c.run() for c in calls), return_exceptions=True)
+        wall_s = time.monotonic() - started
+        stop_sampling.set()
+        await sampler
+        async with httpx.AsyncClient() as http:
+            metrics_text = (await http.get(f"http://127.0.0.1:{port}/metrics")).text
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    response_s: list[float] = []
+    gateway_added_s: list[float] = []
+    unanswered = 0
+    turns_logged = 0
+    failed_calls = [repr(r) for r in results if isinstance(r, BaseException)]
+    for call in calls:
+        path = log_dir / f"{call.client.call_sid}.jsonl"
+        if not path.is_file():
+            continue
+        log = read_call_log(path)
+        for index, record in enumerate(log):
+            if record["type"] != "turn":
+                continue
+            turns_logged += 1
+            later = log[index + 1 :]
+            audio = next((r for r in later if r["type"] in ("bot_audio", "turn")), None)
+            if audio is not None and audio["type"] == "bot_audio":
+                response_s.append(float(audio["response_s"]))
+                gateway_added_s.append(float(audio["response_s"]) - float(record["rasa_s"]))
+            elif not (record.get("fallback") or any(r["type"] in ("turn_failed", "escalation") for r in later)):
+                unanswered += 1  # neither bot audio nor an explicit error / hand-off
+        unanswered += sum(r["type"] == "turn_failed" and not r.get("error") for r in log)
+    held = sum(1 for c, r in zip(calls, results, strict=True) if not isinstance(r, BaseException)
+               and c.max_lag_s <= LATE_LIMIT_S)
+    rss_values = [v for _, v in rss]
+    report: dict[str, Any] = {
+        "callers": callers,
+        "wall_s": round(wall_s, 1),
+        "calls_completed": callers - len(failed_calls),
+        "calls_held_in_real_time": held,
+        "max_caller_lag_s": round(max(c.max_lag_s for c in calls), 4),
+        "turns_logged": turns_logged,
+        "turns_unanswered": unanswered,
+        "turn_latency_s": _percentiles(response_s),
+        "turn_latency_added_by_gateway_s": _percentiles(gateway_added_s),
+        "label_latency_s": {
+            "p50": _histogram_quantile(metrics_text, "emotune_label_latency_seconds", 0.5),
+            "p95": _histogram_quantile(metrics_text, "emotune_label_latency_seconds", 0.95),
+            "p99": _histogram_quantile(metrics_text, "emotune_label_latency_seconds", 0.99),
+            "mean": _metric(metrics_text, "emotune_label_latency_seconds_sum")
+            / max(_metric(metrics_text, "emotune_label_latency_seconds_count"), 1),
+            "n": _metric(metrics_text, "emotune_label_latency_seconds_count"),
+        },
+        "rasa_fallbacks": _metric(metrics_text, "emotune_rasa_fallbacks_total"),
+        "rss_mb": {"start": round(rss_values[0], 1), "peak": round(max(rss_values), 1),
+                   "end": round(rss_values[-1], 1), "growth": round(rss_values[-1] - rss_values[0], 1)},
+        "rss_samples": rss,
+        "failed_calls": failed_calls,
+    }
+    print(f"[{callers} callers] {report['calls_held_in_real_time']}/{callers} held in real time, "
+          f"turn latency p50/p95/p99 {report['turn_latency_s']}, gateway-added {report['turn_latency_added_by_gateway_s']}, "
+          f"label p95 {report['label_latency_s']['p95']}, RSS {report['rss_mb']}, "
+          f"unanswered turns {unanswered}", flush=True)
+    return report
+
+
+def _plot(levels: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (rss_axis, latency_axis) = plt.subplots(1, 2, figsize=(11, 4))
+    for level in levels:
+        times, values = zip(*level["rss_samples"], strict=True)
+        rss_axis.plot(times, values, label=f"{level['callers']} callers")
+    rss_axis.set_xlabel("seconds")
+    rss_axis.set_ylabel("gateway RSS (MB)")
+    rss_axis.legend()
+    names = [str(level["callers"]) for level in levels]
+    for offset, key in ((-0.2, "turn_latency_s"), (0.2, "turn_latency_added_by_gateway_s")):
+        p95 = [level[key]["p95"] or 0.0 for level in levels]
+        latency_axis.bar(np.arange(len(levels)) + offset, p95, width=0.4, label=key.replace("_s", "") + " p95")
+    latency_axis.set_xticks(range(len(levels)), names)
+    latency_axis.set_xlabel("concurrent callers")
+    latency_axis.set_ylabel("seconds")
+    latency_axis.legend(fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+
+
+async def _main(args: argparse.Namespace) -> dict[str, Any]:
+    turns = load_sample_call().turns
+    if args.quick:
+        turns = turns[:2]
+    levels = [3] if args.quick else args.callers
+    with tempfile.TemporaryDirectory(prefix="bench-gateway-") as tmp, RasaStack("contact_center", ci=True) as rasa:
+        reports = [await run_level(n, turns, rasa.url, Path(tmp)) for n in levels]
+    return {
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        "turns_per_call": len(turns),
+        "levels": reports,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--callers", type=int, nargs="+", default=[5, 20], help="concurrent callers per level")
+    parser.add_argument("--quick", action="store_true", help="3 callers x 2 turns, < 90 s")
+    parser.add_argument("--out", type=Path, default=RESULTS / "bench_gateway.json")
+    args = parser.parse_args(argv)
+    if any(n < 1 for n in args.callers):
+        parser.error("--callers must be >= 1")
+    report = asyncio.run(_main(args))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2))
+    _plot(report["levels"], args.out.with_suffix(".png"))
+    print(f"wrote {args.out} and {args.out.with_suffix('.png')}")
+    return 1 if any(level["turns_unanswered"] for level in report["levels"]) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
