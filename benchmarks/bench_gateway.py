@@ -153,6 +153,7 @@ async def run_level(callers: int, turns: list[CallerTurn], rasa_url: str, workdi
     response_s: list[float] = []
     gateway_added_s: list[float] = []
     unanswered = 0
+    dropped = 0
     turns_logged = 0
     failed_calls = [repr(r) for r in results if isinstance(r, BaseException)]
     for call in calls:
@@ -172,6 +173,7 @@ async def run_level(callers: int, turns: list[CallerTurn], rasa_url: str, workdi
             elif not (record.get("fallback") or any(r["type"] in ("turn_failed", "escalation") for r in later)):
                 unanswered += 1  # neither bot audio nor an explicit error / hand-off
         unanswered += sum(r["type"] == "turn_failed" and not r.get("error") for r in log)
+        dropped += sum(r["type"] == "turn_dropped" for r in log)  # call ended first: logged, unanswered
     held = sum(1 for c, r in zip(calls, results, strict=True) if not isinstance(r, BaseException)
                and c.max_lag_s <= LATE_LIMIT_S)
     rss_values = [v for _, v in rss]
@@ -183,6 +185,7 @@ async def run_level(callers: int, turns: list[CallerTurn], rasa_url: str, workdi
         "max_caller_lag_s": round(max(c.max_lag_s for c in calls), 4),
         "turns_logged": turns_logged,
         "turns_unanswered": unanswered,
+        "turns_dropped_at_call_end": dropped,
         "turn_latency_s": _percentiles(response_s),
         "turn_latency_added_by_gateway_s": _percentiles(gateway_added_s),
         "label_latency_s": {

@@ -603,6 +603,14 @@ class CallPipeline:
             self._worker.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._worker
+        # Turns the call ended before they were answered: never lost silently.
+        while not self._turns.empty():
+            dropped = self._turns.get_nowait()
+            if self.services.metrics is not None:
+                self.services.metrics.errors_total.inc("turn_dropped")
+            if self.call_id is not None and self.log is not None:
+                self._record("turn_dropped", start_s=round(dropped.start_s, 3), end_s=round(dropped.end_s, 3),
+                             reason=f"call ended ({reason}) before the turn was answered")
         if self.call_id is None or self.log is None:
             return
         self._save_recordings()
