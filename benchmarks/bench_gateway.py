@@ -1,11 +1,13 @@
 """Gateway load run: N concurrent real-time Twilio callers through one gateway process with a real
 Rasa in the loop. Bounded: every call is the bundled sample call (6 turns, ~14 s of speech), so a
-run stops by itself (defaults: 5 then 20 callers, well under 5 minutes; --quick: 3 callers, 2 turns).
+run stops by itself (defaults: 5 then 20 callers, 3 waves each, about 15 minutes; --quick: 3
+callers, 2 turns, 1 wave).
 
 Reports: calls held in real time (the caller never fell > 100 ms behind its 20 ms frame clock),
 turn latency (caller turn end -> first bot audio) p50/p95/p99 and the part the gateway adds
 (that minus Rasa's time), label latency (from the gateway's /metrics histogram), gateway RSS over
-time, and caller turns that got neither a reply nor an explicit error (must be 0).
+time (gateway process; also with its ASR worker processes), RSS after each of --rounds waves
+of calls (growth after the first wave would be a leak), and caller turns that got neither a reply nor an explicit error (must be 0).
 
     .venv/bin/python -m benchmarks.bench_gateway            # 5 and 20 callers
     .venv/bin/python -m benchmarks.bench_gateway --quick    # smoke, < 90 s
@@ -58,6 +60,20 @@ def _rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def _tree_rss_mb(pid: int) -> float:
+    """RSS of the gateway plus its children (the ASR worker processes)."""
+    total, pending = 0.0, [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            total += _rss_mb(current)
+            for task in Path(f"/proc/{current}/task").iterdir():
+                pending += [int(child) for child in (task / "children").read_text().split()]
+        except (OSError, ValueError):
+            continue  # a process that just exited
+    return total
+
+
 def _percentiles(values: list[float]) -> dict[str, Any]:
     if not values:
         return {"p50": None, "p95": None, "p99": None, "n": 0}
@@ -106,7 +122,47 @@ async def _wait_healthy(port: int, process: subprocess.Popen[bytes]) -> None:
     raise RuntimeError("gateway did not become healthy in 60 s")
 
 
-async def run_level(callers: int, turns: list[CallerTurn], rasa_url: str, workdir: Path) -> dict[str, Any]:
+def _analyse_logs(paths: list[Path]) -> dict[str, Any]:
+    """Per-call logs -> latencies and the fate of every caller turn."""
+    response_s: list[float] = []
+    gateway_added_s: list[float] = []
+    counts = dict.fromkeys(("turns", "bot_audio", "fallback_or_failed", "shed_busy_reply", "skipped_no_words",
+                            "dropped", "unanswered"), 0)
+    for path in filter(Path.is_file, paths):
+        log = read_call_log(path)
+        for index, record in enumerate(log):
+            kind = record["type"]
+            if kind in ("turn_dropped", "turn_skipped"):
+                counts["dropped" if kind == "turn_dropped" else "skipped_no_words"] += 1
+                continue
+            if kind not in ("turn", "turn_shed"):
+                continue
+            counts["turns"] += 1
+            later = log[index + 1 :]
+            explicit_error = kind == "turn_shed" or bool(record.get("fallback")) or any(
+                r["type"] in ("turn_failed", "escalation") for r in later
+            )
+            counts["shed_busy_reply"] += kind == "turn_shed"
+            counts["fallback_or_failed"] += kind == "turn" and explicit_error
+            audio = next((r for r in later if r["type"] in ("bot_audio", "turn", "turn_shed")), None)
+            if audio is not None and audio["type"] == "bot_audio":
+                counts["bot_audio"] += 1
+                response_s.append(float(audio["response_s"]))
+                if kind == "turn":
+                    gateway_added_s.append(float(audio["response_s"]) - float(record["rasa_s"]))
+            elif not explicit_error:
+                counts["unanswered"] += 1
+    # What the issue counts: caller turns that got neither a reply nor an explicit error. A turn
+    # dropped because the call ended is logged, but the caller heard nothing: it counts here.
+    counts["unanswered"] += counts["dropped"]
+    return {"counts": counts, "response_s": response_s, "gateway_added_s": gateway_added_s}
+
+
+async def run_level(
+    callers: int, turns: list[CallerTurn], rasa_url: str, workdir: Path, rounds: int = 1
+) -> dict[str, Any]:
+    """``rounds`` consecutive waves of ``callers`` calls on one gateway process: RSS after each
+    wave shows whether memory grows with calls served (a leak) or plateaus after warm-up."""
     port = free_port()
     log_dir = workdir / f"logs-{callers}"
     config_file = workdir / f"config-{callers}.yml"
@@ -119,24 +175,36 @@ async def run_level(callers: int, turns: list[CallerTurn], rasa_url: str, workdi
         cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
     rss: list[tuple[float, float]] = []
+    rss_total: list[float] = []  # with the ASR worker processes
     try:
         await _wait_healthy(port, process)
         started = time.monotonic()
         rss.append((0.0, _rss_mb(process.pid)))
+        rss_total.append(_tree_rss_mb(process.pid))
         stop_sampling = asyncio.Event()
 
         async def sample_rss() -> None:
             while not stop_sampling.is_set():
                 await asyncio.sleep(1.0)
                 rss.append((round(time.monotonic() - started, 1), _rss_mb(process.pid)))
+                rss_total.append(_tree_rss_mb(process.pid))
 
         sampler = asyncio.create_task(sample_rss())
-        calls = [
-            _TimedCaller(f"ws://127.0.0.1:{port}/twilio", turns, speed=1.0, call_sid=f"CAbench{callers:03d}x{i:03d}")
-            for i in range(callers)
-        ]
-        print(f"[{callers} callers] placing calls ...", flush=True)
-        results = await asyncio.gather(*(c.run() for c in calls), return_exceptions=True)
+        calls: list[_TimedCaller] = []
+        results: list[Any] = []
+        rss_after_round: list[float] = []
+        for wave in range(rounds):
+            batch = [
+                _TimedCaller(f"ws://127.0.0.1:{port}/twilio", turns, speed=1.0,
+                             call_sid=f"CAbench{callers:03d}r{wave:02d}x{i:03d}")
+                for i in range(callers)
+            ]
+            print(f"[{callers} callers] round {wave + 1}/{rounds}: placing calls ...", flush=True)
+            results += await asyncio.gather(*(c.run() for c in batch), return_exceptions=True)
+            calls += batch
+            await asyncio.sleep(2.0)  # calls closed, per-call state released
+            rss_after_round.append(round(_rss_mb(process.pid), 1))
+            print(f"[{callers} callers] round {wave + 1}: RSS {rss_after_round[-1]} MB", flush=True)
         wall_s = time.monotonic() - started
         stop_sampling.set()
         await sampler
@@ -150,44 +218,25 @@ async def run_level(callers: int, turns: list[CallerTurn], rasa_url: str, workdi
             process.kill()
             process.wait()
 
-    response_s: list[float] = []
-    gateway_added_s: list[float] = []
-    unanswered = 0
-    dropped = 0
-    turns_logged = 0
+    analysis = _analyse_logs([log_dir / f"{call.client.call_sid}.jsonl" for call in calls])
+    counts = analysis["counts"]
+    unanswered = counts["unanswered"]
     failed_calls = [repr(r) for r in results if isinstance(r, BaseException)]
-    for call in calls:
-        path = log_dir / f"{call.client.call_sid}.jsonl"
-        if not path.is_file():
-            continue
-        log = read_call_log(path)
-        for index, record in enumerate(log):
-            if record["type"] != "turn":
-                continue
-            turns_logged += 1
-            later = log[index + 1 :]
-            audio = next((r for r in later if r["type"] in ("bot_audio", "turn")), None)
-            if audio is not None and audio["type"] == "bot_audio":
-                response_s.append(float(audio["response_s"]))
-                gateway_added_s.append(float(audio["response_s"]) - float(record["rasa_s"]))
-            elif not (record.get("fallback") or any(r["type"] in ("turn_failed", "escalation") for r in later)):
-                unanswered += 1  # neither bot audio nor an explicit error / hand-off
-        unanswered += sum(r["type"] == "turn_failed" and not r.get("error") for r in log)
-        dropped += sum(r["type"] == "turn_dropped" for r in log)  # call ended first: logged, unanswered
     held = sum(1 for c, r in zip(calls, results, strict=True) if not isinstance(r, BaseException)
                and c.max_lag_s <= LATE_LIMIT_S)
     rss_values = [v for _, v in rss]
     report: dict[str, Any] = {
         "callers": callers,
+        "rounds": rounds,
+        "calls": len(calls),
         "wall_s": round(wall_s, 1),
-        "calls_completed": callers - len(failed_calls),
+        "calls_completed": len(calls) - len(failed_calls),
         "calls_held_in_real_time": held,
         "max_caller_lag_s": round(max(c.max_lag_s for c in calls), 4),
-        "turns_logged": turns_logged,
+        "turns": counts,
         "turns_unanswered": unanswered,
-        "turns_dropped_at_call_end": dropped,
-        "turn_latency_s": _percentiles(response_s),
-        "turn_latency_added_by_gateway_s": _percentiles(gateway_added_s),
+        "turn_latency_s": _percentiles(analysis["response_s"]),
+        "turn_latency_added_by_gateway_s": _percentiles(analysis["gateway_added_s"]),
         "label_latency_s": {
             "p50": _histogram_quantile(metrics_text, "emotune_label_latency_seconds", 0.5),
             "p95": _histogram_quantile(metrics_text, "emotune_label_latency_seconds", 0.95),
@@ -198,11 +247,15 @@ async def run_level(callers: int, turns: list[CallerTurn], rasa_url: str, workdi
         },
         "rasa_fallbacks": _metric(metrics_text, "emotune_rasa_fallbacks_total"),
         "rss_mb": {"start": round(rss_values[0], 1), "peak": round(max(rss_values), 1),
-                   "end": round(rss_values[-1], 1), "growth": round(rss_values[-1] - rss_values[0], 1)},
+                   "end": round(rss_values[-1], 1), "growth": round(rss_values[-1] - rss_values[0], 1),
+                   "after_each_round": rss_after_round,
+                   "growth_after_first_round": round(rss_after_round[-1] - rss_after_round[0], 1)},
+        "rss_with_asr_workers_mb": {"start": round(rss_total[0], 1), "peak": round(max(rss_total), 1),
+                                    "end": round(rss_total[-1], 1)},
         "rss_samples": rss,
         "failed_calls": failed_calls,
     }
-    print(f"[{callers} callers] {report['calls_held_in_real_time']}/{callers} held in real time, "
+    print(f"[{callers} callers x {rounds}] {held}/{len(calls)} held in real time, turns {counts}, "
           f"turn latency p50/p95/p99 {report['turn_latency_s']}, gateway-added {report['turn_latency_added_by_gateway_s']}, "
           f"label p95 {report['label_latency_s']['p95']}, RSS {report['rss_mb']}, "
           f"unanswered turns {unanswered}", flush=True)
@@ -239,8 +292,10 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
     if args.quick:
         turns = turns[:2]
     levels = [3] if args.quick else args.callers
+    if args.quick:
+        args.rounds = 1
     with tempfile.TemporaryDirectory(prefix="bench-gateway-") as tmp, RasaStack("contact_center", ci=True) as rasa:
-        reports = [await run_level(n, turns, rasa.url, Path(tmp)) for n in levels]
+        reports = [await run_level(n, turns, rasa.url, Path(tmp), rounds=args.rounds) for n in levels]
     return {
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
         "turns_per_call": len(turns),
@@ -252,10 +307,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--callers", type=int, nargs="+", default=[5, 20], help="concurrent callers per level")
     parser.add_argument("--quick", action="store_true", help="3 callers x 2 turns, < 90 s")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="consecutive waves of calls per level on one gateway (RSS growth check)")
     parser.add_argument("--out", type=Path, default=RESULTS / "bench_gateway.json")
     args = parser.parse_args(argv)
-    if any(n < 1 for n in args.callers):
-        parser.error("--callers must be >= 1")
+    if any(n < 1 for n in args.callers) or args.rounds < 1:
+        parser.error("--callers and --rounds must be >= 1")
     report = asyncio.run(_main(args))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))

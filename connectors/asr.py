@@ -9,16 +9,20 @@ platforms that send the caller's text themselves. A cloud engine plugs in by imp
 
 from __future__ import annotations
 
+import importlib.util
+import multiprocessing
 import threading
-import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from connectors import asr_worker
 from emotune.config import AsrConfig
-from emotune.errors import AudioError, ConfigError, NotBuiltError, SampleRateError
+from emotune.errors import AudioError, ConfigError, NotBuiltError, SampleRateError, SpeechEngineError
 
 __all__ = [
     "ASR_SAMPLE_RATE",
@@ -32,6 +36,7 @@ __all__ = [
 
 ASR_SAMPLE_RATE = 16000  # every engine is fed 16 kHz mono; the gateway upsamples 8 kHz telephony
 _MIN_SAMPLES = ASR_SAMPLE_RATE // 10  # under 100 ms there is nothing to recognise
+_DECODE_TIMEOUT_S = 60.0  # a 20 s turn decodes in ~6 s here; far beyond that the worker is stuck
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,10 @@ class SpeechRecognizer(Protocol):
         """Recognise one turn. ``samples`` are int16 PCM or float in [-1, 1]."""
         ...
 
+    def close(self) -> None:
+        """Release workers and connections; in-flight turns finish first."""
+        ...
+
 
 def _as_pcm16(samples: np.ndarray, sample_rate: int) -> np.ndarray:
     if sample_rate != ASR_SAMPLE_RATE:
@@ -74,42 +83,68 @@ def _as_pcm16(samples: np.ndarray, sample_rate: int) -> np.ndarray:
 
 
 class PocketsphinxRecognizer:
-    """Offline en-US recognition with pocketsphinx's bundled model.
+    """Offline en-US recognition with pocketsphinx's bundled model, in worker processes.
 
-    One decoder per recogniser; decoding is serialised by a lock because the decoder keeps state.
-    The gateway calls :meth:`transcribe` in a worker thread so the event loop keeps streaming.
+    ``workers`` processes (one per core by default) each hold a decoder, so concurrent calls are
+    recognised in parallel and the gateway's event loop never waits on the GIL (pocketsphinx holds
+    it while decoding). A worker that dies fails only its turn (:class:`SpeechEngineError`); the
+    pool is rebuilt for the next one. Call :meth:`close` when done.
     """
 
     name = "pocketsphinx"
 
-    def __init__(self, language: str = "en-US") -> None:
+    def __init__(self, language: str = "en-US", workers: int = 1) -> None:
         if language.lower() not in ("en-us", "en"):
             raise ConfigError(
                 "asr", [f"asr.language: pocketsphinx ships only en-US, got {language!r}"]
             )
-        try:
-            from pocketsphinx import Decoder  # imported lazily: optional 'runtime' extra
-        except ImportError as exc:
+        if importlib.util.find_spec("pocketsphinx") is None:
             raise NotBuiltError(
                 "ASR engine 'pocketsphinx' is not installed: pip install 'emotune[runtime]' "
                 "or set asr.engine: none"
-            ) from exc
-        self._decoder = Decoder(loglevel="FATAL")
+            )
+        self.workers = max(1, workers)
         self._lock = threading.Lock()
+        self._pool = self._new_pool()
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        # spawn: forking a process that runs onnxruntime and asyncio threads is unsafe.
+        pool = ProcessPoolExecutor(
+            max_workers=self.workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=asr_worker.start_decoder,
+        )
+        for _ in range(self.workers):
+            # Start every worker (and load its model) now, not on a caller's first turn.
+            pool.submit(asr_worker.ready)
+        return pool
 
     def transcribe(self, samples: np.ndarray, sample_rate: int = ASR_SAMPLE_RATE) -> Transcript:
         pcm = _as_pcm16(samples, sample_rate)
         audio_s = pcm.shape[0] / ASR_SAMPLE_RATE
         if pcm.shape[0] < _MIN_SAMPLES:
             return Transcript("", self.name, audio_s, 0.0)
-        started = time.perf_counter()
         with self._lock:
-            self._decoder.start_utt()
-            self._decoder.process_raw(pcm.tobytes(), no_search=False, full_utt=True)
-            self._decoder.end_utt()
-            hypothesis = self._decoder.hyp()
-        text = hypothesis.hypstr.strip() if hypothesis is not None else ""
-        return Transcript(text, self.name, audio_s, time.perf_counter() - started)
+            pool = self._pool
+        try:
+            text, compute_s = pool.submit(asr_worker.decode, pcm.tobytes()).result(timeout=_DECODE_TIMEOUT_S)
+        except (BrokenProcessPool, TimeoutError) as exc:
+            with self._lock:
+                if self._pool is pool:  # first to notice rebuilds; later turns use the new pool
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    self._pool = self._new_pool()
+            raise SpeechEngineError(f"pocketsphinx worker failed on a {audio_s:.1f} s turn: {exc!r}") from exc
+        return Transcript(text, self.name, audio_s, compute_s)
+
+    def worker_pids(self) -> list[int]:
+        """Process ids of the live decoder workers (for monitoring and fault tests)."""
+        with self._lock:
+            processes = getattr(self._pool, "_processes", None) or {}
+            return [int(pid) for pid in processes]
+
+    def close(self) -> None:
+        with self._lock:
+            self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 class NoRecognizer:
@@ -121,9 +156,12 @@ class NoRecognizer:
         pcm = _as_pcm16(samples, sample_rate)
         return Transcript("", self.name, pcm.shape[0] / ASR_SAMPLE_RATE, 0.0)
 
+    def close(self) -> None:
+        """Nothing to release."""
+
 
 _ENGINES: dict[str, Callable[[AsrConfig], SpeechRecognizer]] = {
-    "pocketsphinx": lambda cfg: PocketsphinxRecognizer(cfg.language),
+    "pocketsphinx": lambda cfg: PocketsphinxRecognizer(cfg.language, workers=cfg.concurrency()),
     "none": lambda cfg: NoRecognizer(),
 }
 

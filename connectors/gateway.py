@@ -27,6 +27,7 @@ import signal
 import ssl
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -172,16 +173,7 @@ class Gateway:
         log_dir: Path | None = DEFAULT_LOG_DIR,
         rasa_url: str | None = None,
         end_silence_s: float = 0.6,
-        max_messages_per_s: float = 250.0,
-        rate_burst_s: float = 30.0,
     ) -> None:
-        # Inbound message-rate cap per call (token bucket). Twilio sends 50 media messages/s,
-        # AudioHook ~5-10, emotune-ws 50 at 20 ms frames; 250/s leaves room for marks/DTMF while
-        # stopping a flooding client. The burst is long on purpose: when the loop stalls under load
-        # (measured: ~12 s at 20 calls on 2 cores), a well-behaved caller's backlog arrives at once
-        # and must not be mistaken for a flood.
-        self.max_messages_per_s = max_messages_per_s
-        self.rate_capacity = max_messages_per_s * rate_burst_s
         self.config = config
         self.feed = FeedHub()
         self.metrics = GatewayMetrics()
@@ -198,6 +190,7 @@ class Gateway:
             on_transfer=TwilioRestTransfer(twilio_token),
             end_silence_s=end_silence_s,
             metrics=self.metrics,
+            asr_slots=asyncio.Semaphore(config.asr.concurrency()),
         )
         self.active: dict[int, CallPipeline] = {}
         self.connections: dict[int, ServerConnection] = {}
@@ -361,7 +354,12 @@ class Gateway:
         self.metrics.active_calls.set(len(self.active))
         reason = "peer closed"
         rate_limited = False
-        tokens, refilled_at = self.rate_capacity, time.monotonic()
+        # Inbound message-rate cap per call (token bucket, gateway.max_messages_per_s). The burst
+        # is long on purpose: after a network or loop stall a well-behaved caller's backlog
+        # arrives at once and must not be mistaken for a flood.
+        rate = self.config.gateway.max_messages_per_s
+        capacity = rate * self.config.gateway.rate_burst_s
+        tokens, refilled_at = capacity, time.monotonic()
         try:
             while core.close_request is None:
                 try:
@@ -375,7 +373,7 @@ class Gateway:
                     reason = core.close_request.reason  # the pipeline ended the call (hand-off)
                     break
                 now = time.monotonic()
-                tokens = min(self.rate_capacity, tokens + (now - refilled_at) * self.max_messages_per_s)
+                tokens = min(capacity, tokens + (now - refilled_at) * rate)
                 refilled_at = now
                 if tokens < 1.0:
                     rate_limited, reason = True, "inbound message rate limit exceeded"
@@ -423,8 +421,22 @@ class Gateway:
         gateway = self.config.gateway
         if gateway.tls_cert is None or gateway.tls_key is None:
             return None
+        cert, key = self.config.resolve(gateway.tls_cert), self.config.resolve(gateway.tls_key)
+        for name, path in (("tls_cert", cert), ("tls_key", key)):
+            try:
+                path.read_bytes()  # load_cert_chain's own OSError does not say which file
+            except OSError as exc:
+                raise ConfigError("gateway", [f"gateway.{name}: cannot read {path}: {exc.strerror or exc}"]) from exc
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(self.config.resolve(gateway.tls_cert), self.config.resolve(gateway.tls_key))
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        try:
+            # An empty password: an encrypted key fails here instead of prompting on a terminal.
+            context.load_cert_chain(cert, key, password=lambda: b"")
+        except ssl.SSLError as exc:
+            raise ConfigError("gateway", [
+                f"gateway.tls_cert/tls_key: {cert} and {key} are not a matching PEM certificate and "
+                f"unencrypted private key ({exc.reason or exc})"
+            ]) from exc
         return context
 
     async def start(self, port: int | None = None) -> Server:
@@ -457,9 +469,14 @@ class Gateway:
         listener = ("host", "port", "tls_cert", "tls_key")
         if any(getattr(new.gateway, k) != getattr(self.config.gateway, k) for k in listener):
             logger.warning("gateway host/port/TLS changes need a restart; other settings reloaded")
-        self.config = new
+        previous, self.config = self.config, new
         self.services.config = new
-        self.services.recognizer = create_recognizer(new.asr)
+        if new.asr != previous.asr:
+            old_recognizer = self.services.recognizer
+            self.services.recognizer = create_recognizer(new.asr)
+            self.services.asr_slots = asyncio.Semaphore(new.asr.concurrency())
+            # Turns already in the old engine finish there; close it off the event loop.
+            threading.Thread(target=old_recognizer.close, name="asr-close", daemon=True).start()
         self.services.synthesizer = create_synthesizer(new.tts)
         self.rasa.reconfigure(new.rasa)
         logger.info("config reloaded from %s", path)
@@ -479,6 +496,7 @@ class Gateway:
             self.server.close()  # anything left (feeds): 1001 going away
             await self.server.wait_closed()
         await self.rasa.close()
+        await asyncio.to_thread(self.services.recognizer.close)
 
     async def _drain(self, key: int, pipeline: CallPipeline, limit_s: float) -> None:
         await pipeline.drain(limit_s)
@@ -557,23 +575,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=None, help="override gateway.port")
     parser.add_argument("--log-dir", type=Path, default=DEFAULT_LOG_DIR, help="per-call JSON-lines logs")
     parser.add_argument(
-        "--log-format", choices=("text", "json"), default=os.environ.get("EMOTUNE_LOG_FORMAT", "text"),
-        help="process log format: text, or one JSON object per line (env EMOTUNE_LOG_FORMAT)",
+        "--log-format", choices=("text", "json"), default=None,
+        help="process log format (default: gateway.log_format; env EMOTUNE_GATEWAY__LOG_FORMAT)",
     )
     parser.add_argument(
-        "--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"),
-        default=os.environ.get("EMOTUNE_LOG_LEVEL", "INFO"),
-        help="DEBUG adds transcripts (caller and bot text); INFO never logs them (env EMOTUNE_LOG_LEVEL)",
+        "--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"), default=None,
+        help="default: gateway.log_level. DEBUG adds transcripts (caller and bot text); INFO never logs them",
     )
     args = parser.parse_args(argv)
-    configure_logging(json_lines=args.log_format == "json", level=args.log_level)
     try:
         config = load_config(args.config)
         if args.port is not None:
             config.gateway.port = args.port
     except ConfigError as exc:
+        configure_logging(json_lines=args.log_format == "json", level=args.log_level or "INFO")
         print(exc)
         return 2
+    configure_logging(
+        json_lines=(args.log_format or config.gateway.log_format) == "json",
+        level=args.log_level or config.gateway.log_level,
+    )
 
     async def run() -> None:
         loop = asyncio.get_running_loop()

@@ -251,6 +251,9 @@ class CallServices:
     recordings_dir: Path | None = None
     end_silence_s: float = 0.6
     metrics: GatewayMetrics | None = None  # the gateway's Prometheus metrics; None outside a gateway
+    # Turns in speech recognition at once across all calls (asr.workers); None: no limit. Waiting
+    # here, not inside the engine, lets a turn that waited past gateway.turn_deadline_s be shed.
+    asr_slots: asyncio.Semaphore | None = None
 
 
 @dataclass(frozen=True)
@@ -308,6 +311,7 @@ class CallPipeline:
         self._turn_counter = 0
         self.handed_off = False
         self.ended = False
+        self.draining = False  # set by drain(): the gateway is stopping, no new turns
 
     # -- helpers -----------------------------------------------------------------------------
     def call_time(self) -> float:
@@ -347,7 +351,7 @@ class CallPipeline:
         elif isinstance(event, TextTurn):
             if self.dialogue:
                 now = self.call_time()
-                await self._turns.put(_Turn(now, now, text=event.text))
+                await self._queue_turn(_Turn(now, now, text=event.text))
         elif isinstance(event, DtmfReceived):
             self._record("dtmf", digit=event.digit, party=event.channel)
         elif isinstance(event, CallEnded):
@@ -421,7 +425,20 @@ class CallPipeline:
                 self._record("barge_in", at=round(segment.end_s, 3))
                 await self._after_send(self.core.send_clear())
             return
-        await self._turns.put(_Turn(segment.start_s, segment.end_s, audio=segment.audio))
+        await self._queue_turn(_Turn(segment.start_s, segment.end_s, audio=segment.audio))
+
+    async def _queue_turn(self, turn: _Turn) -> None:
+        if self.draining:
+            # Shutting down: only turns already queued are answered; a new one would be cut off.
+            self._drop_turn(turn, "gateway shutting down")
+            return
+        await self._turns.put(turn)
+
+    def _drop_turn(self, turn: _Turn, reason: str) -> None:
+        """A turn that will get no answer: counted and logged, never lost silently."""
+        if self.services.metrics is not None:
+            self.services.metrics.errors_total.inc("turn_dropped")
+        self._record("turn_dropped", start_s=round(turn.start_s, 3), end_s=round(turn.end_s, 3), reason=reason)
 
     async def _on_core_event(self, event: Event) -> None:
         if isinstance(event, TransferRequested):
@@ -490,9 +507,15 @@ class CallPipeline:
             text, asr_s = pending.text.strip(), 0.0
         else:
             assert pending.audio is not None
-            transcript = await asyncio.to_thread(
-                self.services.recognizer.transcribe, pending.audio, ASR_SAMPLE_RATE
-            )
+            slots = self.services.asr_slots or contextlib.nullcontext()
+            async with slots:
+                waited_s = time.monotonic() - pending.ended_at
+                if waited_s > self.services.config.gateway.turn_deadline_s:
+                    await self._shed_turn(turn, pending, waited_s)
+                    return
+                transcript = await asyncio.to_thread(
+                    self.services.recognizer.transcribe, pending.audio, ASR_SAMPLE_RATE
+                )
             text, asr_s = transcript.text, transcript.compute_s
         if not text:
             self._record("turn_skipped", turn=turn, start_s=start_s, end_s=end_s, reason="no words recognised")
@@ -526,6 +549,20 @@ class CallPipeline:
             await self._speak(reply, tone, pending.ended_at)
         if reply.handoff is not None:
             await self._handoff(reply.handoff)
+
+    async def _shed_turn(self, turn: int, pending: _Turn, waited_s: float) -> None:
+        """Overload: the turn waited too long for recognition. Ask the caller to repeat (an
+        explicit answer, never silence) without calling Rasa, so the dialogue state is untouched."""
+        gateway = self.services.config.gateway
+        if self.services.metrics is not None:
+            self.services.metrics.errors_total.inc("turn_shed")
+        logger.warning("turn %d shed: waited %.1f s for speech recognition (deadline %.1f s)",
+                       turn, waited_s, gateway.turn_deadline_s)
+        tone = str(self.metadata(pending.start_s, pending.end_s)["tone"])
+        self._record("turn_shed", turn=turn, start_s=round(pending.start_s, 3), end_s=round(pending.end_s, 3),
+                     waited_s=round(waited_s, 3), reason="overloaded: speech recognition backlog",
+                     bot_text=gateway.busy_reply, tone=tone)
+        await self._speak(BotReply(text=gateway.busy_reply, tone=tone), tone, pending.ended_at)
 
     async def _speak(self, reply: BotReply, tone: str, turn_ended_at: float) -> None:
         assert self.audio_format is not None
@@ -583,6 +620,7 @@ class CallPipeline:
     # -- end ---------------------------------------------------------------------------------------
     async def drain(self, limit_s: float) -> None:
         """Wait (at most ``limit_s``) until the turns already queued have been answered."""
+        self.draining = True
         if self._worker is None:
             return
         with contextlib.suppress(TimeoutError):
@@ -596,7 +634,7 @@ class CallPipeline:
         if self.dialogue and not self.handed_off:
             for segment in self.segmenter.flush():
                 if segment.kind == "turn":
-                    await self._turns.put(_Turn(segment.start_s, segment.end_s, audio=segment.audio))
+                    await self._queue_turn(_Turn(segment.start_s, segment.end_s, audio=segment.audio))
         if self._worker is not None:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._turns.join(), timeout=self.services.config.rasa.timeout_s + 10)
@@ -605,12 +643,7 @@ class CallPipeline:
                 await self._worker
         # Turns the call ended before they were answered: never lost silently.
         while not self._turns.empty():
-            dropped = self._turns.get_nowait()
-            if self.services.metrics is not None:
-                self.services.metrics.errors_total.inc("turn_dropped")
-            if self.call_id is not None and self.log is not None:
-                self._record("turn_dropped", start_s=round(dropped.start_s, 3), end_s=round(dropped.end_s, 3),
-                             reason=f"call ended ({reason}) before the turn was answered")
+            self._drop_turn(self._turns.get_nowait(), f"call ended ({reason}) before the turn was answered")
         if self.call_id is None or self.log is None:
             return
         self._save_recordings()

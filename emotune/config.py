@@ -226,9 +226,38 @@ class GatewayConfig(_Section):
     handshake_timeout_s: float = Field(10.0, gt=0)
     idle_timeout_s: float = Field(30.0, gt=0)
     max_frame_bytes: int = Field(64_000, ge=320)
-    tls_cert: Path | None = None
-    tls_key: Path | None = None
+    tls_cert: Path | None = Field(
+        None, description="PEM certificate chain; with tls_key the gateway serves wss:// and https:// "
+        "(TLS 1.2+). Relative paths are resolved against the project root.",
+    )
+    tls_key: Path | None = Field(None, description="Unencrypted PEM private key of tls_cert.")
     record_audio: bool = Field(False, description="Store call audio (off: nothing is stored).")
+    max_messages_per_s: float = Field(
+        250.0, gt=0,
+        description="Inbound websocket messages per second per call (token bucket); a flooding "
+        "client is closed with 1008. Twilio sends 50/s, AudioHook 5-10/s.",
+    )
+    rate_burst_s: float = Field(
+        30.0, gt=0,
+        description="Seconds of max_messages_per_s a call may send at once: a caller's backlog after "
+        "a network stall arrives in one burst and is not a flood.",
+    )
+    turn_deadline_s: float = Field(
+        6.0, gt=0,
+        description="A caller turn still waiting for speech recognition this long after the caller "
+        "stopped speaking is answered with busy_reply instead (overload shedding: the caller hears "
+        "an explicit retry prompt, never silence).",
+    )
+    busy_reply: str = Field(
+        "Sorry, I missed that. Could you say it again?",
+        description="What the bot says to a turn shed under overload (Rasa is not called).",
+    )
+    log_format: Literal["text", "json"] = Field(
+        "text", description="Process log format; json is one object per line with the call id."
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="DEBUG adds transcripts (caller and bot text); INFO and above never log them."
+    )
     twilio: TwilioConfig = Field(default_factory=TwilioConfig)
     genesys: GenesysConfig = Field(default_factory=GenesysConfig)
 
@@ -255,6 +284,14 @@ class AsrConfig(_Section):
         "pocketsphinx", description="Offline English ASR, or 'none' when the platform sends text."
     )
     language: str = "en-US"
+    workers: int | None = Field(
+        None, ge=1, le=64,
+        description="Turns recognised at once across all calls (pocketsphinx: one decoder each). "
+        "Unset: one per CPU core.",
+    )
+
+    def concurrency(self) -> int:
+        return self.workers or os.cpu_count() or 1
 
 
 class TtsConfig(_Section):

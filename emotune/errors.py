@@ -20,6 +20,7 @@ __all__ = [
     "SequenceError",
     "DialogueError",
     "RasaUnavailableError",
+    "SpeechEngineError",
     "DataError",
     "NotBuiltError",
 ]
@@ -81,6 +82,10 @@ class DialogueError(EmotuneError):
 
 class RasaUnavailableError(DialogueError):
     """Rasa could not be reached or did not answer in time."""
+
+
+class SpeechEngineError(EmotuneError):
+    """A speech recogniser or synthesiser failed on a turn (engine crashed, timed out)."""
 
 
 class DataError(EmotuneError):

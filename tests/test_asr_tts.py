@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import concurrent.futures
+import os
 import shutil
+import signal
+import time
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -12,7 +17,7 @@ from connectors.demo import load_sample_call
 from connectors.pipeline import decode_audio, encode_audio, resample
 from connectors.tts import EspeakSynthesizer, Speech, create_synthesizer, ssml_for
 from emotune.config import AsrConfig, Prosody, TonePolicy, TtsConfig
-from emotune.errors import AudioError, ConfigError, NotBuiltError, SampleRateError
+from emotune.errors import AudioError, ConfigError, NotBuiltError, SampleRateError, SpeechEngineError
 
 TEXT = "I understand. Let me check your order and get this sorted out for you."
 
@@ -39,8 +44,10 @@ def espeak() -> EspeakSynthesizer:
 
 
 @pytest.fixture(scope="module")
-def sphinx() -> PocketsphinxRecognizer:
-    return PocketsphinxRecognizer()
+def sphinx() -> Iterator[PocketsphinxRecognizer]:
+    recognizer = PocketsphinxRecognizer()
+    yield recognizer
+    recognizer.close()
 
 
 def test_tone_changes_duration_pitch_and_level(espeak: EspeakSynthesizer) -> None:
@@ -125,3 +132,22 @@ def test_asr_input_errors(sphinx: PocketsphinxRecognizer) -> None:
     assert sphinx.transcribe(np.zeros(100, dtype=np.int16)).text == ""  # too short to hold words
     with pytest.raises(ConfigError, match="en-US"):
         PocketsphinxRecognizer(language="de-DE")
+
+
+def test_a_dead_asr_worker_fails_only_its_turn() -> None:
+    """Killing a worker process mid-turn: that turn gets SpeechEngineError, the next one is served."""
+    turn = load_sample_call().turns[0]
+    recognizer = PocketsphinxRecognizer(workers=1)
+    try:
+        assert recognizer.transcribe(turn.audio).text  # workers up and decoding
+        long_turn = np.tile(turn.audio, 8)  # ~14 s: decoding takes seconds, time to kill it
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            pending = pool.submit(recognizer.transcribe, long_turn)
+            time.sleep(0.5)
+            for pid in recognizer.worker_pids():
+                os.kill(pid, signal.SIGKILL)
+            with pytest.raises(SpeechEngineError, match="worker failed"):
+                pending.result(timeout=30)
+        assert recognizer.transcribe(turn.audio).text  # a fresh pool took over
+    finally:
+        recognizer.close()

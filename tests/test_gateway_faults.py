@@ -246,8 +246,9 @@ async def test_hostile_clients_are_cut_off_with_protocol_correct_close_codes(tmp
     config.gateway.max_frame_bytes = 4000
     config.gateway.idle_timeout_s = 0.5
     config.gateway.handshake_timeout_s = 0.5
-    gateway = Gateway(config, log_dir=tmp_path, rasa_url=f"http://127.0.0.1:{free_port()}",
-                      max_messages_per_s=50, rate_burst_s=1.0)
+    config.gateway.max_messages_per_s = 50
+    config.gateway.rate_burst_s = 1.0
+    gateway = Gateway(config, log_dir=tmp_path, rasa_url=f"http://127.0.0.1:{free_port()}")
     await gateway.start(port=0)
     try:
         # Oversized frame: refused by the websocket layer, 1009 message too big.
