@@ -93,7 +93,7 @@ class PocketsphinxRecognizer:
 
     name = "pocketsphinx"
 
-    def __init__(self, language: str = "en-US", workers: int = 1) -> None:
+    def __init__(self, language: str = "en-US", workers: int = 1, max_active_hmms: int = 3000) -> None:
         if language.lower() not in ("en-us", "en"):
             raise ConfigError(
                 "asr", [f"asr.language: pocketsphinx ships only en-US, got {language!r}"]
@@ -104,6 +104,7 @@ class PocketsphinxRecognizer:
                 "or set asr.engine: none"
             )
         self.workers = max(1, workers)
+        self.max_active_hmms = max_active_hmms
         self._lock = threading.Lock()
         self._pool = self._new_pool()
 
@@ -113,6 +114,7 @@ class PocketsphinxRecognizer:
             max_workers=self.workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=asr_worker.start_decoder,
+            initargs=(self.max_active_hmms,),
         )
         for _ in range(self.workers):
             # Start every worker (and load its model) now, not on a caller's first turn.
@@ -161,7 +163,9 @@ class NoRecognizer:
 
 
 _ENGINES: dict[str, Callable[[AsrConfig], SpeechRecognizer]] = {
-    "pocketsphinx": lambda cfg: PocketsphinxRecognizer(cfg.language, workers=cfg.concurrency()),
+    "pocketsphinx": lambda cfg: PocketsphinxRecognizer(
+        cfg.language, workers=cfg.concurrency(), max_active_hmms=cfg.max_active_hmms
+    ),
     "none": lambda cfg: NoRecognizer(),
 }
 

@@ -15,12 +15,12 @@ __all__ = ["start_decoder", "ready", "decode"]
 _decoder: Any = None
 
 
-def start_decoder() -> None:
+def start_decoder(max_active_hmms: int) -> None:
     """Process-pool initializer: load the model once per worker."""
     global _decoder
     from pocketsphinx import Decoder
 
-    _decoder = Decoder(loglevel="FATAL")
+    _decoder = Decoder(loglevel="FATAL", maxhmmpf=max_active_hmms)
 
 
 def ready() -> bool:

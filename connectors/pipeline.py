@@ -312,6 +312,7 @@ class CallPipeline:
         self.handed_off = False
         self.ended = False
         self.draining = False  # set by drain(): the gateway is stopping, no new turns
+        self._fallbacks_in_a_row = 0
 
     # -- helpers -----------------------------------------------------------------------------
     def call_time(self) -> float:
@@ -547,8 +548,16 @@ class CallPipeline:
         )
         if reply.text:
             await self._speak(reply, tone, pending.ended_at)
-        if reply.handoff is not None:
-            await self._handoff(reply.handoff)
+        handoff = reply.handoff
+        self._fallbacks_in_a_row = self._fallbacks_in_a_row + 1 if reply.fallback else 0
+        limit = self.services.config.rasa.handoff_after_fallbacks
+        if handoff is None and limit and self._fallbacks_in_a_row >= limit:
+            # The bot keeps failing this caller: a human takes over rather than more apologies.
+            handoff = {"reason": "dialogue_unavailable",
+                       "summary": f"The bot could not answer {self._fallbacks_in_a_row} turns in a row "
+                                  f"({reply.fallback_reason})."}  # fmt: skip
+        if handoff is not None:
+            await self._handoff(handoff)
 
     async def _shed_turn(self, turn: int, pending: _Turn, waited_s: float) -> None:
         """Overload: the turn waited too long for recognition. Ask the caller to repeat (an

@@ -142,6 +142,10 @@ class RasaClient:
         started = time.perf_counter()
         try:
             reply = await self._post(sender, message, metadata or {})
+            if not reply.text and reply.handoff is None:
+                # Silence is never an answer on a call. Seen when a custom action fails (the action
+                # server is down): Rasa drops that action's messages and answers with nothing.
+                raise DialogueError("Rasa answered with no message (is the action server up?)")
         except DialogueError as exc:
             self.failures += 1
             logger.warning("Rasa turn failed for %s (%d in a row): %s", sender, self.failures, exc)

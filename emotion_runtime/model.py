@@ -123,6 +123,11 @@ def _open_session(path: Path, threads: int) -> Any:
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    # The batch and time axes change from call to call: a memory arena and memory patterns keep
+    # the largest batch ever seen allocated for good (measured: 252 -> 173 MB RSS at 100 busy
+    # streams without them, at no CPU cost).
+    options.enable_cpu_mem_arena = False
+    options.enable_mem_pattern = False
     try:
         return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own untyped errors for bad graphs

@@ -25,7 +25,7 @@ from websockets.exceptions import ConnectionClosed
 from connectors.call_report import read_call_log
 from connectors.demo import load_sample_call
 from connectors.gateway import Gateway
-from connectors.protocols.emotune_ws import BotReply, EmotuneWsClient, Ready
+from connectors.protocols.emotune_ws import BotReply, EmotuneWsClient, Handoff, Ready
 from connectors.protocols.twilio import TwilioStreamClient
 from connectors.rasa_process import RasaStack, free_port
 from emotune.config import PROJECT_ROOT, EmotuneConfig, load_config
@@ -103,6 +103,68 @@ async def test_rasa_killed_mid_call_gets_the_fallback_fast_and_service_resumes(r
             await asyncio.to_thread(rasa.restart)
     turns = [r for r in read_call_log(tmp_path / "rasa-dies.jsonl") if r["type"] == "turn"]
     assert [t["fallback"] for t in turns] == [False, True, False]
+
+
+@pytest.mark.rasa
+@pytest.mark.slow
+async def test_action_server_killed_mid_call_gets_an_answer_fast_and_service_resumes(
+    rasa: RasaStack, tmp_path: Path
+) -> None:
+    config = make_config(rasa_timeout_s=2.0)
+    gateway = Gateway(config, log_dir=tmp_path, rasa_url=rasa.url)
+    await gateway.start(port=0)
+    try:
+        ws, client = await open_call(gateway.port, "actions-die")
+        async with ws:
+            await ws.send(client.text("where is my parcel"))
+            first = await next_reply(ws, client)
+            assert first.text and first.text != config.rasa.fallback_reply
+
+            await asyncio.to_thread(rasa.kill_actions)
+            started = time.monotonic()
+            await ws.send(client.text("where is my parcel"))
+            degraded = await next_reply(ws, client)
+            waited = time.monotonic() - started
+            # Rasa is up but its custom actions are gone: the caller still hears an answer (the
+            # bot's own reply, or the fallback when Rasa's answer is empty or an error), fast.
+            assert degraded.text, degraded
+            assert waited < config.rasa.timeout_s + 1.0, waited
+
+            await asyncio.to_thread(rasa.start_actions)
+            await ws.send(client.text("where is my parcel"))
+            again = await next_reply(ws, client, timeout_s=60)
+            assert again.text and again.text != config.rasa.fallback_reply  # served normally again
+    finally:
+        await gateway.stop()
+        if not rasa.running:
+            await asyncio.to_thread(rasa.restart)
+    turns = [r for r in read_call_log(tmp_path / "actions-die.jsonl") if r["type"] == "turn"]
+    assert len(turns) == 3 and turns[0]["fallback"] is False and turns[2]["fallback"] is False
+
+
+async def test_repeated_fallbacks_hand_the_call_to_a_human(tmp_path: Path) -> None:
+    config = make_config(rasa_timeout_s=1.0)
+    config.rasa.handoff_after_fallbacks = 2
+    gateway = Gateway(config, log_dir=tmp_path, rasa_url=f"http://127.0.0.1:{free_port()}")  # no Rasa there
+    await gateway.start(port=0)
+    try:
+        ws, client = await open_call(gateway.port, "bot-broken")
+        async with ws:
+            handoffs: list[Handoff] = []
+            for _ in range(2):
+                await ws.send(client.text("where is my parcel"))
+                assert (await next_reply(ws, client)).text == config.rasa.fallback_reply
+            async with asyncio.timeout(10):
+                while not handoffs:
+                    message = await ws.recv()
+                    parse = client.receive_bytes if isinstance(message, bytes) else client.receive_text
+                    handoffs += [e for e in parse(message) if isinstance(e, Handoff)]
+    finally:
+        await gateway.stop()
+    assert handoffs[0].reason == "dialogue_unavailable" and "2 turns in a row" in handoffs[0].summary
+    log = read_call_log(tmp_path / "bot-broken.jsonl")
+    assert [r["fallback"] for r in log if r["type"] == "turn"] == [True, True]
+    assert any(r["type"] == "escalation" and r["reason"] == "dialogue_unavailable" for r in log)
 
 
 # -- (b) broken model files --------------------------------------------------------------------------
