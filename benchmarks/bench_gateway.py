@@ -138,14 +138,18 @@ def _analyse_logs(paths: list[Path]) -> dict[str, Any]:
             if kind not in ("turn", "turn_shed"):
                 continue
             counts["turns"] += 1
-            later = log[index + 1 :]
+            later = []  # what happened to this turn: records up to the next caller turn
+            for following in log[index + 1 :]:
+                if following["type"] in ("turn", "turn_shed", "turn_skipped", "turn_dropped"):
+                    break
+                later.append(following)
             explicit_error = kind == "turn_shed" or bool(record.get("fallback")) or any(
                 r["type"] in ("turn_failed", "escalation") for r in later
             )
             counts["shed_busy_reply"] += kind == "turn_shed"
-            counts["fallback_or_failed"] += kind == "turn" and explicit_error
-            audio = next((r for r in later if r["type"] in ("bot_audio", "turn", "turn_shed")), None)
-            if audio is not None and audio["type"] == "bot_audio":
+            counts["fallback_or_failed"] += kind == "turn" and explicit_error  # Rasa fallback, failed turn, or hand-off
+            audio = next((r for r in later if r["type"] == "bot_audio"), None)
+            if audio is not None:
                 counts["bot_audio"] += 1
                 response_s.append(float(audio["response_s"]))
                 if kind == "turn":

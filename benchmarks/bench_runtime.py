@@ -23,6 +23,7 @@ import resource
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -82,12 +83,26 @@ def load_speech(seconds: float, n_sources: int = 24) -> tuple[list[np.ndarray], 
     return out, "generated voice-like signal (../shared not present)"
 
 
-def _mulaw_frames(signal: np.ndarray, seconds: float) -> list[bytes]:
-    from emotion_runtime.audio import mulaw_encode
+class _CallAudio:
+    """Each stream's 20 ms mu-law frames, served from one encoded copy per source speaker.
 
-    n = int(seconds / FRAME_S)
-    signal = np.resize(signal, n * FRAME_8K)
-    return [mulaw_encode(signal[i * FRAME_8K : (i + 1) * FRAME_8K]) for i in range(n)]
+    Streams start at different offsets into their source (so calls do not speak in unison) but
+    share its bytes: the harness's own audio stays ~3 MB and out of the runtime's RSS figure.
+    """
+
+    def __init__(self, sources: list[np.ndarray], n_streams: int, seconds: float, seed: int) -> None:
+        from emotion_runtime.audio import mulaw_encode
+
+        n_samples = int(seconds / FRAME_S) * FRAME_8K
+        self._encoded = [mulaw_encode(np.resize(source, n_samples + 8000 * 5)) for source in sources]
+        rng = np.random.default_rng(seed)
+        self._starts = [int(rng.integers(0, 8000 * 5)) for _ in range(n_streams)]
+        self.frames_per_stream = int(seconds / FRAME_S)
+
+    def frame(self, stream: int, k: int) -> bytes:
+        encoded = self._encoded[stream % len(self._encoded)]
+        start = self._starts[stream] + k * FRAME_8K
+        return encoded[start : start + FRAME_8K]
 
 
 def _percentiles(values: list[float]) -> dict[str, float | None]:
@@ -122,7 +137,7 @@ def _result(
     }
 
 
-def run_onnx(n_streams: int, seconds: float, sources: list[np.ndarray], variant: str, batch: int) -> dict[str, Any]:
+def run_onnx(n_streams: int, seconds: float, audio: _CallAudio, variant: str, batch: int) -> dict[str, Any]:
     """Real-time paced run of ``n_streams`` through the torch-free runtime (StreamHub)."""
     from emotion_runtime import EmotionModel, EmotionStream, StreamHub
 
@@ -130,7 +145,6 @@ def run_onnx(n_streams: int, seconds: float, sources: list[np.ndarray], variant:
     model = EmotionModel.load(model_path, ROOT / "models" / "emotune-ser-v1" / "emotion.json", intra_op_threads=1)
     hub = StreamHub(model, max_batch=batch)
     rng = np.random.default_rng(n_streams)
-    frames = [_mulaw_frames(np.roll(sources[i % len(sources)], int(rng.integers(0, 8000 * 5))), seconds) for i in range(n_streams)]
     streams = [EmotionStream(model, encoding="mulaw", sample_rate=8000) for _ in range(n_streams)]
     # Calls start at random offsets within the first second so windows do not all fall due at once.
     offsets = rng.integers(0, int(1 / FRAME_S), size=n_streams)
@@ -147,8 +161,8 @@ def run_onnx(n_streams: int, seconds: float, sources: list[np.ndarray], variant:
             late_ticks += 1
         for i, stream in enumerate(streams):
             k = tick - offsets[i]
-            if 0 <= k < len(frames[i]):
-                hub.feed(stream, frames[i][k])
+            if 0 <= k < audio.frames_per_stream:
+                hub.feed(stream, audio.frame(i, k))
         events = hub.flush()
         done = time.perf_counter()
         latencies.extend([done - due] * len(events))
@@ -156,7 +170,7 @@ def run_onnx(n_streams: int, seconds: float, sources: list[np.ndarray], variant:
                    n_streams, seconds, latencies, late_ticks, n_ticks, wall0, cpu0)
 
 
-def run_torch(n_streams: int, seconds: float, sources: list[np.ndarray]) -> dict[str, Any]:
+def run_torch(n_streams: int, seconds: float, audio: _CallAudio) -> dict[str, Any]:
     """The anchor: SpeechBrain-style PyTorch inference, fbank recomputed over each window."""
     import torch
 
@@ -170,7 +184,6 @@ def run_torch(n_streams: int, seconds: float, sources: list[np.ndarray]) -> dict
     fbank = TorchFbank()
     window, hop = 32000, 16000
     rng = np.random.default_rng(n_streams)
-    frames = [_mulaw_frames(np.roll(sources[i % len(sources)], int(rng.integers(0, 8000 * 5))), seconds) for i in range(n_streams)]
     offsets = rng.integers(0, int(1 / FRAME_S), size=n_streams)
     resamplers = [StreamingResampler(8000, 16000) for _ in range(n_streams)]
     buffers = [np.zeros(0, dtype=np.float32) for _ in range(n_streams)]
@@ -190,9 +203,9 @@ def run_torch(n_streams: int, seconds: float, sources: list[np.ndarray]) -> dict
             closed = 0
             for i in range(n_streams):
                 k = tick - offsets[i]
-                if not 0 <= k < len(frames[i]):
+                if not 0 <= k < audio.frames_per_stream:
                     continue
-                samples = resamplers[i].process(mulaw_decode(frames[i][k]))
+                samples = resamplers[i].process(mulaw_decode(audio.frame(i, k)))
                 buffers[i] = np.concatenate([buffers[i], samples])[-window:]
                 since[i] += samples.size
                 if buffers[i].size >= window and since[i] >= hop:
@@ -211,11 +224,10 @@ def run_torch(n_streams: int, seconds: float, sources: list[np.ndarray]) -> dict
 def _child(args: argparse.Namespace) -> int:
     """One measurement in a fresh process (own RSS, own core)."""
     os.sched_setaffinity(0, {args.core})
-    sources, _ = load_speech(args.seconds + 5)
-    if args.path == "torch":
-        result = run_torch(args.streams, args.seconds, sources)
-    else:
-        result = run_onnx(args.streams, args.seconds, sources, args.path, args.batch)
+    # The float sources are dropped once encoded: only the shared mu-law copies stay in memory.
+    audio = _CallAudio(load_speech(args.seconds + 5)[0], args.streams, args.seconds, seed=args.streams)
+    run = run_torch if args.path == "torch" else partial(run_onnx, variant=args.path, batch=args.batch)
+    result = run(args.streams, args.seconds, audio)
     result["peak_rss_mb"] = round(_peak_rss_mb(), 1)
     print(json.dumps(result))
     return 0

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from emotion_runtime.features import FbankSpec
+from emotion_runtime.memory import HeapTrimmer
 from emotune.errors import ModelFileError, SidecarError
 
 __all__ = ["EmotionModel", "Prediction"]
@@ -57,6 +58,9 @@ def _read_sidecar(path: Path) -> dict[str, Any]:
 
 class EmotionModel:
     """An emotion model file plus its sidecar. Use :meth:`load`; call :meth:`predict` from any thread."""
+
+    # One per process: every model and stream frees into the same heap.
+    heap_trimmer: HeapTrimmer = HeapTrimmer()
 
     def __init__(self, path: Path, sidecar: dict[str, Any], session: Any) -> None:
         self.path = path
@@ -107,6 +111,7 @@ class EmotionModel:
         )
         logits = outputs["logits"]
         shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+        self.heap_trimmer.maybe_trim()  # after the activations of this run were freed
         return Prediction(shifted / shifted.sum(axis=1, keepdims=True), outputs["arousal"], outputs["valence"])
 
 

@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -248,3 +249,16 @@ def test_streaming_config_is_honoured(model: EmotionModel) -> None:
     events = [e for f in _frames(_voice_like(3.0, 16000), 16000, "pcm16") for e in stream.push(f)]
     assert len(events) >= 4
     assert all(e.end_s - e.start_s == pytest.approx(1.0, abs=0.02) for e in events)
+
+
+def test_heap_trimmer_trims_at_most_once_per_interval() -> None:
+    from emotion_runtime.memory import HeapTrimmer
+
+    trimmer = HeapTrimmer(interval_s=0.2)
+    if not trimmer.enabled:
+        pytest.skip("no glibc malloc_trim on this platform")
+    assert trimmer.maybe_trim() is False  # not due yet
+    time.sleep(0.25)
+    assert trimmer.maybe_trim() is True
+    assert trimmer.maybe_trim() is False and trimmer.trims == 1
+    assert HeapTrimmer(interval_s=0).maybe_trim() is False  # 0 switches it off
