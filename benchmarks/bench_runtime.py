@@ -23,6 +23,7 @@ import resource
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -112,29 +113,51 @@ def _percentiles(values: list[float]) -> dict[str, float | None]:
     return {k: round(float(np.percentile(arr, q)), 2) for k, q in (("p50", 50), ("p95", 95), ("p99", 99), ("max", 100))}
 
 
-def _result(
-    path: str, n_streams: int, seconds: float, latencies: list[float], late_ticks: int, n_ticks: int,
-    wall0: float, cpu0: float,
-) -> dict[str, Any]:
-    """The figures of one paced run (shared by both paths so they are computed alike)."""
-    wall = time.perf_counter() - wall0
-    cpu = time.process_time() - cpu0
-    audio_s = n_streams * seconds
-    lag = wall - n_ticks * FRAME_S
-    return {
-        "path": path,
-        "streams": n_streams,
-        "audio_seconds_per_stream": seconds,
-        "realtime": bool(lag < 0.5 and late_ticks < 0.05 * n_ticks),
-        "final_lag_s": round(lag, 3),
-        "late_tick_share": round(late_ticks / n_ticks, 4),
-        "labels": len(latencies),
-        "label_latency_ms": _percentiles(latencies),
-        "cpu_core_share": round(cpu / wall, 3),
-        "cpu_ms_per_stream_second": round(cpu / audio_s * 1000, 3),
-        "streams_per_core_estimate": int(1000 / (cpu / audio_s * 1000)) if cpu > 0 else None,
-        "rss_mb": round(_rss_mb(), 1),
-    }
+class _PacedRun:
+    """Ticks every FRAME_S like a telephony server, counts ticks that start a frame late, and
+    computes the figures of the run (shared by both paths so they are measured alike)."""
+
+    def __init__(self, n_streams: int, seconds: float, offsets: np.ndarray) -> None:
+        self.n_streams, self.seconds = n_streams, seconds
+        self.n_ticks = int(seconds / FRAME_S) + int(offsets.max()) + 1
+        self.latencies: list[float] = []
+        self.late_ticks = 0
+        self.wall0 = self.cpu0 = 0.0
+
+    def ticks(self) -> Iterator[tuple[int, float]]:
+        """(tick, when it was due), sleeping until due; a tick that starts late is not skipped."""
+        self.cpu0, self.wall0 = time.process_time(), time.perf_counter()
+        for tick in range(self.n_ticks):
+            due = self.wall0 + tick * FRAME_S
+            now = time.perf_counter()
+            if now < due:
+                time.sleep(due - now)
+            elif now - due > FRAME_S:
+                self.late_ticks += 1
+            yield tick, due
+
+    def hopeless(self) -> bool:
+        return self.wall0 + self.n_ticks * FRAME_S * 3 < time.perf_counter()
+
+    def result(self, path: str) -> dict[str, Any]:
+        wall = time.perf_counter() - self.wall0
+        cpu = time.process_time() - self.cpu0
+        audio_s = self.n_streams * self.seconds
+        lag = wall - self.n_ticks * FRAME_S
+        return {
+            "path": path,
+            "streams": self.n_streams,
+            "audio_seconds_per_stream": self.seconds,
+            "realtime": bool(lag < 0.5 and self.late_ticks < 0.05 * self.n_ticks),
+            "final_lag_s": round(lag, 3),
+            "late_tick_share": round(self.late_ticks / self.n_ticks, 4),
+            "labels": len(self.latencies),
+            "label_latency_ms": _percentiles(self.latencies),
+            "cpu_core_share": round(cpu / wall, 3),
+            "cpu_ms_per_stream_second": round(cpu / audio_s * 1000, 3),
+            "streams_per_core_estimate": int(1000 / (cpu / audio_s * 1000)) if cpu > 0 else None,
+            "rss_mb": round(_rss_mb(), 1),
+        }
 
 
 def run_onnx(n_streams: int, seconds: float, audio: _CallAudio, variant: str, batch: int) -> dict[str, Any]:
@@ -148,26 +171,15 @@ def run_onnx(n_streams: int, seconds: float, audio: _CallAudio, variant: str, ba
     streams = [EmotionStream(model, encoding="mulaw", sample_rate=8000) for _ in range(n_streams)]
     # Calls start at random offsets within the first second so windows do not all fall due at once.
     offsets = rng.integers(0, int(1 / FRAME_S), size=n_streams)
-    n_ticks = int(seconds / FRAME_S) + int(offsets.max()) + 1
-    latencies: list[float] = []
-    late_ticks = 0
-    cpu0, wall0 = time.process_time(), time.perf_counter()
-    for tick in range(n_ticks):
-        due = wall0 + tick * FRAME_S
-        now = time.perf_counter()
-        if now < due:
-            time.sleep(due - now)
-        elif now - due > FRAME_S:
-            late_ticks += 1
+    run = _PacedRun(n_streams, seconds, offsets)
+    for tick, due in run.ticks():
         for i, stream in enumerate(streams):
             k = tick - offsets[i]
             if 0 <= k < audio.frames_per_stream:
                 hub.feed(stream, audio.frame(i, k))
         events = hub.flush()
-        done = time.perf_counter()
-        latencies.extend([done - due] * len(events))
-    return _result(f"onnxruntime {variant} (torch-free runtime, StreamHub batch<={batch})",
-                   n_streams, seconds, latencies, late_ticks, n_ticks, wall0, cpu0)
+        run.latencies.extend([time.perf_counter() - due] * len(events))
+    return run.result(f"onnxruntime {variant} (torch-free runtime, StreamHub batch<={batch})")
 
 
 def run_torch(n_streams: int, seconds: float, audio: _CallAudio) -> dict[str, Any]:
@@ -188,18 +200,9 @@ def run_torch(n_streams: int, seconds: float, audio: _CallAudio) -> dict[str, An
     resamplers = [StreamingResampler(8000, 16000) for _ in range(n_streams)]
     buffers = [np.zeros(0, dtype=np.float32) for _ in range(n_streams)]
     since = [0] * n_streams
-    n_ticks = int(seconds / FRAME_S) + int(offsets.max()) + 1
-    latencies: list[float] = []
-    late_ticks = 0
-    cpu0, wall0 = time.process_time(), time.perf_counter()
+    run = _PacedRun(n_streams, seconds, offsets)
     with torch.inference_mode():
-        for tick in range(n_ticks):
-            due = wall0 + tick * FRAME_S
-            now = time.perf_counter()
-            if now < due:
-                time.sleep(due - now)
-            elif now - due > FRAME_S:
-                late_ticks += 1
+        for tick, due in run.ticks():
             closed = 0
             for i in range(n_streams):
                 k = tick - offsets[i]
@@ -214,11 +217,10 @@ def run_torch(n_streams: int, seconds: float, audio: _CallAudio) -> dict[str, An
                     logits, _, _ = model(fbank(torch.from_numpy(buffers[i])[None]))
                     torch.softmax(logits, dim=1)
                     closed += 1
-            latencies.extend([time.perf_counter() - due] * closed)
-            if wall0 + n_ticks * FRAME_S * 3 < time.perf_counter():
+            run.latencies.extend([time.perf_counter() - due] * closed)
+            if run.hopeless():
                 break  # hopelessly behind: stop rather than run for minutes
-    return _result("PyTorch (SpeechBrain way: torch model, fbank per window, one call per window, no VAD gating)",
-                   n_streams, seconds, latencies, late_ticks, n_ticks, wall0, cpu0)
+    return run.result("PyTorch (SpeechBrain way: torch model, fbank per window, one call per window, no VAD gating)")
 
 
 def _child(args: argparse.Namespace) -> int:

@@ -21,6 +21,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from connectors import asr_worker
+from connectors.engines import EngineRegistry
 from emotune.config import AsrConfig
 from emotune.errors import AudioError, ConfigError, NotBuiltError, SampleRateError, SpeechEngineError
 
@@ -162,23 +163,23 @@ class NoRecognizer:
         """Nothing to release."""
 
 
-_ENGINES: dict[str, Callable[[AsrConfig], SpeechRecognizer]] = {
-    "pocketsphinx": lambda cfg: PocketsphinxRecognizer(
-        cfg.language, workers=cfg.concurrency(), max_active_hmms=cfg.max_active_hmms
-    ),
-    "none": lambda cfg: NoRecognizer(),
-}
+_ENGINES: EngineRegistry[AsrConfig, SpeechRecognizer] = EngineRegistry(
+    "asr",
+    {
+        "pocketsphinx": lambda cfg: PocketsphinxRecognizer(
+            cfg.language, workers=cfg.concurrency(), max_active_hmms=cfg.max_active_hmms
+        ),
+        "none": lambda cfg: NoRecognizer(),
+    },
+)
 
 
 def register_engine(name: str, factory: Callable[[AsrConfig], SpeechRecognizer]) -> None:
-    """Make another engine (e.g. a cloud ASR client) available to :func:`create_recognizer`."""
-    _ENGINES[name] = factory
+    """Make another engine (e.g. a cloud ASR client) available to :func:`create_recognizer`
+    and to config validation (``asr.engine``). Call it before loading the config."""
+    _ENGINES.register(name, factory)
 
 
 def create_recognizer(config: AsrConfig) -> SpeechRecognizer:
     """The recogniser the operator's config asks for."""
-    factory = _ENGINES.get(config.engine)
-    if factory is None:
-        known = ", ".join(sorted(_ENGINES))
-        raise ConfigError("asr", [f"asr.engine: unknown engine {config.engine!r} (known: {known})"])
-    return factory(config)
+    return _ENGINES.create(config)

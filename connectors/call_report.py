@@ -21,7 +21,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from emotune.errors import DataError  # noqa: E402
 
-__all__ = ["read_call_log", "timeline_png", "render_report", "write_report", "records_from_audio", "speaker_summary", "main"]
+__all__ = ["read_call_log", "describe_emotion", "timeline_png", "render_report", "write_report", "records_from_audio", "speaker_summary", "main"]
 
 _COLOURS = {"neutral": "#7f8c8d", "happy": "#f1c40f", "sad": "#2980b9", "angry": "#c0392b"}
 
@@ -89,6 +89,13 @@ def timeline_png(records: list[dict[str, Any]]) -> bytes:
     return buffer.getvalue()
 
 
+def describe_emotion(emotion: dict[str, Any] | None, missing: str) -> str:
+    """``angry (0.81, high)`` for a turn's emotion event, ``missing`` when the model had none yet."""
+    if not emotion:
+        return missing
+    return f"{emotion.get('label')} ({float(emotion.get('confidence', 0)):.2f}, {emotion.get('intensity')})"
+
+
 def _cell(value: Any) -> str:
     return html.escape("" if value is None else str(value))
 
@@ -111,12 +118,7 @@ def render_report(records: list[dict[str, Any]], title: str = "Emotune call repo
             response[current] = float(record.get("response_s", float("nan")))
     rows = []
     for turn in turns:
-        emotion = turn.get("emotion") or {}
-        detected = (
-            f"{emotion.get('label')} ({float(emotion.get('confidence', 0)):.2f}, {emotion.get('intensity')})"
-            if emotion
-            else "none yet"
-        )
+        detected = describe_emotion(turn.get("emotion"), missing="none yet")
         fallback = " <b>(fallback: Rasa unavailable)</b>" if turn.get("fallback") else ""
         rows.append(
             "<tr>"

@@ -22,9 +22,10 @@ import numpy as np
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from connectors.pipeline import encode_audio, resample
+from connectors.pipeline import encode_audio
 from connectors.protocols.base import ProtocolViolation
 from connectors.protocols.twilio import ClearRequested, MarkRequested, OutboundMedia, TwilioStreamClient
+from emotion_runtime.audio import resample
 from emotune.errors import AudioError, ProtocolError
 
 __all__ = ["CallerTurn", "CallerResult", "TwilioCaller", "TWILIO_RATE"]

@@ -30,10 +30,10 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-from connectors.call_report import write_report
+from connectors.call_report import describe_emotion, write_report
 from connectors.caller import CallerTurn, TwilioCaller
 from connectors.gateway import Gateway
-from connectors.pipeline import resample
+from emotion_runtime.audio import resample
 from emotune.config import PROJECT_ROOT, EmotuneConfig, load_config
 from emotune.errors import DataError, EmotuneError
 
@@ -152,12 +152,7 @@ def load_sample_call(audio_path: Path = SAMPLE_AUDIO) -> SampleCall:
 
 
 def _print_turn(record: dict[str, Any], acted: dict[int, str]) -> None:
-    emotion = record.get("emotion") or {}
-    detected = (
-        f"{emotion.get('label')} {float(emotion.get('confidence', 0)):.2f} ({emotion.get('intensity')})"
-        if emotion
-        else "no label yet"
-    )
+    detected = describe_emotion(record.get("emotion"), missing="no label yet")
     fallback = "  [FALLBACK: Rasa unavailable]" if record.get("fallback") else ""
     print(
         f"[{record['t']:6.1f}s] turn {record['turn']}  caller (acted {acted.get(record['turn'], '?')}): "

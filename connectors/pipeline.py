@@ -60,7 +60,6 @@ from connectors.protocols.g711 import mulaw_to_pcm16, pcm16_to_mulaw
 from connectors.rasa_client import BotReply, RasaClient
 from connectors.tts import Speech, SpeechSynthesizer
 from emotion_runtime.audio import StreamingResampler
-from emotion_runtime.audio import resample as runtime_resample
 from emotune.config import EmotuneConfig
 from emotune.errors import AudioError, EmotuneError
 
@@ -75,20 +74,12 @@ __all__ = [
     "CallPipeline",
     "decode_audio",
     "encode_audio",
-    "resample",
 ]
 
 logger = logging.getLogger(__name__)
 
 FRAME_S = 0.02  # the VAD decides per 20 ms frame, the telephony frame size
 _FRAME = int(ASR_SAMPLE_RATE * FRAME_S)
-
-
-def resample(samples: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:
-    """One-shot resampling of a whole signal with the runtime's resampler, float32 out."""
-    if from_rate == to_rate:
-        return np.asarray(samples, dtype=np.float32)
-    return np.asarray(runtime_resample(samples, from_rate, to_rate), dtype=np.float32)
 
 
 def decode_audio(payload: bytes, encoding: AudioEncoding, channels: int = 1) -> np.ndarray:

@@ -20,9 +20,10 @@ from xml.sax.saxutils import escape
 
 import numpy as np
 
+from connectors.engines import EngineRegistry
 from emotion_runtime.audio import resample
 from emotune.config import Prosody, TtsConfig
-from emotune.errors import AudioError, ConfigError, NotBuiltError
+from emotune.errors import AudioError, NotBuiltError
 
 __all__ = [
     "Speech",
@@ -173,21 +174,21 @@ class NoSynthesizer:
         return Speech(np.zeros(0, dtype=np.float32), 16000, text)
 
 
-_ENGINES: dict[str, Callable[[TtsConfig], SpeechSynthesizer]] = {
-    "espeak-ng": lambda cfg: EspeakSynthesizer(cfg.voice),
-    "none": lambda cfg: NoSynthesizer(),
-}
+_ENGINES: EngineRegistry[TtsConfig, SpeechSynthesizer] = EngineRegistry(
+    "tts",
+    {
+        "espeak-ng": lambda cfg: EspeakSynthesizer(cfg.voice),
+        "none": lambda cfg: NoSynthesizer(),
+    },
+)
 
 
 def register_engine(name: str, factory: Callable[[TtsConfig], SpeechSynthesizer]) -> None:
-    """Make another engine (e.g. a cloud TTS client taking :func:`ssml_for`) available."""
-    _ENGINES[name] = factory
+    """Make another engine (e.g. a cloud TTS client taking :func:`ssml_for`) available to
+    :func:`create_synthesizer` and to config validation (``tts.engine``). Call it before loading the config."""
+    _ENGINES.register(name, factory)
 
 
 def create_synthesizer(config: TtsConfig) -> SpeechSynthesizer:
     """The synthesiser the operator's config asks for."""
-    factory = _ENGINES.get(config.engine)
-    if factory is None:
-        known = ", ".join(sorted(_ENGINES))
-        raise ConfigError("tts", [f"tts.engine: unknown engine {config.engine!r} (known: {known})"])
-    return factory(config)
+    return _ENGINES.create(config)

@@ -144,60 +144,52 @@ def _read_prepared_manifest(root: Path, corpus: str) -> list[RawClip]:
     return clips
 
 
-_RAVDESS_NAME = re.compile(r"^(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)-(\d\d)$")
+@dataclass(frozen=True)
+class _FileNameLayout:
+    """A corpus in its download layout whose file names encode speaker and emotion."""
+
+    corpus: str
+    title: str
+    speaker_prefix: str
+    pattern: re.Pattern[str]  # named groups: speaker, emotion
+    emotions: Mapping[str, str]
+    example: str
+
+    def keep(self, match: re.Match[str]) -> bool:
+        # RAVDESS ships song next to speech (vocal channel 02); we train on speech only.
+        return match.groupdict().get("channel", "01") == "01"
+
+    def read(self, root: Path) -> list[RawClip]:
+        clips = []
+        for path in _audio_files(root):
+            match = self.pattern.match(path.stem)
+            if not match or not self.keep(match):
+                continue  # README files, hidden files, song, ...
+            emotion = match["emotion"]
+            if emotion not in self.emotions:
+                raise DataError(f"{path}: unknown {self.title} emotion code {emotion}")
+            speaker = f"{self.speaker_prefix}_{match['speaker']}"
+            clips.append(RawClip(path, self.emotions[emotion], speaker, self.corpus))
+        if not clips:
+            raise DataError(f"no {self.title} files (e.g. {self.example}) found under {root}")
+        return clips
 
 
-def _read_ravdess_original(root: Path) -> list[RawClip]:
-    clips = []
-    for path in _audio_files(root):
-        match = _RAVDESS_NAME.match(path.stem)
-        if not match:
-            continue  # README files, hidden files, ...
-        _modality, vocal_channel, emotion, _intensity, _statement, _rep, actor = match.groups()
-        if vocal_channel != "01":
-            continue  # song
-        if emotion not in RAVDESS_EMOTIONS:
-            raise DataError(f"{path}: unknown RAVDESS emotion code {emotion}")
-        clips.append(RawClip(path, RAVDESS_EMOTIONS[emotion], f"ravdess_{actor}", "ravdess"))
-    if not clips:
-        raise DataError(f"no RAVDESS files (NN-NN-NN-NN-NN-NN-NN.wav) found under {root}")
-    return clips
-
-
-_EMODB_NAME = re.compile(r"^(\d\d)([a-z]\d\d)([A-Z])([a-z])$")
-
-
-def _read_emodb_original(root: Path) -> list[RawClip]:
-    clips = []
-    for path in _audio_files(root):
-        match = _EMODB_NAME.match(path.stem)
-        if not match:
-            continue
-        speaker, _text, emotion, _version = match.groups()
-        if emotion not in EMODB_EMOTIONS:
-            raise DataError(f"{path}: unknown EmoDB emotion letter {emotion}")
-        clips.append(RawClip(path, EMODB_EMOTIONS[emotion], f"emodb_{speaker}", "emodb"))
-    if not clips:
-        raise DataError(f"no EmoDB files (e.g. 03a01Fa.wav) found under {root}")
-    return clips
-
-
-_CREMA_NAME = re.compile(r"^(\d{4})_([A-Z]{3})_([A-Z]{3})_([A-Z]{1,2})$")
-
-
-def _read_crema_d(root: Path) -> list[RawClip]:
-    clips = []
-    for path in _audio_files(root):
-        match = _CREMA_NAME.match(path.stem)
-        if not match:
-            continue
-        speaker, _sentence, emotion, _level = match.groups()
-        if emotion not in CREMA_EMOTIONS:
-            raise DataError(f"{path}: unknown CREMA-D emotion code {emotion}")
-        clips.append(RawClip(path, CREMA_EMOTIONS[emotion], f"crema_{speaker}", "crema_d"))
-    if not clips:
-        raise DataError(f"no CREMA-D files (e.g. 1001_DFA_ANG_XX.wav) found under {root}")
-    return clips
+_RAVDESS_ORIGINAL = _FileNameLayout(
+    "ravdess", "RAVDESS", "ravdess",
+    re.compile(r"^\d\d-(?P<channel>\d\d)-(?P<emotion>\d\d)-\d\d-\d\d-\d\d-(?P<speaker>\d\d)$"),
+    RAVDESS_EMOTIONS, "03-01-05-01-01-01-12.wav",
+)
+_EMODB_ORIGINAL = _FileNameLayout(
+    "emodb", "EmoDB", "emodb",
+    re.compile(r"^(?P<speaker>\d\d)[a-z]\d\d(?P<emotion>[A-Z])[a-z]$"),
+    EMODB_EMOTIONS, "03a01Fa.wav",
+)
+_CREMA_D = _FileNameLayout(
+    "crema_d", "CREMA-D", "crema",
+    re.compile(r"^(?P<speaker>\d{4})_[A-Z]{3}_(?P<emotion>[A-Z]{3})_[A-Z]{1,2}$"),
+    CREMA_EMOTIONS, "1001_DFA_ANG_XX.wav",
+)
 
 
 # "[6.2901 - 8.2357]\tSes01F_impro01_F000\tneu\t[2.5000, 2.5000, 2.5000]"
@@ -266,11 +258,11 @@ def read_source(source: SourceSpec | Mapping[str, Any] | Any) -> list[RawClip]:
     if kind in ("ravdess", "emodb") and (path / "manifest.csv").is_file():
         return _read_prepared_manifest(path, kind)
     if kind in ("ravdess", "ravdess_original"):
-        return _read_ravdess_original(path)
+        return _RAVDESS_ORIGINAL.read(path)
     if kind == "emodb":
-        return _read_emodb_original(path)
+        return _EMODB_ORIGINAL.read(path)
     if kind == "crema_d":
-        return _read_crema_d(path)
+        return _CREMA_D.read(path)
     return _read_iemocap(path)
 
 

@@ -16,7 +16,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from emotune.errors import ConfigError
@@ -40,6 +48,7 @@ __all__ = [
     "TrainingConfig",
     "EmotuneConfig",
     "load_config",
+    "allow_engine",
     "PROJECT_ROOT",
 ]
 
@@ -287,9 +296,30 @@ class RasaConfig(_Section):
     )
 
 
+# Engines the toolkit ships, per section; connectors.asr / connectors.tts ``register_engine`` add
+# a deployment's own (e.g. a cloud client) here so that validation accepts their names too.
+_ENGINES: dict[str, set[str]] = {"asr": {"pocketsphinx", "none"}, "tts": {"espeak-ng", "none"}}
+
+
+def allow_engine(section: str, name: str) -> None:
+    """Let ``<section>.engine`` name an engine registered at run time (see ``connectors.engines``)."""
+    if not name or not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
+        raise ValueError(f"engine name {name!r}: use letters, digits, '-', '_' or '.'")
+    _ENGINES[section].add(name)
+
+
+def _known_engine(section: str, name: str) -> str:
+    if name not in _ENGINES[section]:
+        known = ", ".join(sorted(_ENGINES[section]))
+        raise ValueError(f"unknown engine {name!r} (known: {known}; others via register_engine)")
+    return name
+
+
 class AsrConfig(_Section):
-    engine: Literal["pocketsphinx", "none"] = Field(
-        "pocketsphinx", description="Offline English ASR, or 'none' when the platform sends text."
+    engine: str = Field(
+        "pocketsphinx",
+        description="pocketsphinx (offline English), 'none' when the platform sends text, or an "
+        "engine registered with connectors.asr.register_engine.",
     )
     language: str = "en-US"
     workers: int | None = Field(
@@ -304,13 +334,27 @@ class AsrConfig(_Section):
         "phone-line turns: 3000 decodes in 56% of the unbounded time at -1.7 points word recall.",
     )
 
+    @field_validator("engine")
+    @classmethod
+    def _engine_known(cls, name: str) -> str:
+        return _known_engine("asr", name)
+
     def concurrency(self) -> int:
         return self.workers or os.cpu_count() or 1
 
 
 class TtsConfig(_Section):
-    engine: Literal["espeak-ng", "none"] = "espeak-ng"
+    engine: str = Field(
+        "espeak-ng",
+        description="espeak-ng (offline, Debian package), 'none' when the platform speaks the text, "
+        "or an engine registered with connectors.tts.register_engine.",
+    )
     voice: str = "en-us"
+
+    @field_validator("engine")
+    @classmethod
+    def _engine_known(cls, name: str) -> str:
+        return _known_engine("tts", name)
 
 
 class DataSource(_Section):

@@ -71,7 +71,7 @@ def postgres_server(db: str = "rasa") -> Iterator[PostgresInfo]:
     if bin_dir is None:
         raise RuntimeError("PostgreSQL is not installed (Debian package postgresql)")
     root = Path(tempfile.mkdtemp(prefix="emotune-pg-"))
-    data, log = root / "data", root / "pg.log"
+    data = root / "data"
     if os.geteuid() == 0:
         shutil.chown(root, "postgres", "postgres")
     port, user, password = free_port(), "emotune", "emotune-test"
@@ -84,25 +84,14 @@ def postgres_server(db: str = "rasa") -> Iterator[PostgresInfo]:
                       "-A", "md5", "--no-sync"]),
         check=True, capture_output=True,
     )
-    proc = subprocess.Popen(
-        _as_postgres([str(bin_dir / "postgres"), "-D", str(data), "-p", str(port), "-h", "127.0.0.1",
-                      "-k", str(root), "-c", "fsync=off"]),
-        stdout=open(log, "wb"), stderr=subprocess.STDOUT,  # noqa: SIM115 - closed with the process
-    )
-    try:
-        _wait_port(port, 30, "postgres", log)
+    command = _as_postgres([str(bin_dir / "postgres"), "-D", str(data), "-p", str(port), "-h", "127.0.0.1",
+                            "-k", str(root), "-c", "fsync=off"])  # fmt: skip
+    with _running(command, root, port, "postgres", wait_s=30):
         subprocess.run(
             [str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", user, db],
             check=True, capture_output=True, env={**os.environ, "PGPASSWORD": password},
         )
         yield PostgresInfo("127.0.0.1", port, user, password, db)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        shutil.rmtree(root, ignore_errors=True)
 
 
 @contextmanager
@@ -110,15 +99,21 @@ def redis_server() -> Iterator[int]:
     if not redis_available():
         raise RuntimeError("Redis is not installed (Debian package redis-server)")
     root = Path(tempfile.mkdtemp(prefix="emotune-redis-"))
-    port, log = free_port(), root / "redis.log"
-    proc = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(root)],
-        stdout=open(log, "wb"), stderr=subprocess.STDOUT,  # noqa: SIM115 - closed with the process
-    )
-    try:
-        _wait_port(port, 15, "redis", log)
+    port = free_port()
+    command = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+               "--dir", str(root)]  # fmt: skip
+    with _running(command, root, port, "redis", wait_s=15):
         yield port
+
+
+@contextmanager
+def _running(command: list[str], root: Path, port: int, name: str, wait_s: float) -> Iterator[None]:
+    """Start a server logging to ``root``, wait for its port; always stop it and remove ``root``."""
+    log = root / f"{name}.log"
+    proc = subprocess.Popen(command, stdout=open(log, "wb"), stderr=subprocess.STDOUT)  # noqa: SIM115 - closed with the process
+    try:
+        _wait_port(port, wait_s, name, log)
+        yield
     finally:
         proc.terminate()
         try:

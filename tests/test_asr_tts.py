@@ -13,10 +13,13 @@ import numpy as np
 import pytest
 
 from connectors.asr import ASR_SAMPLE_RATE, NoRecognizer, PocketsphinxRecognizer, create_recognizer
+from connectors.asr import register_engine as register_asr_engine
 from connectors.demo import load_sample_call
-from connectors.pipeline import decode_audio, encode_audio, resample
-from connectors.tts import EspeakSynthesizer, Speech, create_synthesizer, ssml_for
-from emotune.config import AsrConfig, Prosody, TonePolicy, TtsConfig
+from connectors.pipeline import decode_audio, encode_audio
+from connectors.tts import EspeakSynthesizer, NoSynthesizer, Speech, create_synthesizer, ssml_for
+from connectors.tts import register_engine as register_tts_engine
+from emotion_runtime.audio import resample
+from emotune.config import PROJECT_ROOT, AsrConfig, Prosody, TonePolicy, TtsConfig, load_config
 from emotune.errors import AudioError, ConfigError, NotBuiltError, SampleRateError, SpeechEngineError
 
 TEXT = "I understand. Let me check your order and get this sorted out for you."
@@ -96,6 +99,18 @@ def test_engine_factories() -> None:
     assert create_synthesizer(TtsConfig(engine="none")).synthesize("hi", Prosody()).samples.size == 0
     assert isinstance(create_recognizer(AsrConfig(engine="none")), NoRecognizer)
     assert shutil.which("espeak-ng")  # the Makefile's Debian step installs it
+
+
+def test_a_registered_engine_is_accepted_by_config_and_built() -> None:
+    with pytest.raises(ConfigError, match=r"asr\.engine: .*unknown engine 'test-cloud-asr'"):
+        load_config(PROJECT_ROOT / "config.yml", asr={"engine": "test-cloud-asr"})
+    register_asr_engine("test-cloud-asr", lambda cfg: NoRecognizer())
+    register_tts_engine("test-cloud-tts", lambda cfg: NoSynthesizer())
+    config = load_config(PROJECT_ROOT / "config.yml", asr={"engine": "test-cloud-asr"}, tts={"engine": "test-cloud-tts"})
+    assert isinstance(create_recognizer(config.asr), NoRecognizer)
+    assert isinstance(create_synthesizer(config.tts), NoSynthesizer)
+    with pytest.raises(ValueError, match="engine name"):
+        register_asr_engine("bad name!", lambda cfg: NoRecognizer())
 
 
 def test_asr_transcribes_the_committed_sample(sphinx: PocketsphinxRecognizer) -> None:

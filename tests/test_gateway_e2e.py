@@ -20,11 +20,12 @@ from connectors.call_report import read_call_log, write_report
 from connectors.caller import CallerTurn, TwilioCaller
 from connectors.demo import load_sample_call
 from connectors.gateway import Gateway
-from connectors.pipeline import encode_audio, resample
+from connectors.pipeline import encode_audio
 from connectors.protocols.audiohook import AudioHookClient, Opened, ServerEvent
 from connectors.protocols.emotune_ws import BotAudio, BotReply, EmotuneWsClient, Handoff, MarkPlaced, Ready
 from connectors.protocols.http_signatures import sign_request
 from connectors.rasa_process import RasaStack, free_port
+from emotion_runtime.audio import resample
 from emotune.config import PROJECT_ROOT, EmotuneConfig, load_config
 
 pytestmark = [pytest.mark.rasa, pytest.mark.slow]
