@@ -126,8 +126,8 @@ def _analyse_logs(paths: list[Path]) -> dict[str, Any]:
     """Per-call logs -> latencies and the fate of every caller turn."""
     response_s: list[float] = []
     gateway_added_s: list[float] = []
-    counts = dict.fromkeys(("turns", "bot_audio", "fallback_or_failed", "shed_busy_reply", "skipped_no_words",
-                            "dropped", "unanswered"), 0)
+    counts = dict.fromkeys(("turns", "bot_audio", "handed_off", "fallback_or_failed", "shed_busy_reply",
+                            "skipped_no_words", "dropped", "unanswered"), 0)
     for path in filter(Path.is_file, paths):
         log = read_call_log(path)
         for index, record in enumerate(log):
@@ -143,11 +143,12 @@ def _analyse_logs(paths: list[Path]) -> dict[str, Any]:
                 if following["type"] in ("turn", "turn_shed", "turn_skipped", "turn_dropped"):
                     break
                 later.append(following)
-            explicit_error = kind == "turn_shed" or bool(record.get("fallback")) or any(
-                r["type"] in ("turn_failed", "escalation") for r in later
-            )
+            failed = bool(record.get("fallback")) or any(r["type"] == "turn_failed" for r in later)
+            handed_off = any(r["type"] == "escalation" for r in later)  # the call went to a human
+            explicit_error = kind == "turn_shed" or failed or handed_off
             counts["shed_busy_reply"] += kind == "turn_shed"
-            counts["fallback_or_failed"] += kind == "turn" and explicit_error  # Rasa fallback, failed turn, or hand-off
+            counts["fallback_or_failed"] += kind == "turn" and failed  # Rasa fallback or a failed turn
+            counts["handed_off"] += kind == "turn" and handed_off  # sustained anger, or repeated fallbacks
             audio = next((r for r in later if r["type"] == "bot_audio"), None)
             if audio is not None:
                 counts["bot_audio"] += 1

@@ -1,6 +1,6 @@
 """Streaming-runtime benchmark: how many real-time telephone streams one core sustains.
 
-For 1, 10, 100, 200 and 500 simultaneous streams of real speech (RAVDESS clips from ../shared when present,
+For 1, 10, 100, 200, 300 and 500 simultaneous streams of real speech (RAVDESS clips from ../shared when present,
 else a generated voice-like signal), each stream receives a 20 ms mu-law 8 kHz frame every 20 ms of
 wall time (real pacing, calls starting at random offsets), on ONE core (sched_setaffinity) with one
 onnxruntime thread. Reported per stream count: whether real time held, p50/p95/p99 label latency
@@ -293,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.child:
         return _child(args)
     seconds = args.seconds or (3.0 if args.quick else 10.0)
-    counts = [1, 10] if args.quick else [1, 10, 100, 200, 500]
+    counts = [1, 10] if args.quick else [1, 10, 100, 200, 300, 500]
     torch_counts = [1, 10] if args.quick else [1, 10, 50, 100]
     core = max(os.sched_getaffinity(0))
     plan: list[tuple[str, int, int]] = [("fp32", n, 64) for n in counts]

@@ -441,6 +441,11 @@ class Gateway:
 
     async def start(self, port: int | None = None) -> Server:
         gateway = self.config.gateway
+        if gateway.twilio.transfer_to is None:
+            logger.warning(
+                "gateway.twilio.transfer_to is not set: an escalated Twilio call is not dialled anywhere; "
+                "the stream is closed and Twilio continues with the TwiML after <Connect>"
+            )
         self.server = await ws_serve(
             self._handler,
             gateway.host,

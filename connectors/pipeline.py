@@ -61,7 +61,7 @@ from connectors.rasa_client import BotReply, RasaClient
 from connectors.tts import Speech, SpeechSynthesizer
 from emotion_runtime.audio import StreamingResampler
 from emotune.config import EmotuneConfig
-from emotune.errors import AudioError, EmotuneError
+from emotune.errors import AudioError, ConfigError, EmotuneError
 
 __all__ = [
     "FRAME_S",
@@ -613,7 +613,16 @@ class CallPipeline:
         target = self.services.config.gateway.twilio.transfer_to
         self._record("escalation", reason=reason, summary=summary, target=target,
                      emotion_history=handoff.get("emotion_history"))
-        await self._after_send(self.core.send_handoff(reason, summary, target))
+        try:
+            messages = self.core.send_handoff(reason, summary, target)
+        except ConfigError as exc:
+            # Twilio without gateway.twilio.transfer_to: nothing to dial, but closing the stream
+            # below still hands the call back to Twilio, which goes on with the TwiML after
+            # <Connect> (where an operator puts a <Dial> to the queue).
+            logger.warning("call %s: no transfer on hand-off (%s); closing the stream instead", self.call_id, exc)
+            self._record("transfer_not_configured", error=str(exc))
+            messages = self.core.send_clear()
+        await self._after_send(messages)
         # The platform now owns the call (Twilio: the transfer replaces the stream); end our side.
         await self._flush(self.core.close("handed off to a human"))
 

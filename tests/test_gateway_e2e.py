@@ -114,6 +114,22 @@ async def test_sample_call_escalates_to_a_transfer(gateway: Gateway, sample: lis
     assert "data:image/png;base64," in html and "Hand-off" in html
 
 
+async def test_hand_off_without_a_transfer_target_still_ends_the_stream(
+    gateway: Gateway, sample: list[CallerTurn]
+) -> None:
+    # No gateway.twilio.transfer_to: nothing to dial, so the gateway closes the stream and Twilio
+    # goes on with the TwiML after <Connect>. The hand-off turn must not fail, and the call ends.
+    gateway.config.escalation.streak_turns = 2
+    gateway.config.gateway.twilio.transfer_to = None
+    result = await place_call(gateway, sample[2:], "CAnotarget")  # the four acted-angry turns
+    log = records(gateway, "CAnotarget")
+    kinds = [r["type"] for r in log]
+    assert "escalation" in kinds and "transfer_not_configured" in kinds, kinds
+    assert "transfer_requested" not in kinds and "turn_failed" not in kinds, kinds
+    assert result.closed_by_gateway
+    assert log[-1]["type"] == "call_ended" and log[-1]["handed_off"] is True
+
+
 async def test_barge_in_clears_bot_audio(gateway: Gateway, sample: list[CallerTurn]) -> None:
     result = await place_call(gateway, [sample[1], sample[0], sample[1]], "CAbarge", barge_in=True)
     log = records(gateway, "CAbarge")
