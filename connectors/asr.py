@@ -4,7 +4,8 @@ Utterance-level on purpose: the gateway's end-pointer decides when a turn ends, 
 whole turn to :meth:`SpeechRecognizer.transcribe`. The default engine is pocketsphinx (offline; its
 PyPI wheel ships the en-US acoustic model, language model and dictionary). ``none`` is for
 platforms that send the caller's text themselves. A cloud engine plugs in by implementing
-:class:`SpeechRecognizer` and registering a factory with :func:`register_engine`.
+:class:`SpeechRecognizer` and declaring its factory in the ``emotune.asr_engines`` entry-point
+group (or calling :func:`register_engine`); see :mod:`connectors.engines`.
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Literal
 
@@ -299,6 +300,12 @@ class RasaConfig(_Section):
 # Engines the toolkit ships, per section; connectors.asr / connectors.tts ``register_engine`` add
 # a deployment's own (e.g. a cloud client) here so that validation accepts their names too.
 _ENGINES: dict[str, set[str]] = {"asr": {"pocketsphinx", "none"}, "tts": {"espeak-ng", "none"}}
+ENGINE_ENTRY_POINTS = {"asr": "emotune.asr_engines", "tts": "emotune.tts_engines"}
+
+
+def plugin_engines(section: str) -> set[str]:
+    """Engine names installed packages declare in the section's entry-point group (not imported)."""
+    return {entry.name for entry in entry_points(group=ENGINE_ENTRY_POINTS[section])}
 
 
 def allow_engine(section: str, name: str) -> None:
@@ -310,8 +317,12 @@ def allow_engine(section: str, name: str) -> None:
 
 def _known_engine(section: str, name: str) -> str:
     if name not in _ENGINES[section]:
-        known = ", ".join(sorted(_ENGINES[section]))
-        raise ValueError(f"unknown engine {name!r} (known: {known}; others via register_engine)")
+        known = _ENGINES[section] | plugin_engines(section)
+        if name not in known:
+            raise ValueError(
+                f"unknown engine {name!r} (known: {', '.join(sorted(known))}; add one with an "
+                f"{ENGINE_ENTRY_POINTS[section]!r} entry point or register_engine)"
+            )
     return name
 
 
@@ -319,7 +330,7 @@ class AsrConfig(_Section):
     engine: str = Field(
         "pocketsphinx",
         description="pocketsphinx (offline English), 'none' when the platform sends text, or an "
-        "engine registered with connectors.asr.register_engine.",
+        "engine an installed package declares (entry point group emotune.asr_engines).",
     )
     language: str = "en-US"
     workers: int | None = Field(
@@ -347,7 +358,7 @@ class TtsConfig(_Section):
     engine: str = Field(
         "espeak-ng",
         description="espeak-ng (offline, Debian package), 'none' when the platform speaks the text, "
-        "or an engine registered with connectors.tts.register_engine.",
+        "or an engine an installed package declares (entry point group emotune.tts_engines).",
     )
     voice: str = "en-us"
 

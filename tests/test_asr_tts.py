@@ -8,6 +8,7 @@ import shutil
 import signal
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -111,6 +112,32 @@ def test_a_registered_engine_is_accepted_by_config_and_built() -> None:
     assert isinstance(create_synthesizer(config.tts), NoSynthesizer)
     with pytest.raises(ValueError, match="engine name"):
         register_asr_engine("bad name!", lambda cfg: NoRecognizer())
+
+
+def test_an_installed_engine_is_found_by_its_entry_point(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A package on sys.path declaring emotune.asr_engines, as `pip install acme-emotune` would.
+    (tmp_path / "acme_emotune.py").write_text(
+        "from connectors.asr import NoRecognizer\n\n"
+        "class AcmeRecognizer(NoRecognizer):\n    name = 'acme'\n\n"
+        "def make(config):\n    return AcmeRecognizer()\n\n"
+        "not_callable = 42\n"
+    )
+    dist_info = tmp_path / "acme_emotune-1.0.dist-info"
+    dist_info.mkdir()
+    (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: acme-emotune\nVersion: 1.0\n")
+    (dist_info / "entry_points.txt").write_text(
+        "[emotune.asr_engines]\nacme-cloud = acme_emotune:make\nacme-missing = acme_emotune_gone:make\n"
+        "acme-bad = acme_emotune:not_callable\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    config = load_config(PROJECT_ROOT / "config.yml", asr={"engine": "acme-cloud"})
+    assert create_recognizer(config.asr).name == "acme"
+    with pytest.raises(ConfigError, match=r"acme-missing.*cannot be loaded"):
+        create_recognizer(load_config(PROJECT_ROOT / "config.yml", asr={"engine": "acme-missing"}).asr)
+    with pytest.raises(ConfigError, match=r"acme-bad.*not a factory"):
+        create_recognizer(load_config(PROJECT_ROOT / "config.yml", asr={"engine": "acme-bad"}).asr)
+    with pytest.raises(ConfigError, match=r"asr\.engine: .*unknown engine 'acme-typo'.*acme-cloud"):
+        load_config(PROJECT_ROOT / "config.yml", asr={"engine": "acme-typo"})
 
 
 def test_asr_transcribes_the_committed_sample(sphinx: PocketsphinxRecognizer) -> None:
