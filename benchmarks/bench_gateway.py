@@ -31,10 +31,10 @@ import httpx
 import numpy as np
 from websockets.asyncio.client import ClientConnection
 
-from connectors.call_report import read_call_log
-from connectors.caller import CallerTurn, TwilioCaller
-from connectors.demo import load_sample_call
-from connectors.rasa_process import RasaStack, free_port
+from connectors.devtools.caller import CallerTurn, TwilioCaller
+from connectors.devtools.rasa_stack import RasaStack, free_port
+from connectors.tools.demo import load_sample_call
+from connectors.tools.report import read_call_log
 from emotune.config import PROJECT_ROOT
 
 __all__ = ["main", "run_level"]

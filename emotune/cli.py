@@ -134,7 +134,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    demo = _target("connectors.demo:main")
+    demo = _target("connectors.tools.demo:main")
     return int(demo(["--config", str(args.config), *args.rest]) or 0)
 
 
@@ -150,7 +150,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    report = _target("connectors.call_report:main")
+    report = _target("connectors.tools.report:main")
     return int(report([args.call, *args.rest]) or 0)
 
 

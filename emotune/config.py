@@ -297,7 +297,7 @@ class RasaConfig(_Section):
     )
 
 
-# Engines the toolkit ships, per section; connectors.asr / connectors.tts ``register_engine`` add
+# Engines the toolkit ships, per section; connectors.speech.asr / connectors.speech.tts ``register_engine`` add
 # a deployment's own (e.g. a cloud client) here so that validation accepts their names too.
 _ENGINES: dict[str, set[str]] = {"asr": {"pocketsphinx", "none"}, "tts": {"espeak-ng", "none"}}
 ENGINE_ENTRY_POINTS = {"asr": "emotune.asr_engines", "tts": "emotune.tts_engines"}
@@ -309,7 +309,7 @@ def plugin_engines(section: str) -> set[str]:
 
 
 def allow_engine(section: str, name: str) -> None:
-    """Let ``<section>.engine`` name an engine registered at run time (see ``connectors.engines``)."""
+    """Let ``<section>.engine`` name an engine registered at run time (see ``connectors.speech.engines``)."""
     if not name or not name.replace("-", "").replace("_", "").replace(".", "").isalnum():
         raise ValueError(f"engine name {name!r}: use letters, digits, '-', '_' or '.'")
     _ENGINES[section].add(name)

@@ -30,14 +30,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from connectors.devtools.audiohook_client import AudioHookClient  # noqa: E402
+from connectors.devtools.emotune_ws_client import EmotuneWsClient  # noqa: E402
+from connectors.devtools.twilio_client import TwilioStreamClient  # noqa: E402
 from connectors.protocols import (  # noqa: E402
-    AudioHookClient,
     AudioHookServer,
     CallProtocol,
-    EmotuneWsClient,
     EmotuneWsServer,
     TwilioMediaStream,
-    TwilioStreamClient,
     pcm16_to_mulaw,
 )
 

@@ -13,12 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from connectors.asr import ASR_SAMPLE_RATE, NoRecognizer, PocketsphinxRecognizer, create_recognizer
-from connectors.asr import register_engine as register_asr_engine
-from connectors.demo import load_sample_call
-from connectors.pipeline import decode_audio, encode_audio
-from connectors.tts import EspeakSynthesizer, NoSynthesizer, Speech, create_synthesizer, ssml_for
-from connectors.tts import register_engine as register_tts_engine
+from connectors.gateway.call import decode_audio, encode_audio
+from connectors.speech.asr import ASR_SAMPLE_RATE, NoRecognizer, PocketsphinxRecognizer, create_recognizer
+from connectors.speech.asr import register_engine as register_asr_engine
+from connectors.speech.tts import EspeakSynthesizer, NoSynthesizer, Speech, create_synthesizer, ssml_for
+from connectors.speech.tts import register_engine as register_tts_engine
+from connectors.tools.demo import load_sample_call
 from emotion_runtime.audio import resample
 from emotune.config import PROJECT_ROOT, AsrConfig, Prosody, TonePolicy, TtsConfig, load_config
 from emotune.errors import AudioError, ConfigError, NotBuiltError, SampleRateError, SpeechEngineError
@@ -117,7 +117,7 @@ def test_a_registered_engine_is_accepted_by_config_and_built() -> None:
 def test_an_installed_engine_is_found_by_its_entry_point(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # A package on sys.path declaring emotune.asr_engines, as `pip install acme-emotune` would.
     (tmp_path / "acme_emotune.py").write_text(
-        "from connectors.asr import NoRecognizer\n\n"
+        "from connectors.speech.asr import NoRecognizer\n\n"
         "class AcmeRecognizer(NoRecognizer):\n    name = 'acme'\n\n"
         "def make(config):\n    return AcmeRecognizer()\n\n"
         "not_callable = 42\n"

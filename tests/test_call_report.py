@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from connectors.call_report import main, read_call_log, records_from_audio, speaker_summary
+from connectors.tools.report import main, read_call_log, records_from_audio, speaker_summary
 from emotune.config import PROJECT_ROOT
 
 SAMPLE = PROJECT_ROOT / "samples" / "demo_call.flac"

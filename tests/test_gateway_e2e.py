@@ -16,15 +16,22 @@ from pydantic import SecretStr
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from connectors.call_report import read_call_log, write_report
-from connectors.caller import CallerTurn, TwilioCaller
-from connectors.demo import load_sample_call
+from connectors.devtools.audiohook_client import AudioHookClient, Opened, ServerEvent
+from connectors.devtools.caller import CallerTurn, TwilioCaller
+from connectors.devtools.emotune_ws_client import (
+    BotAudio,
+    BotReply,
+    EmotuneWsClient,
+    Handoff,
+    MarkPlaced,
+    Ready,
+)
+from connectors.devtools.rasa_stack import RasaStack, free_port
 from connectors.gateway import Gateway
-from connectors.pipeline import encode_audio
-from connectors.protocols.audiohook import AudioHookClient, Opened, ServerEvent
-from connectors.protocols.emotune_ws import BotAudio, BotReply, EmotuneWsClient, Handoff, MarkPlaced, Ready
+from connectors.gateway.call import encode_audio
 from connectors.protocols.http_signatures import sign_request
-from connectors.rasa_process import RasaStack, free_port
+from connectors.tools.demo import load_sample_call
+from connectors.tools.report import read_call_log, write_report
 from emotion_runtime.audio import resample
 from emotune.config import PROJECT_ROOT, EmotuneConfig, load_config
 

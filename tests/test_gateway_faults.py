@@ -22,12 +22,12 @@ from pydantic import SecretStr
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from connectors.call_report import read_call_log
-from connectors.demo import load_sample_call
+from connectors.devtools.emotune_ws_client import BotReply, EmotuneWsClient, Handoff, Ready
+from connectors.devtools.rasa_stack import RasaStack, free_port
+from connectors.devtools.twilio_client import TwilioStreamClient
 from connectors.gateway import Gateway
-from connectors.protocols.emotune_ws import BotReply, EmotuneWsClient, Handoff, Ready
-from connectors.protocols.twilio import TwilioStreamClient
-from connectors.rasa_process import RasaStack, free_port
+from connectors.tools.demo import load_sample_call
+from connectors.tools.report import read_call_log
 from emotune.config import PROJECT_ROOT, EmotuneConfig, load_config
 
 TOKEN = "faults-test-token"

@@ -19,13 +19,13 @@ from pydantic import SecretStr
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from connectors.caller import CallerTurn, TwilioCaller
-from connectors.demo import load_sample_call
+from connectors.devtools.caller import CallerTurn, TwilioCaller
+from connectors.devtools.emotune_ws_client import EmotuneWsClient, Ready
+from connectors.devtools.rasa_stack import RasaStack
 from connectors.gateway import Gateway
-from connectors.logging_json import build_handler
-from connectors.metrics import GatewayMetrics, Histogram
-from connectors.protocols.emotune_ws import EmotuneWsClient, Ready
-from connectors.rasa_process import RasaStack
+from connectors.gateway.logging_json import build_handler
+from connectors.gateway.metrics import GatewayMetrics, Histogram
+from connectors.tools.demo import load_sample_call
 from emotune.config import PROJECT_ROOT, load_config
 
 TOKEN = "metrics-test-token"
@@ -170,7 +170,7 @@ async def test_a_call_fills_the_latency_histograms_and_logs_json_with_call_ids(
     assert metrics["emotune_active_calls"] == 0
 
     records = [json.loads(line) for line in buffer.getvalue().splitlines()]  # every line is one JSON object
-    call_records = [r for r in records if r["logger"] == "connectors.pipeline"]
+    call_records = [r for r in records if r["logger"] == "connectors.gateway.call"]
     messages = [r["message"] for r in call_records]
     assert any(m.startswith("call started") for m in messages), messages
     assert any(m.startswith("call ended") for m in messages), messages

@@ -16,12 +16,12 @@ import numpy as np
 from pydantic import SecretStr
 from websockets.asyncio.client import ClientConnection, connect
 
-from connectors.call_report import read_call_log
-from connectors.demo import load_sample_call
+from connectors.devtools.emotune_ws_client import BotReply, EmotuneWsClient, Ready
+from connectors.devtools.rasa_stack import free_port
 from connectors.gateway import Gateway
-from connectors.pipeline import encode_audio
-from connectors.protocols.emotune_ws import BotReply, EmotuneWsClient, Ready
-from connectors.rasa_process import free_port
+from connectors.gateway.call import encode_audio
+from connectors.tools.demo import load_sample_call
+from connectors.tools.report import read_call_log
 from emotune.config import PROJECT_ROOT, EmotuneConfig, load_config
 
 TOKEN = "overload-test-token"

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from connectors.call_report import read_call_log, render_report, write_report
-from connectors.demo import load_sample_call
-from connectors.pipeline import CallLog, TurnSegmenter, decode_audio, encode_audio
+from connectors.gateway.call import CallLog, TurnSegmenter, decode_audio, encode_audio
+from connectors.tools.demo import load_sample_call
+from connectors.tools.report import read_call_log, render_report, write_report
 from emotune.errors import AudioError, DataError
 
 

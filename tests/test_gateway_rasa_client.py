@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from connectors.rasa_client import RasaClient, parse_rasa_messages
-from connectors.rasa_process import RasaStack, free_port
+from connectors.devtools.rasa_stack import RasaStack, free_port
+from connectors.dialogue.rasa_client import RasaClient, parse_rasa_messages
 from emotune.config import RasaConfig
 from emotune.errors import DialogueError
 

@@ -13,8 +13,8 @@ from pydantic import SecretStr
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
+from connectors.devtools.rasa_stack import free_port
 from connectors.gateway import Gateway, pid_file, request_reload, serve
-from connectors.rasa_process import free_port
 from emotune.config import EmotuneConfig
 
 
@@ -80,7 +80,7 @@ async def test_twilio_transfer_posts_the_twiml_to_the_calls_api() -> None:
     import base64
     from urllib.parse import parse_qs
 
-    from connectors.gateway import TwilioRestTransfer
+    from connectors.dialogue.transfer import TwilioRestTransfer
     from connectors.protocols.base import TransferRequested
     from connectors.protocols.twilio import transfer_twiml
     from emotune.errors import DialogueError

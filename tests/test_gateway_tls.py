@@ -22,11 +22,12 @@ from pydantic import SecretStr
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosedOK, InvalidMessage, InvalidStatus
 
-from connectors.call_report import read_call_log
+from connectors.devtools.emotune_ws_client import EmotuneWsClient, Ready
+from connectors.devtools.rasa_stack import free_port
+from connectors.devtools.twilio_client import TwilioStreamClient
 from connectors.gateway import Gateway
-from connectors.protocols.emotune_ws import EmotuneWsClient, Ready
-from connectors.protocols.twilio import TwilioStreamClient, compute_twilio_signature
-from connectors.rasa_process import free_port
+from connectors.protocols.twilio import compute_twilio_signature
+from connectors.tools.report import read_call_log
 from emotune.config import EmotuneConfig, load_config
 from emotune.errors import ConfigError
 

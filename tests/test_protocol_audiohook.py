@@ -7,9 +7,18 @@ from typing import Any
 
 import pytest
 
+from connectors.devtools.audiohook_client import (
+    AudioHookClient,
+    Closed,
+    DisconnectRequested,
+    Opened,
+    PauseRequested,
+    Pong,
+    ResumeRequested,
+    ServerEvent,
+)
 from connectors.protocols import (
     AudioDiscarded,
-    AudioHookClient,
     AudioHookServer,
     AudioReceived,
     CallEnded,
@@ -28,17 +37,7 @@ from connectors.protocols import (
     verify_api_key,
     verify_signature,
 )
-from connectors.protocols.audiohook import (
-    Closed,
-    DisconnectRequested,
-    Opened,
-    PauseRequested,
-    Pong,
-    ResumeRequested,
-    ServerEvent,
-    format_duration,
-    parse_duration,
-)
+from connectors.protocols.audiohook import format_duration, parse_duration
 from connectors.protocols.http_signatures import normalize_headers, parse_signature_input, signature_base
 from emotune.errors import AuthenticationError, ConfigError, ProtocolError, SequenceError
 

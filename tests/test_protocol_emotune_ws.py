@@ -8,27 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from connectors.protocols import (
-    AudioFormat,
-    AudioReceived,
-    CallEnded,
-    CallStarted,
-    CloseCode,
-    EmotuneWsClient,
-    EmotuneWsServer,
-    Event,
-    MarkAcknowledged,
-    PingReceived,
-    ProtocolViolation,
-    TextTurn,
-    verify_bearer_token,
-)
-from connectors.protocols.emotune_ws import (
-    ERROR_CODES,
+from connectors.devtools.emotune_ws_client import (
     BotAudio,
     BotReply,
     ClearAudio,
     EmotionMessage,
+    EmotuneWsClient,
     Handoff,
     MarkPlaced,
     Pong,
@@ -37,6 +22,21 @@ from connectors.protocols.emotune_ws import (
     ServerError,
     TranscriptMessage,
 )
+from connectors.protocols import (
+    AudioFormat,
+    AudioReceived,
+    CallEnded,
+    CallStarted,
+    CloseCode,
+    EmotuneWsServer,
+    Event,
+    MarkAcknowledged,
+    PingReceived,
+    ProtocolViolation,
+    TextTurn,
+    verify_bearer_token,
+)
+from connectors.protocols.emotune_ws import ERROR_CODES
 from emotune.errors import AuthenticationError, ProtocolError
 
 SPEC = Path(__file__).resolve().parent.parent / "docs" / "protocol.md"

@@ -16,18 +16,18 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from connectors.devtools.audiohook_client import AudioHookClient
+from connectors.devtools.emotune_ws_client import EmotuneWsClient
+from connectors.devtools.twilio_client import TwilioStreamClient
 from connectors.protocols import (
-    AudioHookClient,
     AudioHookServer,
     AudioReceived,
     CallProtocol,
-    EmotuneWsClient,
     EmotuneWsServer,
     Event,
     NonceCache,
     ProtocolViolation,
     TwilioMediaStream,
-    TwilioStreamClient,
     mulaw_to_pcm16,
     pcm16_to_mulaw,
     sign_request,

@@ -9,6 +9,7 @@ import struct
 
 import pytest
 
+from connectors.devtools.twilio_client import ClearRequested, MarkRequested, OutboundMedia, TwilioStreamClient
 from connectors.protocols import (
     AudioReceived,
     CallEnded,
@@ -19,13 +20,12 @@ from connectors.protocols import (
     ProtocolViolation,
     TransferRequested,
     TwilioMediaStream,
-    TwilioStreamClient,
     mulaw_to_pcm16,
     pcm16_to_mulaw,
     transfer_twiml,
     validate_twilio_signature,
 )
-from connectors.protocols.twilio import ClearRequested, MarkRequested, OutboundMedia, compute_twilio_signature
+from connectors.protocols.twilio import compute_twilio_signature
 from emotune.errors import (
     AuthenticationError,
     ConfigError,

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from connectors.rasa_process import REPO_ROOT, RasaStack
+from connectors.devtools.rasa_stack import REPO_ROOT, RasaStack
 from emotune.errors import ConfigError, DialogueError, RasaUnavailableError
 
 RASA_BIN = REPO_ROOT / ".venv-rasa" / "bin" / "rasa"

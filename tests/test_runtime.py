@@ -232,7 +232,7 @@ def test_sessions_are_shared_across_loads() -> None:
 def test_runtime_imports_no_torch() -> None:
     code = (
         "import sys; sys.modules['torch'] = None; sys.modules['torchaudio'] = None; sys.modules['speechbrain'] = None\n"
-        "import emotion_runtime, connectors.sdk, connectors.gateway, connectors.pipeline\n"
+        "import emotion_runtime, connectors.sdk, connectors.gateway, connectors.gateway.call\n"
         "from emotion_runtime import EmotionModel, EmotionStream\n"
         "m = EmotionModel.load('models/emotune-ser-v1/emotion.onnx')\n"
         "s = EmotionStream(m, encoding='mulaw', sample_rate=8000)\n"

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from servers import PostgresInfo, postgres_server, redis_server
 
-from connectors.rasa_client import RasaClient
-from connectors.rasa_process import RasaStack
+from connectors.devtools.rasa_stack import RasaStack
+from connectors.dialogue.rasa_client import RasaClient
 from emotune.config import RasaConfig
 
 pytestmark = [pytest.mark.rasa, pytest.mark.slow]

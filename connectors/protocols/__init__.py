@@ -8,8 +8,9 @@ Cores (server side, one instance per websocket connection):
 ``EmotuneWsServer``        our emotune-ws v1 (apps, in-car unit; docs/protocol.md)
 =========================  ==========================================================
 
-Client-side builders (what the platform would send; for the demo caller and tests):
-``TwilioStreamClient``, ``AudioHookClient``, ``EmotuneWsClient``.
+This package holds the cores only: no sockets, no clocks, no files. The peers' side (what
+Twilio, Genesys or an app would send; for the demo caller, tests and benchmarks) lives in
+:mod:`connectors.devtools` (``TwilioStreamClient``, ``AudioHookClient``, ``EmotuneWsClient``).
 
 Upgrade-request authentication is a set of pure functions, called by the gateway before it
 accepts the websocket: :func:`validate_twilio_signature` (X-Twilio-Signature),
@@ -65,7 +66,7 @@ raise ProtocolError / FrameError / SampleRateError / ConfigError for misuse by o
 
 from __future__ import annotations
 
-from .audiohook import AudioHookClient, AudioHookServer
+from .audiohook import AudioHookServer
 from .base import (
     AudioDiscarded,
     AudioEncoding,
@@ -91,10 +92,10 @@ from .base import (
     TextTurn,
     TransferRequested,
 )
-from .emotune_ws import EmotuneWsClient, EmotuneWsServer, verify_bearer_token
+from .emotune_ws import EmotuneWsServer, verify_bearer_token
 from .g711 import mulaw_to_pcm16, pcm16_to_mulaw
 from .http_signatures import NonceCache, sign_request, verify_api_key, verify_signature
-from .twilio import TwilioMediaStream, TwilioStreamClient, transfer_twiml, validate_twilio_signature
+from .twilio import TwilioMediaStream, transfer_twiml, validate_twilio_signature
 
 __all__ = [
     # interface + events
@@ -121,13 +122,10 @@ __all__ = [
     "Outgoing",
     "CloseCode",
     "CloseRequest",
-    # cores and client builders
+    # cores
     "TwilioMediaStream",
-    "TwilioStreamClient",
     "AudioHookServer",
-    "AudioHookClient",
     "EmotuneWsServer",
-    "EmotuneWsClient",
     # upgrade authentication and helpers
     "validate_twilio_signature",
     "transfer_twiml",

@@ -35,7 +35,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-import httpx
 import numpy as np
 from websockets.asyncio.server import Server, ServerConnection
 from websockets.asyncio.server import serve as ws_serve
@@ -43,22 +42,22 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-from connectors.asr import ASR_SAMPLE_RATE, create_recognizer
-from connectors.feed import ALL_CALLS, STATIC_DIR, FeedHub, check_token
-from connectors.logging_json import call_scope, configure_logging
-from connectors.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from connectors.metrics import GatewayMetrics
-from connectors.pipeline import CallPipeline, CallServices, EmotionAnalyzer, EmotionFactory
-from connectors.protocols.base import CallProtocol, Outgoing, ProtocolViolation, TransferRequested
-from connectors.rasa_client import RasaClient
-from connectors.tts import create_synthesizer
+from connectors.dialogue.rasa_client import RasaClient
+from connectors.dialogue.transfer import TwilioRestTransfer
+from connectors.gateway.call import CallPipeline, CallServices, EmotionAnalyzer, EmotionFactory
+from connectors.gateway.feed import ALL_CALLS, STATIC_DIR, FeedHub, check_token
+from connectors.gateway.logging_json import call_scope, configure_logging
+from connectors.gateway.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from connectors.gateway.metrics import GatewayMetrics
+from connectors.protocols.base import CallProtocol, Outgoing, ProtocolViolation
+from connectors.speech.asr import ASR_SAMPLE_RATE, create_recognizer
+from connectors.speech.tts import create_synthesizer
 from emotune.config import EmotuneConfig, load_config
-from emotune.errors import AuthenticationError, ConfigError, DialogueError, EmotuneError, NotBuiltError
+from emotune.errors import AuthenticationError, ConfigError, EmotuneError, NotBuiltError
 
 __all__ = [
     "DEFAULT_LOG_DIR",
     "Gateway",
-    "TwilioRestTransfer",
     "runtime_emotion_factory",
     "serve",
     "main",
@@ -111,37 +110,6 @@ class _RuntimeStream:
             frame, self._pending = self._pending[:size], self._pending[size:]
             events.extend(event.to_dict() for event in self._stream.push(frame))
         return events
-
-
-class TwilioRestTransfer:
-    """Applies a transfer to a live Twilio call: ``POST .../Calls/{CallSid}.json`` with the TwiML.
-
-    Without an auth token nothing is sent (the TwiML is still in the call log), because the REST
-    API needs the account's credentials. ``base_url`` is configurable for a regional edge.
-    """
-
-    def __init__(self, auth_token: str | None, base_url: str = "https://api.twilio.com", timeout_s: float = 10.0):
-        self.auth_token = auth_token
-        self.base_url = base_url.rstrip("/")
-        self.timeout_s = timeout_s
-
-    async def __call__(self, transfer: TransferRequested) -> None:
-        if not self.auth_token:
-            logger.warning(
-                "transfer of %s to %s not applied: no Twilio auth token (TwiML is in the call log)",
-                transfer.call_id, transfer.target,
-            )
-            return
-        url = f"{self.base_url}/2010-04-01/Accounts/{transfer.account_id}/Calls/{transfer.call_id}.json"
-        async with httpx.AsyncClient(timeout=self.timeout_s) as client:
-            try:
-                response = await client.post(
-                    url, data={"Twiml": transfer.twiml}, auth=(transfer.account_id, self.auth_token)
-                )
-            except httpx.HTTPError as exc:
-                raise DialogueError(f"Twilio transfer request failed: {exc}") from exc
-        if response.status_code >= 300:
-            raise DialogueError(f"Twilio refused the transfer: HTTP {response.status_code} {response.text[:200]}")
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """The demo call: real Rasa + action server + gateway, and a caller that gets angrier.
 
-``python -m connectors.demo`` (``make demo`` / ``emotune demo``):
+``python -m connectors.tools.demo`` (``make demo`` / ``emotune demo``):
 
 1. starts the contact-center Rasa bot and its action server (``RasaStack``; trains if needed),
 2. starts the gateway on a free loopback port,
@@ -30,9 +30,9 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-from connectors.call_report import describe_emotion, write_report
-from connectors.caller import CallerTurn, TwilioCaller
+from connectors.devtools.caller import CallerTurn, TwilioCaller
 from connectors.gateway import Gateway
+from connectors.tools.report import describe_emotion, write_report
 from emotion_runtime.audio import resample
 from emotune.config import PROJECT_ROOT, EmotuneConfig, load_config
 from emotune.errors import DataError, EmotuneError
@@ -170,7 +170,7 @@ async def run_demo(
     reports_dir: Path = PROJECT_ROOT / "reports",
     audio_path: Path = SAMPLE_AUDIO,
 ) -> dict[str, Any]:
-    from connectors.rasa_process import RasaStack
+    from connectors.devtools.rasa_stack import RasaStack
 
     sample = load_sample_call(audio_path)
     acted = {i + 1: t.label for i, t in enumerate(sample.turns)}

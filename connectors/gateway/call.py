@@ -32,10 +32,10 @@ from typing import Any, Protocol
 import numpy as np
 import soundfile as sf
 
-from connectors.asr import ASR_SAMPLE_RATE, SpeechRecognizer
-from connectors.feed import FeedHub
-from connectors.logging_json import set_call_id
-from connectors.metrics import GatewayMetrics
+from connectors.dialogue.rasa_client import BotReply, RasaClient
+from connectors.gateway.feed import FeedHub
+from connectors.gateway.logging_json import set_call_id
+from connectors.gateway.metrics import GatewayMetrics
 from connectors.protocols.base import (
     AudioDiscarded,
     AudioEncoding,
@@ -57,8 +57,8 @@ from connectors.protocols.base import (
     TransferRequested,
 )
 from connectors.protocols.g711 import mulaw_to_pcm16, pcm16_to_mulaw
-from connectors.rasa_client import BotReply, RasaClient
-from connectors.tts import Speech, SpeechSynthesizer
+from connectors.speech.asr import ASR_SAMPLE_RATE, SpeechRecognizer
+from connectors.speech.tts import Speech, SpeechSynthesizer
 from emotion_runtime.audio import StreamingResampler
 from emotune.config import EmotuneConfig
 from emotune.errors import AudioError, ConfigError, EmotuneError

@@ -5,7 +5,7 @@ whole turn to :meth:`SpeechRecognizer.transcribe`. The default engine is pockets
 PyPI wheel ships the en-US acoustic model, language model and dictionary). ``none`` is for
 platforms that send the caller's text themselves. A cloud engine plugs in by implementing
 :class:`SpeechRecognizer` and declaring its factory in the ``emotune.asr_engines`` entry-point
-group (or calling :func:`register_engine`); see :mod:`connectors.engines`.
+group (or calling :func:`register_engine`); see :mod:`connectors.speech.engines`.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from connectors import asr_worker
-from connectors.engines import EngineRegistry
+from connectors.speech import asr_worker
+from connectors.speech.engines import EngineRegistry
 from emotune.config import AsrConfig
 from emotune.errors import AudioError, ConfigError, NotBuiltError, SampleRateError, SpeechEngineError
 

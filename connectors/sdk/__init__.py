@@ -27,7 +27,7 @@ from typing import Any
 
 import httpx
 
-from connectors.rasa_client import WEBHOOK_PATH, BotReply, parse_rasa_messages
+from connectors.dialogue.rasa_client import WEBHOOK_PATH, BotReply, parse_rasa_messages
 from emotion_runtime import EmotionEvent, EmotionModel, EmotionStream
 from emotion_runtime.stream import Encoding
 from emotune.config import EmotuneConfig, load_config

@@ -20,7 +20,7 @@ from xml.sax.saxutils import escape
 
 import numpy as np
 
-from connectors.engines import EngineRegistry
+from connectors.speech.engines import EngineRegistry
 from emotion_runtime.audio import resample
 from emotune.config import Prosody, TtsConfig
 from emotune.errors import AudioError, NotBuiltError

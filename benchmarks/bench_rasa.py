@@ -26,7 +26,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from connectors.rasa_process import BOTS, RasaStack  # noqa: E402
+from connectors.devtools.rasa_stack import BOTS, RasaStack  # noqa: E402
 
 __all__ = ["main"]
 

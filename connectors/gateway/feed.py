@@ -2,7 +2,7 @@
 
 The gateway publishes each call's emotion events, turns, tones and escalations to a
 :class:`FeedHub`; a supervisor's browser opens ``/feed/{call_id}?token=...`` (the page is
-``connectors/static/feed.html``, served at ``/feed.html``) and gets a backlog of what already
+``connectors/gateway/static/feed.html``, served at ``/feed.html``) and gets a backlog of what already
 happened in the call, then every new message as JSON text frames::
 
     {"type": "emotion", "call_id": ..., "t": <call time s>, "event": {label, probabilities, ...}}

@@ -22,9 +22,9 @@ import numpy as np
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from connectors.pipeline import encode_audio
+from connectors.devtools.twilio_client import ClearRequested, MarkRequested, OutboundMedia, TwilioStreamClient
+from connectors.gateway.call import encode_audio
 from connectors.protocols.base import ProtocolViolation
-from connectors.protocols.twilio import ClearRequested, MarkRequested, OutboundMedia, TwilioStreamClient
 from emotion_runtime.audio import resample
 from emotune.errors import AudioError, ProtocolError
 

@@ -1,6 +1,6 @@
 """The pocketsphinx decoder that runs in each ASR worker process.
 
-Kept apart from :mod:`connectors.asr` so a worker imports only pocketsphinx (small and quick to
+Kept apart from :mod:`connectors.speech.asr` so a worker imports only pocketsphinx (small and quick to
 spawn). Processes, not threads: pocketsphinx holds the GIL while it decodes (measured: two
 threads with a decoder each take as long as one), which would also stall the gateway's event loop.
 """
