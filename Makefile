@@ -78,3 +78,13 @@ bench: setup
 
 clean-venvs:
 	rm -rf $(VENV) $(RASA_VENV)
+
+# smart-turn v3.2 (pipecat-ai, BSD-2) cut to the 2-s encoder: built from the verified original,
+# checked against its sha256 in emotion_runtime/weights.py (export_onnx/smart_turn_encoder.py).
+SMART_TURN_DIR := models/encoders/smart-turn-v3.2
+.PHONY: smart-turn-encoder
+smart-turn-encoder: $(SMART_TURN_DIR)/encoder.onnx
+$(SMART_TURN_DIR)/smart-turn-v3.2-cpu.onnx: | $(TOOLKIT_STAMP)
+	$(VENV)/bin/python -m emotion_runtime.weights install
+$(SMART_TURN_DIR)/encoder.onnx: $(SMART_TURN_DIR)/smart-turn-v3.2-cpu.onnx export_onnx/smart_turn_encoder.py | $(TOOLKIT_STAMP)
+	$(VENV)/bin/python -m export_onnx.smart_turn_encoder $< $@
