@@ -20,6 +20,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+# The streak rule itself lives in emotune/escalation.py (stdlib only, shared with the toolkit).
+from emotune.escalation import StreakRule
+
 __all__ = [
     "EmotionMetadataError",
     "EmotionReading",
@@ -91,12 +94,10 @@ class EmotionReading:
 
 
 @dataclass(frozen=True)
-class EscalationRule:
-    """When consecutive negative turns trigger a hand-off (or de-escalation in the car)."""
+class EscalationRule(StreakRule):
+    """When consecutive negative turns trigger a hand-off (or de-escalation in the car); also
+    whether asking for a human is enough (``on_request``)."""
 
-    negative_emotions: tuple[str, ...] = ("angry",)
-    streak_turns: int = 3
-    min_confidence: float = 0.5
     on_request: bool = True
 
 
@@ -223,19 +224,12 @@ def read_tone(metadata: Mapping[str, Any] | None, known_tones: Sequence[str] = K
 
 def is_negative(reading: EmotionReading | None, rule: EscalationRule) -> bool:
     """Whether a turn counts towards the escalation streak."""
-    return (
-        reading is not None
-        and reading.label in rule.negative_emotions
-        and reading.confidence >= rule.min_confidence
-    )
+    return reading is not None and rule.is_negative(reading.label, reading.confidence)
 
 
 def negative_streak(readings: Iterable[EmotionReading | None], rule: EscalationRule) -> int:
     """Consecutive negative turns at the end of ``readings`` (oldest first)."""
-    streak = 0
-    for reading in readings:
-        streak = streak + 1 if is_negative(reading, rule) else 0
-    return streak
+    return rule.streak(None if r is None else (r.label, r.confidence) for r in readings)
 
 
 def _safe_reading(metadata: Mapping[str, Any] | None) -> EmotionReading | None:

@@ -1,4 +1,9 @@
-"""Audio decoding and resampling for the streaming runtime (NumPy only).
+"""Audio decoding, resampling and energy for the streaming runtime (NumPy only).
+
+The one implementation of every sample conversion in the project: float32 in [-1, 1] <-> PCM16
+(scale 32768, clipped to int16) and <-> G.711 mu-law, wire bytes <-> samples (:func:`decode`,
+:func:`encode`), and frame energy in dBFS (:func:`energy_db`). Gateway, ASR/TTS, protocol cores
+and tools all use these, so they can never disagree about a sample.
 
 G.711 mu-law follows ITU-T G.711 (bias 0x84, inverted bits); decoding is a 256-entry table.
 Resampling is a windowed-sinc polyphase FIR that keeps its history between calls, so a stream cut
@@ -12,7 +17,7 @@ from math import gcd
 
 import numpy as np
 
-from emotune.errors import SampleRateError
+from emotune.errors import FrameError, SampleRateError
 
 __all__ = [
     "SUPPORTED_RATES",
@@ -21,6 +26,10 @@ __all__ = [
     "mulaw_encode",
     "pcm16_decode",
     "pcm16_encode",
+    "pcm16_samples",
+    "decode",
+    "encode",
+    "energy_db",
     "StreamingResampler",
     "resample",
 ]
@@ -63,8 +72,46 @@ def pcm16_decode(data: bytes) -> np.ndarray:
     return np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
 
 
+def pcm16_samples(samples: np.ndarray) -> np.ndarray:
+    """float samples in [-1, 1] -> int16 (x 32768, clipped: +1.0 becomes 32767)."""
+    return (np.clip(np.asarray(samples, dtype=np.float32), -1.0, 32767 / 32768) * 32768.0).astype(np.int16)
+
+
 def pcm16_encode(samples: np.ndarray) -> bytes:
-    return (np.clip(np.asarray(samples), -1.0, 32767 / 32768) * 32768.0).astype("<i2").tobytes()
+    """float samples in [-1, 1] -> little-endian signed 16-bit PCM bytes."""
+    return pcm16_samples(samples).astype("<i2").tobytes()
+
+
+def decode(payload: bytes, encoding: str, channels: int = 1) -> np.ndarray:
+    """Wire bytes (``mulaw`` or ``pcm16`` LE, interleaved) -> float32, shape (n,) or (n, channels)."""
+    if encoding == "mulaw":
+        samples = mulaw_decode(payload)
+    elif encoding == "pcm16":
+        if len(payload) % 2:
+            raise FrameError(f"PCM16 payload of {len(payload)} bytes is not whole 16-bit samples")
+        samples = pcm16_decode(payload)
+    else:
+        raise FrameError(f"unsupported encoding {encoding!r}; use 'pcm16' or 'mulaw'")
+    if channels > 1:
+        if samples.shape[0] % channels:
+            raise FrameError(f"{encoding} payload of {len(payload)} bytes is not whole {channels}-channel samples")
+        return samples.reshape(-1, channels)
+    return samples
+
+
+def encode(samples: np.ndarray, encoding: str) -> bytes:
+    """float32 samples -> wire bytes (``mulaw`` or ``pcm16`` little-endian)."""
+    if encoding == "mulaw":
+        return mulaw_encode(samples)
+    if encoding == "pcm16":
+        return pcm16_encode(samples)
+    raise FrameError(f"unsupported encoding {encoding!r}; use 'pcm16' or 'mulaw'")
+
+
+def energy_db(frames: np.ndarray) -> np.ndarray:
+    """Mean-square energy in dBFS along the last axis (a full-scale square wave is 0 dB)."""
+    x = np.asarray(frames, dtype=np.float64)
+    return np.asarray(10.0 * np.log10(np.mean(x * x, axis=-1) + 1e-12))
 
 
 @lru_cache(maxsize=16)

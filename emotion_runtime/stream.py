@@ -7,18 +7,31 @@ voiced, so silence and hold music cost nothing. Scores are smoothed (EMA + hyste
 speaker does not flicker between labels.
 
 :class:`EmotionStream` scores its own windows in :meth:`EmotionStream.push`; a :class:`StreamHub`
-instead collects the windows due across many streams and scores them in one batched call.
+instead collects the windows due across many streams and scores them in one batched call. Audio
+goes in as wire frames (:meth:`EmotionStream.feed`, exact 20 ms of PCM16 or mu-law) or as float
+samples of any length at the stream's rate (:meth:`EmotionStream.feed_samples`), never re-quantised.
+The hub's queue is bounded: a window that waited longer than ``max_delay_s`` to be scored is
+dropped and counted (a late label is worse than none), as is the oldest beyond ``max_pending``.
 """
 
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 
-from emotion_runtime.audio import MODEL_RATE, SUPPORTED_RATES, StreamingResampler, mulaw_decode, pcm16_decode
+from emotion_runtime.audio import (
+    MODEL_RATE,
+    SUPPORTED_RATES,
+    StreamingResampler,
+    energy_db,
+    mulaw_decode,
+    pcm16_decode,
+)
 from emotion_runtime.features import StreamingFbank
 from emotion_runtime.model import EmotionModel, Prediction
 from emotune.config import SmoothingConfig, StreamingConfig
@@ -61,6 +74,7 @@ class PendingWindow:
     start_s: float
     end_s: float
     voiced_ratio: float
+    due_at: float = field(default_factory=time.monotonic)  # when the frame that closed it arrived
 
 
 class EmotionStream:
@@ -106,11 +120,10 @@ class EmotionStream:
         self._decode = mulaw_decode if encoding == "mulaw" else pcm16_decode
         self._resampler = StreamingResampler(sample_rate, MODEL_RATE)
         self._fbank = StreamingFbank(spec)
-        self._threshold = 10 ** (self.streaming.vad_threshold_db / 20.0)
         self.reset()
 
     # -- state ---------------------------------------------------------------------------------
-    _pending: list[bytes]
+    _pending: list[np.ndarray]
     _vad_blocks: list[bool]
 
     def reset(self) -> None:
@@ -122,7 +135,7 @@ class EmotionStream:
         self._voiced = np.zeros(capacity, dtype=bool)
         self._filled = 0  # valid rows at the front of the ring buffer
         self._total_frames = 0  # feature frames since the start of the stream
-        self._pending = []  # raw frames not yet analysed
+        self._pending = []  # decoded samples not yet analysed
         self._input_samples = 0
         self._next_due = self._window_in  # in input samples
         self._vad_rest = np.zeros(0, dtype=np.float32)
@@ -155,10 +168,31 @@ class EmotionStream:
         features are still computed exactly once, and per-frame Python overhead stays tiny,
         which is what lets one core serve hundreds of streams.
         """
-        self._pending.append(self._check(frame))
+        self._pending.append(self._decode(self._check(frame)))
         self._input_samples += self._samples_per_frame
         if self._input_samples < self._next_due:
             return None
+        return self._close_window()
+
+    def feed_samples(self, samples: np.ndarray) -> list[PendingWindow]:
+        """Take float32 samples in [-1, 1] at the stream's ``sample_rate``, any length; returns the
+        windows that became due (usually none or one; more if the chunk spans several hops)."""
+        x = np.asarray(samples, dtype=np.float32)
+        if x.ndim != 1:
+            raise FrameError(f"samples must be one channel (1-D), got shape {x.shape}")
+        windows: list[PendingWindow] = []
+        while x.shape[0]:
+            take = min(x.shape[0], self._next_due - self._input_samples)
+            self._pending.append(x[:take])
+            self._input_samples += take
+            x = x[take:]
+            if self._input_samples >= self._next_due:
+                window = self._close_window()
+                if window is not None:
+                    windows.append(window)
+        return windows
+
+    def _close_window(self) -> PendingWindow | None:
         self._next_due += self._hop_in
         self._analyse_pending()
         if self._filled < self._window:
@@ -174,15 +208,15 @@ class EmotionStream:
         return PendingWindow(self, window.copy(), start_s, end_s, voiced_ratio)
 
     def _analyse_pending(self) -> None:
-        samples = self._resampler.process(self._decode(b"".join(self._pending)))
+        samples = self._resampler.process(np.concatenate(self._pending) if self._pending else np.zeros(0, np.float32))
         self._pending.clear()
         hop = self.model.fbank_spec.hop_length
         # Energy VAD per 10 ms block (one block per feature row, aligned from the stream start).
         blocks = np.concatenate([self._vad_rest, samples])
         n_blocks = blocks.shape[0] // hop
         self._vad_rest = blocks[n_blocks * hop :]
-        rms = np.sqrt(np.mean(blocks[: n_blocks * hop].reshape(n_blocks, hop) ** 2, axis=1))
-        self._vad_blocks.extend((rms >= self._threshold).tolist())
+        level = energy_db(blocks[: n_blocks * hop].reshape(n_blocks, hop))
+        self._vad_blocks.extend((level >= self.streaming.vad_threshold_db).tolist())
         rows = self._fbank.push(samples)
         if rows.shape[0]:
             flags = np.array(self._vad_blocks[: rows.shape[0]], dtype=bool)
@@ -252,39 +286,88 @@ class EmotionStream:
 
 
 class StreamHub:
-    """Many streams, one model: frames go in per stream; due windows are scored in batches.
+    """Many streams, one model: audio goes in per stream; due windows are scored in batches.
 
-    ``feed(stream, frame)`` only computes features; ``flush()`` scores every window due since the
-    last flush in one onnxruntime call (per window length) and returns the events. A server calls
-    ``flush()`` once per tick (e.g. every 20-100 ms). Thread-safe.
+    ``feed``/``feed_samples`` only compute features and queue the window that became due;
+    ``flush()`` scores every queued window in one onnxruntime call (per window length) and returns
+    the events. A server calls ``flush()`` once per tick (e.g. every 20-100 ms), or splits the work
+    itself: ``take_due()`` then ``score(windows)`` on worker threads (``score`` is thread-safe as
+    long as one stream's windows stay in one call, in order). Feeding is thread-safe.
+
+    Bounded: at most ``max_pending`` windows wait (the oldest beyond are dropped, counted in
+    ``dropped_overflow``), and ``take_due`` drops windows that have waited more than
+    ``max_delay_s`` since their closing frame arrived (``dropped_late``).
     """
 
-    def __init__(self, model: EmotionModel, max_batch: int = 64) -> None:
+    def __init__(
+        self, model: EmotionModel, max_batch: int = 64, *, max_pending: int = 4096, max_delay_s: float | None = None
+    ) -> None:
+        if max_pending < 1:
+            raise ValueError(f"max_pending must be >= 1, got {max_pending}")
+        if max_delay_s is not None and max_delay_s <= 0:
+            raise ValueError(f"max_delay_s must be > 0, got {max_delay_s}")
         self.model = model
         self.max_batch = max_batch
+        self.max_pending = max_pending
+        self.max_delay_s = max_delay_s
+        self.dropped_late = 0
+        self.dropped_overflow = 0
         self._pending: list[PendingWindow] = []
         self._lock = threading.Lock()
 
     def feed(self, stream: EmotionStream, frame: bytes) -> None:
+        """One wire frame of ``stream`` (see :meth:`EmotionStream.feed`)."""
         window = stream.feed(frame)
         if window is not None:
-            with self._lock:
-                self._pending.append(window)
+            self._queue((window,))
+
+    def feed_samples(self, stream: EmotionStream, samples: np.ndarray) -> None:
+        """Float samples of ``stream`` (see :meth:`EmotionStream.feed_samples`)."""
+        windows = stream.feed_samples(samples)
+        if windows:
+            self._queue(windows)
+
+    def _queue(self, windows: Iterable[PendingWindow]) -> None:
+        with self._lock:
+            self._pending.extend(windows)
+            excess = len(self._pending) - self.max_pending
+            if excess > 0:
+                del self._pending[:excess]
+                self.dropped_overflow += excess
+
+    def discard(self, stream: EmotionStream) -> int:
+        """Forget the queued windows of a stream that ended; returns how many."""
+        with self._lock:
+            kept = [w for w in self._pending if w.stream is not stream]
+            dropped = len(self._pending) - len(kept)
+            self._pending = kept
+        return dropped
 
     @property
     def pending(self) -> int:
         return len(self._pending)
 
-    def flush(self) -> list[tuple[EmotionStream, EmotionEvent]]:
+    def take_due(self, now: float | None = None) -> list[PendingWindow]:
+        """Everything queued, oldest first, minus the windows that are already too late."""
         with self._lock:
             pending, self._pending = self._pending, []
+        if self.max_delay_s is None or not pending:
+            return pending
+        limit = (time.monotonic() if now is None else now) - self.max_delay_s
+        fresh = [w for w in pending if w.due_at >= limit]
+        with self._lock:
+            self.dropped_late += len(pending) - len(fresh)
+        return fresh
+
+    def score(self, windows: list[PendingWindow]) -> list[tuple[EmotionStream, EmotionEvent]]:
+        """Score windows in batches and smooth each into its stream's event (input order kept)."""
         events: list[tuple[EmotionStream, EmotionEvent]] = []
         by_length: dict[int, list[PendingWindow]] = {}
-        for window in pending:
+        for window in windows:
             by_length.setdefault(window.feats.shape[0], []).append(window)
-        for windows in by_length.values():
-            for start in range(0, len(windows), self.max_batch):
-                batch = windows[start : start + self.max_batch]
+        for group in by_length.values():
+            for start in range(0, len(group), self.max_batch):
+                batch = group[start : start + self.max_batch]
                 prediction: Prediction = self.model.predict(np.stack([w.feats for w in batch]))
                 for i, window in enumerate(batch):
                     event = window.stream.complete(
@@ -292,3 +375,7 @@ class StreamHub:
                     )
                     events.append((window.stream, event))
         return events
+
+    def flush(self) -> list[tuple[EmotionStream, EmotionEvent]]:
+        """Score every window due since the last flush (single-threaded use)."""
+        return self.score(self.take_due())

@@ -13,12 +13,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from connectors.gateway.call import decode_audio, encode_audio
 from connectors.speech.asr import ASR_SAMPLE_RATE, NoRecognizer, PocketsphinxRecognizer, create_recognizer
 from connectors.speech.asr import register_engine as register_asr_engine
 from connectors.speech.tts import EspeakSynthesizer, NoSynthesizer, Speech, create_synthesizer, ssml_for
 from connectors.speech.tts import register_engine as register_tts_engine
 from connectors.tools.demo import load_sample_call
+from emotion_runtime.audio import decode as decode_audio
+from emotion_runtime.audio import encode as encode_audio
 from emotion_runtime.audio import resample
 from emotune.config import PROJECT_ROOT, AsrConfig, Prosody, TonePolicy, TtsConfig, load_config
 from emotune.errors import AudioError, ConfigError, NotBuiltError, SampleRateError, SpeechEngineError

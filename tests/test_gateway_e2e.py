@@ -28,10 +28,10 @@ from connectors.devtools.emotune_ws_client import (
 )
 from connectors.devtools.rasa_stack import RasaStack, free_port
 from connectors.gateway import Gateway
-from connectors.gateway.call import encode_audio
 from connectors.protocols.http_signatures import sign_request
 from connectors.tools.demo import load_sample_call
 from connectors.tools.report import read_call_log, write_report
+from emotion_runtime.audio import encode as encode_audio
 from emotion_runtime.audio import resample
 from emotune.config import PROJECT_ROOT, EmotuneConfig, load_config
 

@@ -19,9 +19,9 @@ from websockets.asyncio.client import ClientConnection, connect
 from connectors.devtools.emotune_ws_client import BotReply, EmotuneWsClient, Ready
 from connectors.devtools.rasa_stack import free_port
 from connectors.gateway import Gateway
-from connectors.gateway.call import encode_audio
 from connectors.tools.demo import load_sample_call
 from connectors.tools.report import read_call_log
+from emotion_runtime.audio import encode as encode_audio
 from emotune.config import PROJECT_ROOT, EmotuneConfig, load_config
 
 TOKEN = "overload-test-token"

@@ -8,9 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from connectors.gateway.call import CallLog, TurnSegmenter, decode_audio, encode_audio
+from connectors.gateway.call import CallLog, TurnSegmenter
 from connectors.tools.demo import load_sample_call
 from connectors.tools.report import read_call_log, render_report, write_report
+from emotion_runtime.audio import decode as decode_audio
+from emotion_runtime.audio import encode as encode_audio
 from emotune.errors import AudioError, DataError
 
 

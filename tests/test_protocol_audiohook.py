@@ -500,7 +500,7 @@ def test_escalation_tracker_from_operator_config() -> None:
         False,
         False,
     ]
-    assert tracker.observe("angry", 0.59) is False and tracker.streak == []
+    assert tracker.observe("angry", 0.59) is False and tracker.labels == [] and tracker.streak == 0
 
 
 def test_header_values_are_trimmed_but_inner_spaces_kept() -> None:

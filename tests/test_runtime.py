@@ -159,6 +159,50 @@ def test_hub_batches_many_streams_with_identical_results(model: EmotionModel) ->
                 assert a.probabilities[k] == pytest.approx(b.probabilities[k], abs=1e-3)
 
 
+def test_float_samples_of_any_length_label_like_wire_frames(model: EmotionModel) -> None:
+    """feed_samples takes the decoded audio directly (no re-quantisation), in chunks of any size."""
+    signal = _voice_like(4.0, 16000)
+    frames = _frames(signal, 16000, "pcm16")
+    by_frame = EmotionStream(model, sample_rate=16000)
+    want = [e for f in frames for e in by_frame.push(f)]
+    decoded = np.concatenate([np.frombuffer(f, "<i2").astype(np.float32) / 32768.0 for f in frames])
+    by_chunk = EmotionStream(model, sample_rate=16000)
+    got = []
+    for start in range(0, decoded.size, 4321):  # chunks that straddle the hop boundaries
+        for window in by_chunk.feed_samples(decoded[start : start + 4321]):
+            prediction = model.predict(window.feats[None])
+            got.append(by_chunk.complete(window, prediction.probabilities[0], float(prediction.arousal[0]),
+                                         float(prediction.valence[0])))
+    assert len(got) == len(want) >= 2
+    for a, b in zip(got, want, strict=True):
+        assert (a.label, a.start_s, a.end_s) == (b.label, b.start_s, b.end_s)
+        for k in a.probabilities:
+            assert a.probabilities[k] == pytest.approx(b.probabilities[k], abs=1e-4)
+    with pytest.raises(FrameError, match="one channel"):
+        by_chunk.feed_samples(np.zeros((10, 2), np.float32))
+
+
+def test_hub_drops_late_and_excess_windows_and_counts_them(model: EmotionModel) -> None:
+    hub = StreamHub(model, max_pending=3, max_delay_s=0.5)
+    streams = [EmotionStream(model, sample_rate=16000) for _ in range(5)]
+    voice = _voice_like(2.0, 16000)
+    for stream in streams:
+        hub.feed_samples(stream, voice)  # each stream closes its first window
+    assert hub.pending == 3 and hub.dropped_overflow == 2  # the oldest two went
+    kept = hub.take_due()
+    assert [w.stream for w in kept] == streams[2:]
+    for stream in streams:
+        hub.feed_samples(stream, voice[:16000])  # one hop more: a second window each (3 kept)
+    late = max(w.due_at for w in hub.take_due(now=0.0)) + 10.0  # nothing is late at t=0
+    assert hub.dropped_late == 0
+    for stream in streams[:2]:
+        hub.feed_samples(stream, voice[:16000])
+    assert hub.take_due(now=late) == [] and hub.dropped_late == 2
+    hub.feed_samples(streams[0], voice[:16000])
+    assert hub.discard(streams[0]) == 1 and hub.pending == 0
+    assert len(hub.score(kept)) == 3
+
+
 def test_streaming_resampler_equals_one_shot() -> None:
     sig = _voice_like(1.0, 8000)
     stream = StreamingResampler(8000, 16000)

@@ -23,8 +23,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from connectors.devtools.twilio_client import ClearRequested, MarkRequested, OutboundMedia, TwilioStreamClient
-from connectors.gateway.call import encode_audio
 from connectors.protocols.base import ProtocolViolation
+from emotion_runtime.audio import encode as encode_audio
 from emotion_runtime.audio import resample
 from emotune.errors import AudioError, ProtocolError
 

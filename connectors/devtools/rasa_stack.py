@@ -37,7 +37,7 @@ __all__ = ["BOTS", "REPO_ROOT", "RasaStack", "free_port", "log_tail", "port_in_u
 
 logger = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 BOTS = ("contact_center", "in_car")
 _TAIL_LINES = 40
 

@@ -38,7 +38,6 @@ from connectors.gateway.logging_json import set_call_id
 from connectors.gateway.metrics import GatewayMetrics
 from connectors.protocols.base import (
     AudioDiscarded,
-    AudioEncoding,
     AudioFormat,
     AudioReceived,
     CallEnded,
@@ -56,12 +55,13 @@ from connectors.protocols.base import (
     TextTurn,
     TransferRequested,
 )
-from connectors.protocols.g711 import mulaw_to_pcm16, pcm16_to_mulaw
 from connectors.speech.asr import ASR_SAMPLE_RATE, SpeechRecognizer
 from connectors.speech.tts import Speech, SpeechSynthesizer
-from emotion_runtime.audio import StreamingResampler
+from emotion_runtime.audio import StreamingResampler, energy_db
+from emotion_runtime.audio import decode as decode_audio
+from emotion_runtime.audio import encode as encode_audio
 from emotune.config import EmotuneConfig
-from emotune.errors import AudioError, ConfigError, EmotuneError
+from emotune.errors import ConfigError, EmotuneError
 
 __all__ = [
     "FRAME_S",
@@ -72,29 +72,12 @@ __all__ = [
     "CallLog",
     "CallServices",
     "CallPipeline",
-    "decode_audio",
-    "encode_audio",
 ]
 
 logger = logging.getLogger(__name__)
 
 FRAME_S = 0.02  # the VAD decides per 20 ms frame, the telephony frame size
 _FRAME = int(ASR_SAMPLE_RATE * FRAME_S)
-
-
-def decode_audio(payload: bytes, encoding: AudioEncoding, channels: int = 1) -> np.ndarray:
-    """Wire bytes -> float32 samples in [-1, 1], shape (n,) or (n, channels)."""
-    pcm_bytes = mulaw_to_pcm16(payload) if encoding == "mulaw" else payload
-    if len(pcm_bytes) % (2 * channels):
-        raise AudioError(f"PCM16 payload of {len(pcm_bytes)} bytes is not whole {channels}-channel samples")
-    samples = np.frombuffer(pcm_bytes, dtype="<i2").astype(np.float32) / 32768.0
-    return samples.reshape(-1, channels) if channels > 1 else samples
-
-
-def encode_audio(samples: np.ndarray, encoding: AudioEncoding) -> bytes:
-    """float32 samples -> wire bytes (mu-law or PCM16 little-endian)."""
-    pcm = (np.clip(samples, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
-    return pcm16_to_mulaw(pcm) if encoding == "mulaw" else pcm
 
 
 @dataclass(frozen=True)
@@ -145,9 +128,6 @@ class TurnSegmenter:
         self._turn_start_frame = 0
         self.frames_seen = 0
 
-    def _frame_db(self, frame: np.ndarray) -> float:
-        return float(10.0 * np.log10(np.mean(frame.astype(np.float64) ** 2) + 1e-12))
-
     def push(self, samples: np.ndarray) -> list[SegmentEvent]:
         """Feed 16 kHz float samples; returns onsets and finished turns."""
         buf = np.concatenate([self._pending, np.asarray(samples, dtype=np.float32)])
@@ -156,7 +136,7 @@ class TurnSegmenter:
         events: list[SegmentEvent] = []
         for i in range(n_frames):
             frame = buf[i * _FRAME : (i + 1) * _FRAME]
-            level_db = self._frame_db(frame)
+            level_db = float(energy_db(frame))
             self.frames_seen += 1
             if not self._in_turn:
                 voiced = level_db > self.threshold_db

@@ -434,7 +434,7 @@ class AudioHookServer(CallProtocol):
             raise ProtocolError("emotion event needs a string 'label' and a numeric 'confidence'")
         entities: list[dict[str, Any]] = [{"type": "emotune.emotion", "data": {"party": party, **event}}]
         if party == "caller" and self.escalation.observe(label, float(confidence)):
-            streak = tuple(self.escalation.streak)
+            streak = tuple(self.escalation.labels)
             raised = EscalationRaised(
                 party="caller", reason="sustained_negative_emotion", streak=len(streak), emotions=streak
             )

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from emotune.errors import ProtocolError
+from emotune.escalation import StreakCounter, StreakRule
 
 if TYPE_CHECKING:  # only for the annotation: the cores need no config at import time
     from emotune.config import EscalationConfig
@@ -256,8 +257,8 @@ class TransferRequested(Event):
     summary: str
 
 
-class EscalationTracker:
-    """Counts consecutive negative emotion events of one party; fires once per streak.
+class EscalationTracker(StreakCounter):
+    """The escalation rule (:mod:`emotune.escalation`) applied to one party's emotion events.
 
     Why here: monitor-mode protocols (AudioHook agent assist) have no dialogue engine to decide
     escalation, so the rule from ``EscalationConfig`` is applied next to the protocol.
@@ -269,30 +270,12 @@ class EscalationTracker:
         streak_turns: int = 3,
         min_confidence: float = 0.5,
     ) -> None:
-        if streak_turns < 1:
-            raise ValueError("streak_turns must be >= 1")
-        self.negative_emotions = frozenset(negative_emotions)
-        self.streak_turns = streak_turns
-        self.min_confidence = min_confidence
-        self.streak: list[str] = []
-        self._fired = False
+        super().__init__(StreakRule(tuple(negative_emotions), streak_turns, min_confidence))
 
     @classmethod
     def from_config(cls, config: EscalationConfig) -> EscalationTracker:
         """The operator's ``escalation`` section (``EmotuneConfig.escalation``)."""
         return cls(config.negative_emotions, config.streak_turns, config.min_confidence)
-
-    def observe(self, label: str, confidence: float) -> bool:
-        """Record one emotion event; True exactly when this event completes a streak."""
-        if label in self.negative_emotions and confidence >= self.min_confidence:
-            self.streak.append(label)
-        else:
-            self.streak.clear()
-            self._fired = False
-        if len(self.streak) >= self.streak_turns and not self._fired:
-            self._fired = True
-            return True
-        return False
 
 
 def _reject_constant(name: str) -> Any:

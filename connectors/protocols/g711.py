@@ -6,9 +6,7 @@ I/O, no torch), so the protocols and the runtime can never disagree about a samp
 
 from __future__ import annotations
 
-import numpy as np
-
-from emotion_runtime.audio import mulaw_decode, mulaw_encode
+from emotion_runtime.audio import mulaw_decode, mulaw_encode, pcm16_decode, pcm16_encode
 from emotune.errors import FrameError
 
 __all__ = ["pcm16_to_mulaw", "mulaw_to_pcm16"]
@@ -18,9 +16,9 @@ def pcm16_to_mulaw(pcm: bytes) -> bytes:
     """Little-endian signed 16-bit PCM -> mu-law bytes (one byte per sample)."""
     if len(pcm) % 2:
         raise FrameError(f"PCM16 audio must have an even number of bytes, got {len(pcm)}")
-    return mulaw_encode(np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0)
+    return mulaw_encode(pcm16_decode(pcm))
 
 
 def mulaw_to_pcm16(mulaw: bytes) -> bytes:
     """mu-law bytes -> little-endian signed 16-bit PCM."""
-    return (mulaw_decode(mulaw) * 32768.0).astype("<i2").tobytes()
+    return pcm16_encode(mulaw_decode(mulaw))

@@ -25,13 +25,11 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import httpx
-
-from connectors.dialogue.rasa_client import WEBHOOK_PATH, BotReply, parse_rasa_messages
+from connectors.dialogue.rasa_client import BotReply, RasaSyncClient
 from emotion_runtime import EmotionEvent, EmotionModel, EmotionStream
 from emotion_runtime.stream import Encoding
 from emotune.config import EmotuneConfig, load_config
-from emotune.errors import EmotuneError, RasaUnavailableError
+from emotune.errors import DialogueError, EmotuneError, RasaUnavailableError
 
 __all__ = ["EmotionSDK", "EmotionSession", "BotReply", "EmotionEvent"]
 
@@ -130,6 +128,7 @@ class EmotionSDK:
         self.model = model
         self._count = 0
         self._lock = threading.Lock()
+        self._rasa: RasaSyncClient | None = None  # opened on the first say()
 
     @classmethod
     def open(
@@ -174,13 +173,13 @@ class EmotionSDK:
         self, sender: str, text: str, event: EmotionEvent | None, timeout_s: float | None
     ) -> BotReply:
         metadata = self.config.turn_metadata(event.to_dict() if event is not None else None)
-        url = self.config.rasa.url.rstrip("/") + WEBHOOK_PATH
-        body = {"sender": sender, "message": text, "metadata": metadata}
+        with self._lock:
+            if self._rasa is None:
+                self._rasa = RasaSyncClient(self.config.rasa)
+            rasa = self._rasa
         try:
-            response = httpx.post(url, json=body, timeout=timeout_s or self.config.rasa.timeout_s)
-            response.raise_for_status()
-            reply = parse_rasa_messages(response.json())
-        except (httpx.HTTPError, ValueError) as exc:
+            reply = rasa.exchange(sender, text, metadata, timeout_s)
+        except DialogueError as exc:
             raise RasaUnavailableError(f"Rasa at {self.config.rasa.url} failed: {exc}") from exc
         reply.tone = reply.tone or str(metadata["tone"])
         return reply

@@ -23,6 +23,7 @@ import numpy as np
 
 from connectors.speech import asr_worker
 from connectors.speech.engines import EngineRegistry
+from emotion_runtime.audio import pcm16_samples
 from emotune.config import AsrConfig
 from emotune.errors import AudioError, ConfigError, NotBuiltError, SampleRateError, SpeechEngineError
 
@@ -81,7 +82,7 @@ def _as_pcm16(samples: np.ndarray, sample_rate: int) -> np.ndarray:
         raise AudioError(f"expected int16 PCM or float samples, got dtype {array.dtype}")
     if array.size and not np.all(np.isfinite(array)):
         raise AudioError("audio contains NaN or infinite samples")
-    return (np.clip(array, -1.0, 1.0) * 32767.0).astype(np.int16)
+    return pcm16_samples(array)
 
 
 class PocketsphinxRecognizer:

@@ -21,7 +21,7 @@ from xml.sax.saxutils import escape
 import numpy as np
 
 from connectors.speech.engines import EngineRegistry
-from emotion_runtime.audio import resample
+from emotion_runtime.audio import pcm16_decode, pcm16_samples, resample
 from emotune.config import Prosody, TtsConfig
 from emotune.errors import AudioError, NotBuiltError
 
@@ -61,7 +61,7 @@ class Speech:
         return Speech(converted, sample_rate, self.text, self.compute_s)
 
     def pcm16(self) -> np.ndarray:
-        return (np.clip(self.samples, -1.0, 1.0) * 32767.0).astype(np.int16)
+        return pcm16_samples(self.samples)
 
 
 def _percent(factor: float) -> str:
@@ -117,7 +117,7 @@ def _parse_wav(data: bytes) -> tuple[np.ndarray, int]:
         elif chunk == b"data":
             payload = data[body:]
             payload = payload[: len(payload) - len(payload) % 2]
-            pcm = np.frombuffer(payload, dtype="<i2").astype(np.float32) / 32768.0
+            pcm = pcm16_decode(payload)
             if not sample_rate:
                 raise AudioError("TTS WAV has no fmt chunk before its data")
             return pcm, sample_rate

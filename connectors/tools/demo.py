@@ -33,7 +33,7 @@ import soundfile as sf
 from connectors.devtools.caller import CallerTurn, TwilioCaller
 from connectors.gateway import Gateway
 from connectors.tools.report import describe_emotion, write_report
-from emotion_runtime.audio import resample
+from emotion_runtime.audio import energy_db, resample
 from emotune.config import PROJECT_ROOT, EmotuneConfig, load_config
 from emotune.errors import DataError, EmotuneError
 
@@ -73,7 +73,7 @@ class SampleCall:
 def _frame_db(audio: np.ndarray) -> np.ndarray:
     frame = SAMPLE_RATE // 50
     n = audio.shape[0] // frame
-    return np.asarray(10 * np.log10(np.mean(audio[: n * frame].reshape(n, frame) ** 2, axis=1) + 1e-12))
+    return energy_db(audio[: n * frame].reshape(n, frame))
 
 
 def _trim_and_level(audio: np.ndarray, margin_s: float = 0.15) -> np.ndarray:

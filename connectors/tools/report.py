@@ -20,6 +20,7 @@ matplotlib.use("Agg")  # reports are written on servers without a display
 import matplotlib.pyplot as plt  # noqa: E402
 
 from emotune.errors import DataError  # noqa: E402
+from emotune.escalation import StreakCounter, StreakRule  # noqa: E402
 
 __all__ = ["read_call_log", "describe_emotion", "timeline_png", "render_report", "write_report", "records_from_audio", "speaker_summary", "main"]
 
@@ -228,7 +229,7 @@ def records_from_audio(path: Path, config: Any = None) -> list[dict[str, Any]]:
     import soundfile as sf
 
     from emotion_runtime import EmotionModel, EmotionStream
-    from emotion_runtime.audio import pcm16_encode, resample
+    from emotion_runtime.audio import resample
     from emotune.config import load_config
 
     cfg = config or load_config(None)
@@ -245,18 +246,19 @@ def records_from_audio(path: Path, config: Any = None) -> list[dict[str, Any]]:
     for channel, party in enumerate(parties):
         signal = resample(audio[:, channel], rate, 16000)
         stream = EmotionStream(model, cfg.streaming, cfg.smoothing, sample_rate=16000, labels=cfg.model.labels)
-        streak, escalated = 0, False
-        for start in range(0, signal.shape[0] - 320 + 1, 320):
-            for event in stream.push(pcm16_encode(signal[start : start + 320])):
-                records.append({"type": "emotion", "party": party, "t": event.end_s, "event": event.to_dict()})
-                negative = event.label in rule.negative_emotions and event.confidence >= rule.min_confidence
-                streak = streak + 1 if negative else 0
-                if party == "caller" and streak >= rule.streak_turns and not escalated:
-                    escalated = True
-                    records.append({
-                        "type": "escalation", "source": "audio", "t": event.end_s, "reason": "sustained_anger",
-                        "summary": f"{streak} consecutive {event.label} windows (>= {rule.min_confidence:.2f})",
-                    })  # fmt: skip
+        streak, escalated = StreakCounter(StreakRule(tuple(rule.negative_emotions), rule.streak_turns,
+                                                     rule.min_confidence)), False
+        for window in stream.feed_samples(signal):
+            prediction = model.predict(window.feats[None])
+            event = stream.complete(window, prediction.probabilities[0], float(prediction.arousal[0]),
+                                    float(prediction.valence[0]))
+            records.append({"type": "emotion", "party": party, "t": event.end_s, "event": event.to_dict()})
+            if streak.observe(event.label, event.confidence) and party == "caller" and not escalated:
+                escalated = True
+                records.append({
+                    "type": "escalation", "source": "audio", "t": event.end_s, "reason": "sustained_anger",
+                    "summary": f"{streak.streak} consecutive {event.label} windows (>= {rule.min_confidence:.2f})",
+                })  # fmt: skip
     duration = float(audio.shape[0] / rate) if rate else 0.0
     records.append({"type": "call_ended", "t": duration, "duration_s": round(duration, 2), "reason": "end of recording"})
     return records

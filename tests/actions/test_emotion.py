@@ -179,3 +179,27 @@ def test_history_entries_keep_the_latest_and_number_turns() -> None:
     assert history_entries(events[:2]) == [
         {"turn": 1, "label": "sad", "confidence": 0.8, "intensity": "high", "arousal": 0.5, "valence": 0.0}
     ]
+
+
+def test_the_streak_rule_is_shared_not_copied() -> None:
+    """actions/ imports only emotune.escalation from the toolkit, and that module is stdlib only."""
+    import ast
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    ours = {"emotune", "emotion_runtime", "connectors", "emotion_models", "export_onnx"}
+    seen = set()
+    for path in sorted((root / "actions").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in ours:
+                seen.add(node.module)
+            if isinstance(node, ast.Import):
+                assert not {a.name.split(".")[0] for a in node.names} & ours, path
+    assert seen == {"emotune.escalation"}
+    shared = ast.parse((root / "emotune" / "escalation.py").read_text())
+    for node in ast.walk(shared):
+        names = [node.module or ""] if isinstance(node, ast.ImportFrom) else (
+            [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+        for name in names:
+            assert name == "__future__" or name.split(".")[0] in sys.stdlib_module_names, name
