@@ -160,12 +160,20 @@ class _PacedRun:
         }
 
 
-def run_onnx(n_streams: int, seconds: float, audio: _CallAudio, variant: str, batch: int) -> dict[str, Any]:
-    """Real-time paced run of ``n_streams`` through the torch-free runtime (StreamHub)."""
+def run_onnx(
+    n_streams: int, seconds: float, audio: _CallAudio, variant: str, batch: int, model_path: str | None = None
+) -> dict[str, Any]:
+    """Real-time paced run of ``n_streams`` through the torch-free runtime (StreamHub).
+
+    ``model_path`` (a v2 model folder or a v1 ``.onnx``) replaces the shipped v1 model."""
     from emotion_runtime import EmotionModel, EmotionStream, StreamHub
 
-    model_path = ROOT / "models" / "emotune-ser-v1" / ("emotion.int8.onnx" if variant == "int8" else "emotion.onnx")
-    model = EmotionModel.load(model_path, ROOT / "models" / "emotune-ser-v1" / "emotion.json", intra_op_threads=1)
+    if model_path:
+        model = EmotionModel.load(model_path, intra_op_threads=1)
+        variant = Path(model_path).name
+    else:
+        v1 = ROOT / "models" / "emotune-ser-v1"
+        model = EmotionModel.load(v1 / ("emotion.int8.onnx" if variant == "int8" else "emotion.onnx"), v1 / "emotion.json", intra_op_threads=1)
     hub = StreamHub(model, max_batch=batch)
     rng = np.random.default_rng(n_streams)
     streams = [EmotionStream(model, encoding="mulaw", sample_rate=8000) for _ in range(n_streams)]
@@ -228,16 +236,16 @@ def _child(args: argparse.Namespace) -> int:
     os.sched_setaffinity(0, {args.core})
     # The float sources are dropped once encoded: only the shared mu-law copies stay in memory.
     audio = _CallAudio(load_speech(args.seconds + 5)[0], args.streams, args.seconds, seed=args.streams)
-    run = run_torch if args.path == "torch" else partial(run_onnx, variant=args.path, batch=args.batch)
+    run = run_torch if args.path == "torch" else partial(run_onnx, variant=args.path, batch=args.batch, model_path=args.model)
     result = run(args.streams, args.seconds, audio)
     result["peak_rss_mb"] = round(_peak_rss_mb(), 1)
     print(json.dumps(result))
     return 0
 
 
-def _measure(path: str, streams: int, seconds: float, batch: int, core: int) -> dict[str, Any]:
+def _measure(path: str, streams: int, seconds: float, batch: int, core: int, model: str | None = None) -> dict[str, Any]:
     cmd = [sys.executable, __file__, "--child", "--path", path, "--streams", str(streams),
-           "--seconds", str(seconds), "--batch", str(batch), "--core", str(core)]
+           "--seconds", str(seconds), "--batch", str(batch), "--core", str(core), *(["--model", model] if model else [])]
     # One BLAS thread: pinned to one core, OpenBLAS's extra threads only spin against each other.
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
@@ -289,6 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--streams", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--batch", type=int, default=64, help=argparse.SUPPRESS)
     parser.add_argument("--core", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--model", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
         return _child(args)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import threading
 from dataclasses import dataclass
@@ -11,12 +10,14 @@ from typing import Any
 
 import numpy as np
 
-from emotion_runtime.features import FbankSpec
+from emotion_runtime.features import FbankSpec, StreamingFbank
+from emotion_runtime.files import open_session, sha256_of
 from emotion_runtime.memory import HeapTrimmer
 from emotune.errors import ModelFileError, SidecarError
 
 __all__ = ["EmotionModel", "Prediction"]
 
+V2_FORMAT = "emotune-emotion-encoder-head/2"
 _REQUIRED_SIDECAR_KEYS = ("labels", "sample_rate", "features", "inputs", "outputs", "files")
 _SESSIONS: dict[tuple[str, str, int], Any] = {}
 _SESSIONS_LOCK = threading.Lock()
@@ -31,15 +32,7 @@ class Prediction:
     valence: np.ndarray  # [batch], -1..1
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _read_sidecar(path: Path) -> dict[str, Any]:
+def read_sidecar(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise SidecarError(f"model sidecar not found: {path}")
     try:
@@ -82,14 +75,24 @@ class EmotionModel:
     ) -> EmotionModel:
         """Verify the file against the sidecar's sha256 and open (or reuse) its session."""
         path = Path(onnx_path)
-        sidecar_file = Path(sidecar_path) if sidecar_path else _default_sidecar(path)
-        sidecar = _read_sidecar(sidecar_file)
+        if path.is_dir() or path.suffix == ".json":
+            # A model folder (or its sidecar): the v2 layout, encoder + head.
+            sidecar_file = Path(sidecar_path) if sidecar_path else (path / "emotion.json" if path.is_dir() else path)
+        else:
+            sidecar_file = Path(sidecar_path) if sidecar_path else _default_sidecar(path)
+        sidecar = read_sidecar(sidecar_file)
+        if sidecar.get("format") == V2_FORMAT:
+            from emotion_runtime.encoder_model import EncoderHeadModel
+
+            return EncoderHeadModel.load(sidecar_file, sidecar, intra_op_threads=intra_op_threads)
+        if path.is_dir() or path.suffix == ".json":
+            raise SidecarError(f"{sidecar_file} is a {sidecar.get('format')!r} sidecar: point model.path at its .onnx file")
         if not path.is_file():
             raise ModelFileError(f"model file not found: {path}")
         expected = {entry.get("path"): entry.get("sha256") for entry in sidecar["files"].values()}
         if path.name not in expected:
             raise SidecarError(f"sidecar {sidecar_file} does not describe {path.name}")
-        actual = _sha256(path)
+        actual = sha256_of(path)
         if actual != expected[path.name]:
             raise ModelFileError(
                 f"model file {path} is corrupt or was replaced: sha256 {actual[:12]}..., "
@@ -99,11 +102,19 @@ class EmotionModel:
         with _SESSIONS_LOCK:
             session = _SESSIONS.get(key)
             if session is None:
-                session = _SESSIONS[key] = _open_session(path, intra_op_threads)
+                session = _SESSIONS[key] = open_session(path, intra_op_threads)
         return cls(path, sidecar, session)
 
-    def predict(self, feats: np.ndarray) -> Prediction:
-        """Score ``feats`` [batch, frames, n_mels] (all windows the same length)."""
+    def streaming_features(self) -> StreamingFbank:
+        """The per-stream feature extractor this model's windows are made of."""
+        return StreamingFbank(self.fbank_spec)
+
+    def new_call_state(self) -> Any:
+        """Per-stream model state (v1 models have none; v2 models adapt to the call)."""
+        return None
+
+    def predict(self, feats: np.ndarray, call_states: list[Any] | None = None) -> Prediction:
+        """Score ``feats`` [batch, frames, n_mels] (all windows the same length); v1 ignores ``call_states``."""
         if feats.ndim != 3 or feats.shape[2] != self.fbank_spec.n_mels:
             raise ValueError(f"expected [batch, frames, {self.fbank_spec.n_mels}] features, got {feats.shape}")
         outputs = dict(
@@ -119,21 +130,3 @@ def _default_sidecar(path: Path) -> Path:
     # emotion.int8.onnx shares emotion.json with its fp32 twin.
     stem = path.name.removesuffix(".onnx").removesuffix(".int8")
     return path.with_name(stem + ".json")
-
-
-def _open_session(path: Path, threads: int) -> Any:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    # The batch and time axes change from call to call: a memory arena and memory patterns keep
-    # the largest batch ever seen allocated for good (measured: 252 -> 173 MB RSS at 100 busy
-    # streams without them, at no CPU cost).
-    options.enable_cpu_mem_arena = False
-    options.enable_mem_pattern = False
-    try:
-        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # onnxruntime raises its own untyped errors for bad graphs
-        raise ModelFileError(f"onnxruntime cannot load model {path}: {exc}") from exc

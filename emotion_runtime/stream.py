@@ -32,7 +32,6 @@ from emotion_runtime.audio import (
     mulaw_decode,
     pcm16_decode,
 )
-from emotion_runtime.features import StreamingFbank
 from emotion_runtime.model import EmotionModel, Prediction
 from emotune.config import SmoothingConfig, StreamingConfig
 from emotune.errors import FrameError, SampleRateError
@@ -119,7 +118,7 @@ class EmotionStream:
         self._label_index = [model.labels.index(label) for label in self._labels]
         self._decode = mulaw_decode if encoding == "mulaw" else pcm16_decode
         self._resampler = StreamingResampler(sample_rate, MODEL_RATE)
-        self._fbank = StreamingFbank(spec)
+        self._fbank = model.streaming_features()
         self.reset()
 
     # -- state ---------------------------------------------------------------------------------
@@ -130,6 +129,8 @@ class EmotionStream:
         """Forget all audio and smoothing state (a new call on the same object)."""
         self._resampler.reset()
         self._fbank.reset()
+        # v2 models adapt to the call: their per-call statistics start afresh with the stream.
+        self.call_state = self.model.new_call_state()
         capacity = self._window * 2
         self._feats = np.zeros((capacity, self.model.fbank_spec.n_mels), dtype=np.float32)
         self._voiced = np.zeros(capacity, dtype=bool)
@@ -281,7 +282,7 @@ class EmotionStream:
         window = self.feed(frame)
         if window is None:
             return []
-        prediction = self.model.predict(window.feats[None])
+        prediction = self.model.predict(window.feats[None], [self.call_state])
         return [self.complete(window, prediction.probabilities[0], float(prediction.arousal[0]), float(prediction.valence[0]))]
 
 
@@ -368,7 +369,9 @@ class StreamHub:
         for group in by_length.values():
             for start in range(0, len(group), self.max_batch):
                 batch = group[start : start + self.max_batch]
-                prediction: Prediction = self.model.predict(np.stack([w.feats for w in batch]))
+                prediction: Prediction = self.model.predict(
+                    np.stack([w.feats for w in batch]), [w.stream.call_state for w in batch]
+                )
                 for i, window in enumerate(batch):
                     event = window.stream.complete(
                         window, prediction.probabilities[i], float(prediction.arousal[i]), float(prediction.valence[i])

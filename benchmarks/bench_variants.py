@@ -1,0 +1,130 @@
+"""Emotion model variants: accuracy against cost, to choose a profile's default.
+
+For each variant (today's small v1 model; v2 = smart-turn encoder + head; v2 = Whisper-base encoder +
+head) this runs the streaming runtime's paced benchmark (``bench_runtime.py``: real-time 8 kHz mu-law
+streams of real speech with its pauses, so VAD gating applies; one core; one onnxruntime thread) at
+several stream counts, and reads the variant's leave-one-corpus-out accuracy from its
+``results.json``. A variant "holds" N streams when real time held at N (late ticks < 5%, lag < 0.5 s).
+
+    .venv/bin/python benchmarks/bench_variants.py            # writes benchmarks/results/bench_variants.json + .png
+    .venv/bin/python benchmarks/bench_variants.py --quick    # 1 and 10 streams, 3 s
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.bench_runtime import _cpu_name, _measure  # noqa: E402
+
+VARIANTS: dict[str, dict[str, Any]] = {
+    "v1 (ECAPA-small on fbank)": {"model": None, "path": "fp32", "results": "models/emotune-ser-v1/results.json"},
+    "v2 smart-turn + head": {"model": "models/emotune-ser-v2-st", "path": "v2"},
+    "v2 Whisper-base + head": {"model": "models/emotune-ser-v2-wb", "path": "v2"},
+}
+
+
+def _accuracy(folder: Path) -> dict[str, Any]:
+    results = folder / "results.json"
+    sidecar = folder / "emotion.json"
+    if not results.is_file() or not sidecar.is_file():
+        return {}
+    summary = json.loads(results.read_text())
+    mode = json.loads(sidecar.read_text()).get("adaptation", {}).get("mode")
+    row = summary.get("modes", {}).get(mode)
+    if not row:
+        return {}
+    return {
+        "adaptation": mode,
+        "loco_mean_ua": row["loco_mean_ua"],
+        "loco_worst_angry_recall": min(row["loco_worst_angry_recall"].values()),
+        "loco_mean_ece": row["loco_mean_ece"],
+        "held_out_speakers_ua_clean_mixed": row["held_out_speakers_ua"]["clean/mixed"],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--seconds", type=float, default=None)
+    parser.add_argument("--counts", type=int, nargs="+", default=None)
+    parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results")
+    parser.add_argument("--only", nargs="*", default=None, help="variant names to run")
+    args = parser.parse_args(argv)
+    seconds = args.seconds or (3.0 if args.quick else 12.0)
+    counts = args.counts or ([1, 10] if args.quick else [50, 100, 150, 200, 300])
+    core = max(os.sched_getaffinity(0))
+    rows: list[dict[str, Any]] = []
+    for name, variant in VARIANTS.items():
+        if args.only and name not in args.only:
+            continue
+        model = variant["model"]
+        if model and not (ROOT / model / "emotion.json").is_file():
+            rows.append({"variant": name, "error": f"{model} is not built"})
+            continue
+        runs = []
+        for n in counts:
+            print(f"[variants] {name}: {n} streams x {seconds:g} s ...", flush=True)
+            result = _measure(variant["path"], n, seconds, 64, core, str(ROOT / model) if model else None)
+            runs.append(result)
+            print(f"  realtime={result.get('realtime')} cpu_ms/stream-s={result.get('cpu_ms_per_stream_second')} "
+                  f"p99={result.get('label_latency_ms', {}).get('p99')} rss={result.get('rss_mb')}", flush=True)  # fmt: skip
+            if not result.get("realtime", False):
+                break  # more streams will not hold either
+        held = [r["streams"] for r in runs if r.get("realtime")]
+        accuracy: dict[str, Any] = _accuracy(ROOT / model) if model else {"note": "v1 was evaluated on 2 corpora only: models/emotune-ser-v1/results.json"}
+        rows.append({
+            "variant": name,
+            "model": model or "models/emotune-ser-v1/emotion.onnx",
+            "largest_held_streams_per_core": max(held) if held else 0,
+            "cpu_ms_per_stream_second": min((r["cpu_ms_per_stream_second"] for r in runs if r.get("realtime")), default=None),
+            "rss_mb_at_largest_held": next((r["rss_mb"] for r in reversed(runs) if r.get("realtime")), None),
+            "accuracy": accuracy,
+            "runs": runs,
+        })  # fmt: skip
+    report = {
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "machine": {"cpu": _cpu_name(), "cores_used": 1, "onnxruntime_threads": 1},
+        "audio": "RAVDESS speech (with its pauses) as 8 kHz mu-law 20 ms frames, real-time paced, VAD gating on",
+        "rows": rows,
+    }
+    args.output.mkdir(parents=True, exist_ok=True)
+    out = args.output / "bench_variants.json"
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    _plot(rows, args.output / "bench_variants.png")
+    print(f"[variants] wrote {out}")
+    return 0
+
+
+def _plot(rows: list[dict[str, Any]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for row in rows:
+        cost, ua = row.get("cpu_ms_per_stream_second"), row.get("accuracy", {}).get("loco_mean_ua")
+        if cost is None or ua is None:
+            continue
+        ax.scatter(cost, ua * 100, s=60)
+        ax.annotate(f"{row['variant']}\n(holds {row['largest_held_streams_per_core']}/core)", (cost, ua * 100),
+                    textcoords="offset points", xytext=(6, 4), fontsize=8)  # fmt: skip
+    ax.set_xlabel("CPU ms per stream-second (1 core, 1 onnxruntime thread)")
+    ax.set_ylabel("leave-one-corpus-out mean UA (%)")
+    ax.set_title("Emotion variants: accuracy vs cost")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,81 @@
+"""The v2 emotion head on a frozen pretrained encoder: layer weighting, attentive pooling, two targets.
+
+    states [B, L+1, P, D] (encoder states, pooled to P frames)   offset [B, L+1, D] (per-call adaptation)
+      -> (states - offset) / global_std          per layer and dimension (std fitted on training data)
+      -> softmax-weighted sum over the L+1 layers (learned: middle layers carry the most emotion)
+      -> Linear(D, H) + GELU + dropout per frame
+      -> attentive statistics pooling over the P frames (weighted mean and std)
+      -> logits [B, C]   and   arousal [B] in 0..1 (sigmoid)
+
+Exported to ONNX as one small graph (``head.onnx``) taking ``states`` and ``offset``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+__all__ = ["HeadConfig", "EmotionHead", "save_head", "load_head"]
+
+
+@dataclass
+class HeadConfig:
+    layers: int  # L+1 encoder states
+    dim: int  # D
+    n_classes: int = 4
+    hidden: int = 128
+    attention: int = 64
+    dropout: float = 0.3
+
+
+class EmotionHead(nn.Module):
+    def __init__(self, config: HeadConfig, global_std: np.ndarray | None = None) -> None:
+        super().__init__()
+        self.config = config
+        std = np.ones((config.layers, config.dim), np.float32) if global_std is None else global_std
+        self.register_buffer("inv_std", torch.from_numpy(1.0 / np.maximum(std.astype(np.float32), 1e-4)))
+        self.layer_logits = nn.Parameter(torch.zeros(config.layers))
+        self.project = nn.Sequential(nn.Linear(config.dim, config.hidden), nn.GELU(), nn.Dropout(config.dropout))
+        self.attend = nn.Sequential(nn.Linear(config.hidden, config.attention), nn.Tanh(), nn.Linear(config.attention, 1))
+        self.classify = nn.Sequential(
+            nn.Linear(2 * config.hidden, config.hidden), nn.GELU(), nn.Dropout(config.dropout),
+            nn.Linear(config.hidden, config.n_classes),
+        )  # fmt: skip
+        self.arousal = nn.Linear(2 * config.hidden, 1)
+
+    def layer_weights(self) -> torch.Tensor:
+        return torch.softmax(self.layer_logits, dim=0)
+
+    def embed(self, states: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
+        inv_std: torch.Tensor = self.inv_std  # type: ignore[assignment]
+        x = (states - offset[:, :, None, :]) * inv_std[None, :, None, :]
+        x = torch.einsum("l,blpd->bpd", self.layer_weights(), x)
+        h = self.project(x)
+        a = torch.softmax(self.attend(h), dim=1)
+        mean = (a * h).sum(dim=1)
+        std = torch.sqrt(((a * (h - mean[:, None]) ** 2).sum(dim=1)).clamp_min(1e-6))
+        return torch.cat([mean, std], dim=1)
+
+    def forward(self, states: torch.Tensor, offset: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        z = self.embed(states, offset)
+        return self.classify(z), torch.sigmoid(self.arousal(z)).squeeze(-1)
+
+
+def save_head(head: EmotionHead, path: Path, extra: dict[str, Any] | None = None) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save({"config": asdict(head.config), "state": head.state_dict(), "extra": extra or {}}, tmp)
+    tmp.replace(path)
+
+
+def load_head(path: Path) -> tuple[EmotionHead, dict[str, Any]]:
+    data = torch.load(path, map_location="cpu", weights_only=False)
+    head = EmotionHead(HeadConfig(**data["config"]))
+    head.load_state_dict(data["state"])
+    head.eval()
+    return head, data.get("extra", {})

@@ -1,0 +1,418 @@
+"""The v2 recipe: a SpeechBrain ``Brain`` training :class:`EmotionHead` on cached encoder states.
+
+    .venv/bin/python -m emotion_models.train_head emotion_models/hparams/head_smart_turn.yaml \\
+        --cache results/cache/smart-turn --test_corpora korean_operator --output_folder results/v2/st_ko
+
+Inputs are the windows of :mod:`emotion_models.encoder_cache` on two channels (clean and 8 kHz
+mu-law telephone; every training draw picks one). Every draw also picks a call condition for the
+per-call adaptation statistics (:mod:`emotion_runtime.adaptation`): *single* (the window's call is
+its speaker's clips of one emotion, the natural case: a caller keeps one emotion) or *mixed* (all of
+the speaker's clips, shuffled in runs of three windows: an acted corpus, or a caller whose mood
+turns). Offsets are causal, exactly as the runtime computes them window by window.
+
+Draws are balanced per corpus, then per class inside a corpus, so 1,400 RAVDESS clips do not drown
+100 Korean ones; BAVED (arousal only) trains the arousal output and never the classes.
+Model selection: the epoch with the best UA on development speakers held out of the training
+corpora (never on the test corpus); then a temperature is fitted on the same development windows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import speechbrain as sb
+import torch
+import torch.nn.functional as F
+from hyperpyyaml import load_hyperpyyaml
+
+from emotion_models.corpora import CLASSES
+from emotion_models.encoder_cache import WindowSet, load_window_set
+from emotion_models.evaluate import metrics
+from emotion_models.head import EmotionHead, HeadConfig
+from emotion_runtime.adaptation import AdaptationSpec, causal_offsets, speaker_share_weights
+from emotune.errors import ConfigError, DataError
+
+__all__ = [
+    "CONDITIONS",
+    "HeadBrain",
+    "TrainingData",
+    "call_orders",
+    "expected_calibration_error",
+    "fit_adaptation",
+    "load_training_data",
+    "predict",
+    "run",
+]
+
+CONDITIONS = ("single", "mixed")
+CHANNELS = ("clean", "telephone")
+
+
+@dataclass
+class TrainingData:
+    """Both channels of one encoder's cache (same windows, same order)."""
+
+    windows: dict[str, WindowSet]
+
+    @property
+    def meta(self) -> WindowSet:
+        return self.windows["clean"]
+
+
+def load_training_data(cache: Path) -> TrainingData:
+    windows = {}
+    for channel in CHANNELS:
+        path = cache / f"{channel}.npz"
+        if not path.is_file():
+            raise DataError(f"encoder cache {path} is missing: run python -m emotion_models.encoder_cache first")
+        windows[channel] = load_window_set(path)
+    a, b = windows["clean"], windows["telephone"]
+    if not (np.array_equal(a.stream, b.stream) and np.array_equal(a.position, b.position)):
+        raise DataError(f"{cache}: clean and telephone caches hold different windows; rebuild both")
+    return TrainingData(windows)
+
+
+def call_orders(meta: WindowSet, indices: np.ndarray, condition: str, seed: int = 0) -> list[np.ndarray]:
+    """The simulated calls over ``indices``: each an index array in the order the runtime would see it."""
+    calls: list[np.ndarray] = []
+    chosen = np.zeros(len(meta.stream), dtype=bool)
+    chosen[indices] = True
+    if condition == "single":
+        for stream in np.unique(meta.stream[chosen]):
+            members = np.flatnonzero(chosen & (meta.stream == stream))
+            calls.append(members[np.argsort(meta.position[members], kind="stable")])
+        return calls
+    if condition != "mixed":
+        raise ValueError(f"unknown call condition {condition!r}")
+    for speaker in np.unique(meta.speaker[chosen]):
+        rng = np.random.default_rng([seed, *speaker.encode()])
+        runs: list[np.ndarray] = []
+        for stream in np.unique(meta.stream[chosen & (meta.speaker == speaker)]):
+            members = np.flatnonzero(chosen & (meta.stream == stream))
+            members = members[np.argsort(meta.position[members], kind="stable")]
+            runs.extend(np.array_split(members, max(1, math.ceil(len(members) / 3))))
+        order = rng.permutation(len(runs))
+        calls.append(np.concatenate([runs[i] for i in order]))
+    return calls
+
+
+def offsets_for(spec: AdaptationSpec, pooled: np.ndarray, calls: Sequence[np.ndarray]) -> np.ndarray:
+    out = np.zeros(pooled.shape, dtype=np.float16)
+    for call in calls:
+        out[call] = causal_offsets(spec, pooled[call]).astype(np.float16)
+    return out
+
+
+def fit_adaptation(mode: str, prior_windows: float, pooled: np.ndarray, meta: WindowSet) -> AdaptationSpec:
+    """Global mean and per-dimension weights from the training windows (``pooled`` [N, L+1, D])."""
+    global_mean = pooled.mean(axis=0).astype(np.float32)
+    if mode == "none":
+        weights = np.zeros_like(global_mean)
+    elif mode == "call_mean":
+        weights = np.ones_like(global_mean)
+    elif mode == "speaker_share":
+        labelled = meta.label >= 0
+        weights = speaker_share_weights(pooled[labelled], meta.speaker[labelled], meta.label[labelled])
+    else:
+        raise ConfigError("adaptation", [f"mode {mode!r} is not one of none, call_mean, speaker_share"])
+    return AdaptationSpec(mode, float(prior_windows), global_mean, weights)
+
+
+class _Draws(torch.utils.data.Dataset[tuple[torch.Tensor, ...]]):
+    """Index = (window, channel, condition); items are ready tensors."""
+
+    def __init__(self, data: TrainingData, offsets: dict[tuple[str, str], np.ndarray], rows: np.ndarray) -> None:
+        self.data, self.offsets, self.rows = data, offsets, rows
+
+    def __len__(self) -> int:
+        return len(self.rows) * len(CHANNELS) * len(CONDITIONS)
+
+    def __getitem__(self, item: int) -> tuple[torch.Tensor, ...]:
+        row, rest = divmod(item, len(CHANNELS) * len(CONDITIONS))
+        channel, condition = CHANNELS[rest // len(CONDITIONS)], CONDITIONS[rest % len(CONDITIONS)]
+        index = int(self.rows[row])
+        ws = self.data.windows[channel]
+        return (
+            torch.from_numpy(ws.states[index].astype(np.float32)),
+            torch.from_numpy(self.offsets[(channel, condition)][index].astype(np.float32)),
+            torch.tensor(int(ws.label[index])),
+            torch.tensor(float(ws.arousal[index])),
+        )
+
+
+def _balanced_weights(meta: WindowSet, rows: np.ndarray) -> np.ndarray:
+    """Each corpus gets an equal share of draws; inside it, each class (or arousal level) too."""
+    weights = np.zeros(len(rows))
+    corpora = meta.corpus[rows]
+    for corpus in np.unique(corpora):
+        in_corpus = corpora == corpus
+        keys = np.where(meta.label[rows] >= 0, meta.label[rows], np.round(meta.arousal[rows] * 100).astype(int) + 1000)
+        groups = np.unique(keys[in_corpus])
+        for key in groups:
+            members = in_corpus & (keys == key)
+            weights[members] = 1.0 / (members.sum() * len(groups))
+    return weights / weights.sum()
+
+
+class HeadBrain(sb.Brain):
+    """Only the hooks the recipe needs: forward, objectives, LR schedule, best-epoch bookkeeping."""
+
+    def compute_forward(self, batch: Sequence[torch.Tensor], stage: sb.Stage) -> tuple[torch.Tensor, torch.Tensor]:
+        states, offset = batch[0].to(self.device), batch[1].to(self.device)
+        if stage == sb.Stage.TRAIN and self.hparams.state_noise > 0:
+            states = states + self.hparams.state_noise * torch.randn_like(states) / self.modules.head.inv_std[None, :, None]
+        return self.modules.head(states, offset)
+
+    def compute_objectives(
+        self, predictions: tuple[torch.Tensor, torch.Tensor], batch: Sequence[torch.Tensor], stage: sb.Stage
+    ) -> torch.Tensor:
+        logits, arousal = predictions
+        labels, arousal_target = batch[2].to(self.device), batch[3].to(self.device)
+        labelled = labels >= 0
+        loss = torch.zeros((), device=self.device)
+        if labelled.any():
+            loss = loss + F.cross_entropy(
+                logits[labelled], labels[labelled], label_smoothing=self.hparams.label_smoothing
+            )
+        known = ~torch.isnan(arousal_target)
+        if known.any():
+            loss = loss + self.hparams.arousal_weight * F.mse_loss(arousal[known], arousal_target[known])
+        if stage != sb.Stage.TRAIN:
+            self._true.extend(labels[labelled].tolist())
+            self._pred.extend(logits[labelled].argmax(dim=1).tolist())
+        return loss
+
+    def on_stage_start(self, stage: sb.Stage, epoch: int | None = None) -> None:
+        self._true: list[int] = []
+        self._pred: list[int] = []
+        if stage == sb.Stage.TRAIN and epoch is not None and self.optimizer is not None:
+            total = self.hparams.number_of_epochs
+            lr = self.hparams.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * (epoch - 1) / max(1, total))))
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            self._epoch_start = time.time()
+
+    def on_stage_end(self, stage: sb.Stage, stage_loss: float, epoch: int | None = None) -> None:
+        if stage == sb.Stage.TRAIN:
+            self._train_loss = stage_loss
+            return
+        ua = metrics(self._true, self._pred, CLASSES)["ua"]
+        record = {
+            "epoch": epoch, "train_loss": round(float(self._train_loss), 4), "dev_loss": round(float(stage_loss), 4),
+            "dev_ua": round(ua, 4), "epoch_s": round(time.time() - self._epoch_start, 1),
+        }  # fmt: skip
+        self.hparams.history.append(record)
+        if self.hparams.progress:
+            print(f"[train_head] {json.dumps(record)}", file=sys.stderr, flush=True)
+        if self.hparams.best.get("dev_ua", -1.0) < ua:
+            self.hparams.best.update(dev_ua=ua, epoch=epoch, state=copy.deepcopy(self.modules.head.state_dict()))
+
+
+@torch.inference_mode()
+def predict(
+    head: EmotionHead, states: np.ndarray, offsets: np.ndarray, temperature: float = 1.0, batch: int = 256
+) -> tuple[np.ndarray, np.ndarray]:
+    """Probabilities [N, C] (after temperature) and arousal [N]."""
+    head.eval()
+    probs, arousal = [], []
+    for start in range(0, len(states), batch):
+        logits, a = head(
+            torch.from_numpy(states[start : start + batch].astype(np.float32)),
+            torch.from_numpy(offsets[start : start + batch].astype(np.float32)),
+        )
+        probs.append(torch.softmax(logits / temperature, dim=1).numpy())
+        arousal.append(a.numpy())
+    return np.concatenate(probs), np.concatenate(arousal)
+
+
+def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bins: int = 10) -> float:
+    """ECE over equal-width confidence bins of the top class."""
+    confidence = probabilities.max(axis=1)
+    correct = probabilities.argmax(axis=1) == labels
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    ece = 0.0
+    for low, high in zip(edges[:-1], edges[1:], strict=True):
+        inside = (confidence > low) & (confidence <= high)
+        if inside.any():
+            ece += inside.mean() * abs(float(correct[inside].mean()) - float(confidence[inside].mean()))
+    return float(ece)
+
+
+def _fit_temperature(logit_probs: np.ndarray, labels: np.ndarray) -> float:
+    logp = np.log(np.clip(logit_probs, 1e-9, 1.0))
+    best, best_nll = 1.0, float("inf")
+    for t in np.arange(0.5, 4.01, 0.05):
+        scaled = logp / t
+        scaled -= scaled.max(axis=1, keepdims=True)
+        nll = float(-(scaled[np.arange(len(labels)), labels] - np.log(np.exp(scaled).sum(axis=1))).mean())
+        if nll < best_nll:
+            best, best_nll = float(t), nll
+    return best
+
+
+def _dev_speakers(meta: WindowSet, train_rows: np.ndarray, share: float, seed: int) -> np.ndarray:
+    """About ``share`` of each training corpus's speakers (at least one), never all of them."""
+    rng = np.random.default_rng(seed)
+    picked = []
+    for corpus in np.unique(meta.corpus[train_rows]):
+        speakers = np.unique(meta.speaker[train_rows][meta.corpus[train_rows] == corpus])
+        if len(speakers) < 3:
+            continue
+        n = max(1, int(round(share * len(speakers))))
+        picked.extend(rng.choice(speakers, size=n, replace=False).tolist())
+    return np.asarray(picked)
+
+
+def evaluate(
+    head: EmotionHead, data: TrainingData, spec: AdaptationSpec, rows: np.ndarray, temperature: float
+) -> dict[str, Any]:
+    """UA, recall, ECE per channel x call condition, per 2-s window as the runtime labels a call."""
+    meta = data.meta
+    rows = rows[meta.label[rows] >= 0]
+    results: dict[str, Any] = {}
+    for channel in CHANNELS:
+        ws = data.windows[channel]
+        pooled = ws.pooled
+        for condition in CONDITIONS:
+            offsets = offsets_for(spec, pooled, call_orders(meta, rows, condition))
+            probs, _ = predict(head, ws.states[rows], offsets[rows], temperature)
+            entry = metrics(meta.label[rows].tolist(), probs.argmax(axis=1).tolist(), CLASSES)
+            entry["ece"] = round(expected_calibration_error(probs, meta.label[rows]), 4)
+            entry["ua"] = round(entry["ua"], 4)
+            entry["wa"] = round(entry["wa"], 4)
+            results[f"{channel}/{condition}"] = entry
+    return results
+
+
+def run(
+    hparams: dict[str, Any],
+    data: TrainingData,
+    train_rows: np.ndarray,
+    test_rows: np.ndarray | None,
+    *,
+    base: tuple[EmotionHead, AdaptationSpec, float] | None = None,
+) -> dict[str, Any]:
+    """Train one head; returns the trained head, its adaptation spec, temperature and the results.
+
+    ``base`` (head, adaptation, temperature) fine-tunes an existing head instead: its adaptation
+    statistics and normalisation are kept (they describe the encoder over many corpora, which a
+    hundred operator clips cannot), and with ``dev_share: 0`` the last epoch is kept.
+    """
+    torch.manual_seed(int(hparams["seed"]))
+    torch.set_num_threads(int(hparams.get("threads", 2)))
+    meta = data.meta
+    dev_speakers = _dev_speakers(meta, train_rows, hparams["dev_share"], hparams["seed"]) if hparams["dev_share"] > 0 else np.asarray([])
+    is_dev = np.isin(meta.speaker[train_rows], dev_speakers)
+    fit_rows, dev_rows = train_rows[~is_dev], train_rows[is_dev]
+    pooled = {channel: data.windows[channel].pooled for channel in CHANNELS}
+    if base is None:
+        spec = fit_adaptation(hparams["adaptation"], hparams["prior_windows"], pooled["clean"][fit_rows], meta.subset(fit_rows))
+    else:
+        spec = base[1]
+    offsets = {
+        (channel, condition): offsets_for(spec, pooled[channel], call_orders(meta, train_rows, condition, hparams["seed"]))
+        for channel in CHANNELS
+        for condition in CONDITIONS
+    }
+    ws = data.windows["clean"]
+    if base is None:
+        centred = ws.states[fit_rows].astype(np.float32) - offsets[("clean", "mixed")][fit_rows][:, :, None, :]
+        head = EmotionHead(
+            HeadConfig(layers=ws.states.shape[1], dim=ws.states.shape[3], hidden=hparams["hidden"], dropout=hparams["dropout"]),
+            centred.std(axis=(0, 2)),
+        )
+    else:
+        head = copy.deepcopy(base[0])
+    draws = _Draws(data, offsets, fit_rows)
+    per_row = _balanced_weights(meta, fit_rows)
+    sampler = torch.utils.data.WeightedRandomSampler(
+        np.repeat(per_row / (len(CHANNELS) * len(CONDITIONS)), len(CHANNELS) * len(CONDITIONS)).tolist(),
+        num_samples=int(hparams["draws_per_epoch"]),
+        replacement=True,
+        generator=torch.Generator().manual_seed(int(hparams["seed"])),
+    )
+    train_loader = torch.utils.data.DataLoader(draws, batch_size=hparams["batch_size"], sampler=sampler)
+    labelled_dev = dev_rows[meta.label[dev_rows] >= 0]
+    dev_loader = (
+        torch.utils.data.DataLoader(_Draws(data, offsets, labelled_dev), batch_size=256) if len(labelled_dev) else None
+    )
+    state: dict[str, Any] = {"history": [], "best": {}}
+    brain = HeadBrain(
+        modules={"head": head},
+        opt_class=lambda params: torch.optim.AdamW(params, lr=hparams["lr"], weight_decay=hparams["weight_decay"]),
+        hparams={**hparams, **state},
+        run_opts={"device": "cpu", "noprogressbar": True},
+    )
+    counter = sb.utils.epoch_loop.EpochCounter(int(hparams["number_of_epochs"]))
+    brain.fit(counter, train_loader, dev_loader)
+    if state["best"]:
+        head.load_state_dict(state["best"]["state"])
+    head.eval()
+    temperature = base[2] if base is not None else 1.0
+    if len(labelled_dev):
+        # Temperature on the development windows (both channels and conditions), never the test set.
+        dev_probs, dev_labels = [], []
+        for (channel, _), offset in offsets.items():
+            probs, _ = predict(head, data.windows[channel].states[labelled_dev], offset[labelled_dev])
+            dev_probs.append(probs)
+            dev_labels.append(meta.label[labelled_dev])
+        temperature = _fit_temperature(np.concatenate(dev_probs), np.concatenate(dev_labels))
+    result: dict[str, Any] = {
+        "best_epoch": state["best"].get("epoch", int(hparams["number_of_epochs"])),
+        "dev_ua": round(float(state["best"].get("dev_ua", float("nan"))), 4),
+        "dev_speakers": sorted(dev_speakers.tolist()),
+        "temperature": round(temperature, 3),
+        "layer_weights": [round(float(w), 4) for w in head.layer_weights().detach()],
+        "history": state["history"],
+        "train_windows": int(len(fit_rows)),
+    }
+    if test_rows is not None and len(test_rows):
+        result["test"] = evaluate(head, data, spec, test_rows, temperature)
+    result["_head"], result["_spec"] = head, spec
+    return result
+
+
+def load_recipe(path: Path, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    if not path.is_file():
+        raise DataError(f"hparams file not found: {path}")
+    try:
+        hparams: dict[str, Any] = load_hyperpyyaml(path.read_text(encoding="utf-8"), overrides or {})
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(str(path), [str(exc).strip('"')]) from exc
+    return hparams
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="train one v2 head on cached encoder states")
+    parser.add_argument("hparams", type=Path)
+    parser.add_argument("--cache", type=Path, required=True)
+    parser.add_argument("--test_corpora", nargs="*", default=[])
+    parser.add_argument("--adaptation", default=None)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args(argv)
+    overrides = {"adaptation": args.adaptation} if args.adaptation else {}
+    hparams = load_recipe(args.hparams, overrides)
+    data = load_training_data(args.cache)
+    test = np.isin(data.meta.corpus, args.test_corpora)
+    result = run(hparams, data, np.flatnonzero(~test), np.flatnonzero(test))
+    summary = {k: v for k, v in result.items() if not k.startswith("_")}
+    text = json.dumps(summary, indent=2)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text + "\n")
+    print(json.dumps({k: v for k, v in summary.items() if k != "history"}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,193 @@
+"""The v2 model family: per-call adaptation, the head recipe, export parity, and refusal of bad files."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from emotion_runtime.adaptation import AdaptationSpec, CallAdaptation, causal_offsets, speaker_share_weights
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _spec(mode: str = "speaker_share", layers: int = 3, dim: int = 8, prior: float = 4.0) -> AdaptationSpec:
+    rng = np.random.default_rng(1)
+    weights = {"none": np.zeros((layers, dim)), "call_mean": np.ones((layers, dim))}.get(
+        mode, rng.uniform(0, 1, (layers, dim))
+    )
+    return AdaptationSpec(mode, prior, rng.standard_normal((layers, dim)).astype(np.float32), weights.astype(np.float32))
+
+
+@pytest.mark.parametrize("mode", ["none", "call_mean", "speaker_share"])
+def test_streaming_statistics_equal_the_batch_ones(mode: str) -> None:
+    spec = _spec(mode)
+    means = np.random.default_rng(2).standard_normal((25, 3, 8)).astype(np.float32) * 3 + 1
+    call = CallAdaptation(spec)
+    streamed = np.stack([call.update(m) for m in means])
+    np.testing.assert_allclose(streamed, causal_offsets(spec, means), atol=1e-5)
+    assert call.windows == 25
+    call.reset()
+    np.testing.assert_allclose(call.update(means[0]), causal_offsets(spec, means[:1])[0], atol=1e-6)
+
+
+def test_modes_mean_what_they_say() -> None:
+    means = np.random.default_rng(3).standard_normal((40, 3, 8)).astype(np.float32) + 5.0
+    none, full = _spec("none"), _spec("call_mean", prior=0.0)
+    np.testing.assert_allclose(causal_offsets(none, means), np.broadcast_to(none.global_mean, means.shape), atol=1e-6)
+    # With no prior, the full mode's last offset is the call's own mean.
+    np.testing.assert_allclose(causal_offsets(full, means)[-1], means.mean(axis=0), atol=1e-4)
+
+
+def test_window_statistics_of_the_wrong_shape_are_refused() -> None:
+    with pytest.raises(ValueError, match="do not match"):
+        CallAdaptation(_spec()).update(np.zeros((2, 8), np.float32))
+
+
+def test_speaker_share_weights_separate_voice_from_emotion() -> None:
+    rng = np.random.default_rng(4)
+    speakers, labels, rows = [], [], []
+    for s in range(6):
+        voice = rng.standard_normal() * 5  # dimension 0: the speaker's voice
+        for label in range(4):
+            for _ in range(10):
+                rows.append([voice + rng.standard_normal() * 0.1, label * 2.0 + rng.standard_normal() * 0.1])
+                speakers.append(f"s{s}")
+                labels.append(label)
+    weights = speaker_share_weights(np.asarray(rows)[:, None, :], np.asarray(speakers), np.asarray(labels))
+    assert weights[0, 0] > 0.9 and weights[0, 1] < 0.1
+
+
+# -- the runtime side: a real v2 model folder on the real smart-turn encoder --------------------------
+
+ENCODER = ROOT / "models" / "encoders" / "smart-turn-v3.2" / "encoder.onnx"
+needs_encoder = pytest.mark.skipif(not ENCODER.is_file(), reason="smart-turn encoder not installed (make weights)")
+
+
+@pytest.fixture(scope="module")
+def v2_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A v2 folder with an untrained head: exercises export, sidecar and loading, not accuracy."""
+    import torch
+
+    from emotion_models.head import EmotionHead, HeadConfig, save_head
+    from export_onnx.head import write_v2_model
+
+    torch.manual_seed(0)
+    dest = tmp_path_factory.mktemp("v2") / "model"
+    head = EmotionHead(HeadConfig(layers=5, dim=384, hidden=16, attention=8), np.ones((5, 384), np.float32))
+    spec = AdaptationSpec("speaker_share", 4.0, np.zeros((5, 384), np.float32), np.full((5, 384), 0.5, np.float32))
+    save_head(head, dest / "head.ckpt")
+    write_v2_model(dest, head, spec, encoder="smart-turn-v3.2", temperature=1.2, pool=10,
+                   labels=["neutral", "happy", "sad", "angry"], trained_on=["test"])  # fmt: skip
+    return dest
+
+
+def _speech_like(seconds: float, rate: int = 16000) -> np.ndarray:
+    t = np.arange(int(seconds * rate)) / rate
+    envelope = 0.5 + 0.5 * np.sin(2 * np.pi * 3 * t)
+    return (0.3 * envelope * np.sin(2 * np.pi * (140 + 40 * np.sin(2 * np.pi * 0.5 * t)) * t)).astype(np.float32)
+
+
+@needs_encoder
+def test_v2_folder_streams_events_and_adapts_per_call(v2_model: Path) -> None:
+    from emotion_runtime import EmotionModel, EmotionStream, StreamHub
+    from emotion_runtime.audio import pcm16_encode
+
+    model = EmotionModel.load(v2_model)
+    assert model.labels == ["neutral", "happy", "sad", "angry"]
+    sidecar = json.loads((v2_model / "emotion.json").read_text())
+    assert sidecar["parity"]["max_abs_diff"] <= 1e-4
+    assert set(sidecar["licence"]) == {"head", "encoder", "code"}
+    audio = pcm16_encode(_speech_like(4.0))
+    stream = EmotionStream(model, encoding="pcm16", sample_rate=16000)
+    events = [e for start in range(0, len(audio), 640) for e in stream.push(audio[start : start + 640])]
+    assert len(events) == 3  # windows end at 2, 3 and 4 s
+    assert stream.call_state.windows == 3
+    assert all(abs(sum(e.probabilities.values()) - 1) < 1e-3 for e in events)
+    # The hub gives the same events as the stream on its own (same per-call statistics, in order).
+    hub, other = StreamHub(model), EmotionStream(model, encoding="pcm16", sample_rate=16000)
+    hub_events = []
+    for start in range(0, len(audio), 640):
+        hub.feed(other, audio[start : start + 640])
+        hub_events.extend(event for _, event in hub.flush())
+    assert [e.probabilities for e in hub_events] == [e.probabilities for e in events]
+
+
+@needs_encoder
+def test_audio_shorter_than_a_window_waits_without_a_label(v2_model: Path) -> None:
+    from emotion_runtime import EmotionModel, EmotionStream
+    from emotion_runtime.audio import pcm16_encode
+
+    stream = EmotionStream(EmotionModel.load(v2_model), encoding="pcm16", sample_rate=16000)
+    audio = pcm16_encode(_speech_like(1.9))
+    assert not [e for start in range(0, len(audio), 640) for e in stream.push(audio[start : start + 640])]
+    assert stream.call_state.windows == 0
+
+
+def _copy(v2_model: Path, tmp_path: Path) -> Path:
+    dest = tmp_path / "copy"
+    shutil.copytree(v2_model, dest)
+    return dest
+
+
+@needs_encoder
+@pytest.mark.parametrize("name", ["head.onnx", "adaptation.npz"])
+@pytest.mark.parametrize("damage", ["missing", "truncated", "altered"])
+def test_damaged_head_files_are_refused_with_file_and_expected_sha(v2_model: Path, tmp_path: Path, name: str, damage: str) -> None:
+    from emotion_runtime import EmotionModel
+    from emotune.errors import ModelFileError
+
+    folder = _copy(v2_model, tmp_path)
+    target = folder / name
+    data = target.read_bytes()
+    if damage == "missing":
+        target.unlink()
+    elif damage == "truncated":
+        target.write_bytes(data[: len(data) // 2])
+    else:
+        target.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+    expected = json.loads((folder / "emotion.json").read_text())["files"]["head" if name == "head.onnx" else "adaptation"]["sha256"]
+    with pytest.raises(ModelFileError) as info:
+        EmotionModel.load(folder)
+    assert name in str(info.value) and expected in str(info.value)
+
+
+@needs_encoder
+@pytest.mark.parametrize("damage", ["missing", "truncated", "altered"])
+def test_damaged_encoder_is_refused_with_file_and_expected_sha(v2_model: Path, tmp_path: Path, damage: str) -> None:
+    from emotion_runtime import EmotionModel
+    from emotune.errors import ModelFileError
+
+    folder = _copy(v2_model, tmp_path)
+    encoder = tmp_path / "encoder.onnx"
+    data = ENCODER.read_bytes()
+    if damage == "truncated":
+        encoder.write_bytes(data[: len(data) // 2])
+    elif damage == "altered":
+        encoder.write_bytes(data[:100] + bytes([data[100] ^ 1]) + data[101:])
+    sidecar = json.loads((folder / "emotion.json").read_text())
+    sidecar["encoder"]["path"] = str(encoder)  # absolute: outside the project's encoder folder
+    (folder / "emotion.json").write_text(json.dumps(sidecar))
+    with pytest.raises(ModelFileError) as info:
+        EmotionModel.load(folder)
+    assert str(encoder) in str(info.value) and sidecar["encoder"]["sha256"] in str(info.value)
+
+
+@needs_encoder
+def test_a_sidecar_that_does_not_match_its_model_is_refused(v2_model: Path, tmp_path: Path) -> None:
+    from emotion_runtime import EmotionModel
+    from emotune.errors import SidecarError
+
+    folder = _copy(v2_model, tmp_path)
+    sidecar = json.loads((folder / "emotion.json").read_text())
+    sidecar["encoder"]["dim"] = 512  # says Whisper-base, the statistics and encoder are smart-turn's
+    (folder / "emotion.json").write_text(json.dumps(sidecar))
+    with pytest.raises(SidecarError, match="do not match"):
+        EmotionModel.load(folder)
+    del sidecar["adaptation"]
+    (folder / "emotion.json").write_text(json.dumps(sidecar))
+    with pytest.raises(SidecarError):
+        EmotionModel.load(folder)
