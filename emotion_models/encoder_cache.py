@@ -30,8 +30,13 @@ import torch
 
 from emotion_models.augment import telephone
 from emotion_models.corpora import CLASSES, Utterance, read_corpora
-from emotion_runtime.encoder import EncoderSession, pool_states, stream_windows
-from emotion_runtime.whisper_mel import PAD, log_mel_rows
+from emotion_runtime.encoder import (
+    ENCODER_UNIT_VARIANCE,
+    EncoderSession,
+    encoder_rows,
+    pool_states,
+    stream_windows,
+)
 
 __all__ = ["WindowSet", "build_streams", "encode_windows", "load_window_set", "main"]
 
@@ -99,18 +104,18 @@ def build_streams(utterances: Sequence[Utterance]) -> list[Stream]:
     return streams
 
 
-def _windows(wav: np.ndarray) -> list[np.ndarray]:
+def _windows(wav: np.ndarray, unit_variance: bool) -> list[np.ndarray]:
     """The stream's log10 mel rows computed once, cut into 2-s windows every second (the runtime's way)."""
-    size = int(WINDOW_S * SAMPLE_RATE) + PAD
+    size = int(WINDOW_S * SAMPLE_RATE)
     if len(wav) < size:
         if len(wav) < int(WINDOW_S * SAMPLE_RATE) // 2:
             return []  # under 1 s of speech: the runtime would not label it either
         wav = np.pad(wav, (0, size - len(wav)))  # the pause after a short utterance
-    return stream_windows(log_mel_rows(wav), int(WINDOW_S * 100), int(HOP_S * 100))
+    return stream_windows(encoder_rows(wav), unit_variance, int(WINDOW_S * 100), int(HOP_S * 100))
 
 
 def encode_windows(
-    streams: Sequence[Stream], encoder: EncoderSession, channel: str, pool: int = 10, progress: bool = True
+    streams: Sequence[Stream], encoder: EncoderSession, channel: str, unit_variance: bool, pool: int = 10, progress: bool = True
 ) -> WindowSet:
     states, labels, arousal, speakers, corpora, stream_ids, positions = [], [], [], [], [], [], []
     total = sum(max(1, int(len(s.wav) / SAMPLE_RATE - WINDOW_S + HOP_S)) for s in streams)
@@ -119,7 +124,7 @@ def encode_windows(
         wav = stream.wav
         if channel == "telephone":
             wav = telephone(torch.from_numpy(wav)[None]).numpy()[0].astype(np.float32)
-        windows = _windows(wav)
+        windows = _windows(wav, unit_variance)
         if not windows:
             continue
         for position, mel in enumerate(windows):
@@ -158,7 +163,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--corpora", nargs="+", default=None)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--pool", type=int, default=10)
+    parser.add_argument("--unit-variance", action=argparse.BooleanOptionalAction, default=None,
+                        help="zero-mean unit-variance waveform per window (default: what the encoder was trained with)")
     args = parser.parse_args(argv)
+    if args.unit_variance is None:
+        args.unit_variance = ENCODER_UNIT_VARIANCE[args.encoder.parent.name]
     utterances = read_corpora(args.data, args.corpora) if args.corpora else read_corpora(args.data)
     streams = build_streams(utterances)
     print(f"{len(utterances)} clips, {len(streams)} streams", file=sys.stderr)
@@ -168,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         if target.is_file():
             print(f"{target} exists, kept", file=sys.stderr)
             continue
-        encode_windows(streams, encoder, channel, pool=args.pool).save(target)
+        encode_windows(streams, encoder, channel, args.unit_variance, pool=args.pool).save(target)
         print(f"wrote {target}", file=sys.stderr)
     return 0
 

@@ -90,7 +90,10 @@ def run(
     streams = build_streams(utterances)
     if progress:
         print(f"[finetune] encoding {len(utterances)} clips of {len(speakers)} speakers", file=sys.stderr)
-    data = TrainingData({ch: encode_windows(streams, encoder, ch, int(encoder_info["pool"]), progress) for ch in CHANNELS})
+    unit_variance = bool(sidecar["features"].get("unit_variance", False))
+    data = TrainingData(
+        {ch: encode_windows(streams, encoder, ch, unit_variance, int(encoder_info["pool"]), progress) for ch in CHANNELS}
+    )
     base = (head, load_adaptation(base_dir, sidecar), float(sidecar.get("temperature", 1.0)))
     hparams = load_recipe(FINETUNE_HPARAMS, {"threads": threads, "progress": False, **({"number_of_epochs": epochs} if epochs else {})})
     meta = data.meta

@@ -17,7 +17,10 @@ import numpy as np
 from emotion_runtime.files import open_session, sha256_of
 from emotune.errors import ModelFileError
 
-__all__ = ["EncoderSession", "pool_states", "stream_windows"]
+__all__ = ["ENCODER_UNIT_VARIANCE", "EncoderSession", "StreamingEncoderRows", "encoder_mel", "encoder_rows", "pool_states", "stream_windows"]
+
+# Encoders trained on zero-mean unit-variance waveforms (Hugging Face do_normalize=True).
+ENCODER_UNIT_VARIANCE = {"smart-turn-v3.2": True, "whisper-base": False}
 
 _CACHE: dict[tuple[str, int], EncoderSession] = {}
 _CACHE_LOCK = threading.Lock()
@@ -72,9 +75,67 @@ class EncoderSession:
 
 
 
-def stream_windows(rows: np.ndarray, window_rows: int = 200, hop_rows: int = 100) -> list[np.ndarray]:
-    """Encoder inputs ``[1, 80, window_rows]`` for every window of a stream's log10 mel rows, as the
-    runtime scores them: a window every ``hop_rows`` rows once ``window_rows`` rows exist."""
-    from emotion_runtime.whisper_mel import encoder_input
 
-    return [encoder_input(rows[end - window_rows : end]) for end in range(window_rows, rows.shape[0] + 1, hop_rows)]
+class StreamingEncoderRows:
+    """The v2 front-end of one stream: :class:`StreamingWhisperMel` rows plus one column of energy.
+
+    Column 80 of each row is ``log10`` of the mean square of the 160 samples the row advanced by,
+    so a window's waveform variance is known from its rows alone (for encoders trained on
+    zero-mean unit-variance audio, such as smart-turn) without keeping the samples.
+    """
+
+    def __init__(self) -> None:
+        from emotion_runtime.whisper_mel import StreamingWhisperMel
+
+        self._mel = StreamingWhisperMel()
+        self.reset()
+
+    def reset(self) -> None:
+        self._mel.reset()
+        self._rest = np.zeros(0, dtype=np.float32)
+        self._energy: list[float] = []
+
+    def push(self, samples: np.ndarray) -> np.ndarray:
+        from emotion_runtime.whisper_mel import HOP_LENGTH
+
+        block = np.concatenate([self._rest, np.asarray(samples, dtype=np.float32)])
+        n = block.size // HOP_LENGTH
+        self._rest = block[n * HOP_LENGTH :]
+        if n:
+            squares = np.mean(block[: n * HOP_LENGTH].reshape(n, HOP_LENGTH).astype(np.float64) ** 2, axis=1)
+            self._energy.extend(np.log10(np.maximum(squares, 1e-12)).tolist())
+        rows = self._mel.push(samples)
+        energy = np.asarray(self._energy[: rows.shape[0]], dtype=np.float32)
+        del self._energy[: rows.shape[0]]
+        return np.concatenate([rows, energy[:, None]], axis=1)
+
+
+def encoder_rows(signal: np.ndarray) -> np.ndarray:
+    """Batch twin of :class:`StreamingEncoderRows`: the same ``[n, 81]`` rows for a whole signal."""
+    stream = StreamingEncoderRows()
+    return stream.push(signal)
+
+
+def encoder_mel(rows: np.ndarray, unit_variance: bool) -> np.ndarray:
+    """One window of ``[T, 81]`` rows -> the encoder's ``mel`` ``[1, 80, T]``.
+
+    ``unit_variance`` reproduces a zero-mean unit-variance waveform (Hugging Face's
+    ``do_normalize``, which smart-turn was trained with): a gain ``g`` shifts every log10 power by
+    ``2 log10 g``, so dividing the waveform by its standard deviation is subtracting
+    ``log10(variance)`` from the rows.
+    """
+    from emotion_runtime.whisper_mel import LOG_FLOOR, encoder_input
+
+    mel = rows[:, :80]
+    if unit_variance:
+        variance = float(np.mean(np.power(10.0, rows[:, 80].astype(np.float64))))
+        mel = np.maximum(mel - np.float32(np.log10(variance + 1e-7)), np.float32(np.log10(LOG_FLOOR)))
+    return encoder_input(mel)
+
+
+def stream_windows(
+    rows: np.ndarray, unit_variance: bool, window_rows: int = 200, hop_rows: int = 100
+) -> list[np.ndarray]:
+    """Encoder inputs ``[1, 80, window_rows]`` for every window of a stream's ``[n, 81]`` rows, as the
+    runtime scores them: a window every ``hop_rows`` rows once ``window_rows`` rows exist."""
+    return [encoder_mel(rows[end - window_rows : end], unit_variance) for end in range(window_rows, rows.shape[0] + 1, hop_rows)]

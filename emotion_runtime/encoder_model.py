@@ -1,6 +1,6 @@
 """The v2 model at run time: Whisper log-mel -> pretrained encoder -> per-call adaptation -> head.
 
-Loaded by :meth:`emotion_runtime.EmotionModel.load` when the sidecar's format is the v2 one; it keeps
+Rows are :class:`~emotion_runtime.encoder.StreamingEncoderRows` (80 log10 mels + energy). Loaded by :meth:`emotion_runtime.EmotionModel.load` when the sidecar's format is the v2 one; it keeps
 the v1 interface (``predict``, ``fbank_spec``, ``streaming_features``) so streams, hubs, the gateway
 and the SDK use both alike. Each stream owns a :class:`~emotion_runtime.adaptation.CallAdaptation`
 (``new_call_state()``), updated once per scored window, in order.
@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from emotion_runtime.adaptation import AdaptationSpec, CallAdaptation
-from emotion_runtime.encoder import EncoderSession, pool_states
+from emotion_runtime.encoder import EncoderSession, StreamingEncoderRows, encoder_mel, pool_states
 from emotion_runtime.files import open_session, sha256_of
 from emotion_runtime.model import V2_FORMAT, EmotionModel, Prediction
 from emotion_runtime.weights import PROJECT_ROOT
@@ -27,8 +27,6 @@ from emotion_runtime.whisper_mel import (
     N_FFT,
     N_MELS,
     SAMPLE_RATE,
-    StreamingWhisperMel,
-    encoder_input,
 )
 from emotune.errors import ModelFileError, SidecarError
 
@@ -45,7 +43,7 @@ class WhisperMelSpec:
     sample_rate: int = SAMPLE_RATE
     hop_length: int = HOP_LENGTH
     win_length: int = N_FFT
-    n_mels: int = N_MELS
+    n_mels: int = N_MELS + 1  # 80 log10 mels + the energy column (emotion_runtime.encoder)
 
     def frames_for(self, samples: int) -> int:
         # Rows are centred every 10 ms: a 2-s window is 200 rows (the encoder's T).
@@ -75,6 +73,7 @@ class EncoderHeadModel(EmotionModel):
         self.adaptation = spec
         self.temperature = float(sidecar.get("temperature", 1.0))
         self.pool = int(sidecar["encoder"]["pool"])
+        self.unit_variance = bool(sidecar["features"].get("unit_variance", False))
         self._encoder = encoder
         self._head = head
         self._valence = np.array([_VALENCE.get(label, 0.0) for label in self.labels], dtype=np.float32)
@@ -107,20 +106,20 @@ class EncoderHeadModel(EmotionModel):
         return cls(head_path, sidecar, encoder, open_session(head_path, intra_op_threads), spec)
 
     # -- the interface streams use -----------------------------------------------------------------
-    def streaming_features(self) -> StreamingWhisperMel:  # type: ignore[override]
-        return StreamingWhisperMel()
+    def streaming_features(self) -> StreamingEncoderRows:  # type: ignore[override]
+        return StreamingEncoderRows()
 
     def new_call_state(self) -> CallAdaptation:
         return CallAdaptation(self.adaptation)
 
     def predict(self, feats: np.ndarray, call_states: list[Any] | None = None) -> Prediction:
         """Score ``feats`` [batch, 200, 80] (log10 mel rows of 2-s windows), one call state per window."""
-        if feats.ndim != 3 or feats.shape[2] != N_MELS:
-            raise ValueError(f"expected [batch, rows, {N_MELS}] log-mel rows, got {feats.shape}")
+        if feats.ndim != 3 or feats.shape[2] != N_MELS + 1:
+            raise ValueError(f"expected [batch, rows, {N_MELS + 1}] encoder rows, got {feats.shape}")
         states = call_states or [None] * feats.shape[0]
         probabilities, arousal = [], []
         for rows, call in zip(feats, states, strict=True):
-            pooled = pool_states(self._encoder.run(encoder_input(rows)), self.pool)
+            pooled = pool_states(self._encoder.run(encoder_mel(rows, self.unit_variance)), self.pool)
             call = call or self.new_call_state()
             offset = call.update(pooled.mean(axis=1))
             logits, level = self._head.run(None, {"states": pooled[None].astype(np.float32), "offset": offset[None]})

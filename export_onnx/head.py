@@ -20,6 +20,7 @@ import torch
 
 from emotion_models.head import EmotionHead
 from emotion_runtime.adaptation import AdaptationSpec
+from emotion_runtime.encoder import ENCODER_UNIT_VARIANCE
 from emotion_runtime.files import open_session, sha256_of
 from emotion_runtime.weights import entry
 from emotune.errors import ModelError
@@ -115,6 +116,8 @@ def write_v2_model(
             "kind": "whisper_log_mel (emotion_runtime.whisper_mel)", "sample_rate": 16000, "n_fft": 400,
             "win_length": 400, "hop_length": 160, "n_mels": 80, "window_rows": 200,
             "normalisation": "per window: clamp to max - 8 (log10), then (x + 4) / 4",
+            "unit_variance": ENCODER_UNIT_VARIANCE[encoder],
+            "rows": "81 columns per 10 ms: 80 log10 mels + log10 mean square of the row's 160 new samples",
         },  # fmt: skip
         "encoder": {
             "name": encoder, "path": enc["path"], "sha256": entry(f"{encoder}/encoder.onnx").sha256,
