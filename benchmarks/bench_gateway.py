@@ -37,7 +37,7 @@ from connectors.tools.demo import load_sample_call
 from connectors.tools.report import read_call_log
 from emotune.config import PROJECT_ROOT
 
-__all__ = ["main", "run_level"]
+__all__ = ["histogram_quantile", "main", "metric", "percentiles", "rss_mb", "run_level", "tree_rss_mb", "wait_healthy"]
 
 RESULTS = PROJECT_ROOT / "benchmarks" / "results"
 LATE_LIMIT_S = 0.1  # a caller more than this behind its frame clock is not "held in real time"
@@ -53,20 +53,20 @@ class _TimedCaller(TwilioCaller):
         return await super()._send_frame(ws, frame, deadline)
 
 
-def _rss_mb(pid: int) -> float:
+def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     return float("nan")
 
 
-def _tree_rss_mb(pid: int) -> float:
+def tree_rss_mb(pid: int) -> float:
     """RSS of the gateway plus its children (the ASR worker processes)."""
     total, pending = 0.0, [pid]
     while pending:
         current = pending.pop()
         try:
-            total += _rss_mb(current)
+            total += rss_mb(current)
             for task in Path(f"/proc/{current}/task").iterdir():
                 pending += [int(child) for child in (task / "children").read_text().split()]
         except (OSError, ValueError):
@@ -74,14 +74,14 @@ def _tree_rss_mb(pid: int) -> float:
     return total
 
 
-def _percentiles(values: list[float]) -> dict[str, Any]:
+def percentiles(values: list[float]) -> dict[str, Any]:
     if not values:
         return {"p50": None, "p95": None, "p99": None, "n": 0}
     array = np.asarray(values)
     return {f"p{q}": round(float(np.percentile(array, q)), 4) for q in (50, 95, 99)} | {"n": len(values)}
 
 
-def _histogram_quantile(metrics_text: str, name: str, q: float) -> float | None:
+def histogram_quantile(metrics_text: str, name: str, q: float) -> float | None:
     """Prometheus-style quantile from cumulative buckets (linear inside the bucket)."""
     buckets: list[tuple[float, float]] = []
     for line in metrics_text.splitlines():
@@ -101,14 +101,14 @@ def _histogram_quantile(metrics_text: str, name: str, q: float) -> float | None:
     return None
 
 
-def _metric(metrics_text: str, name: str) -> float:
+def metric(metrics_text: str, name: str) -> float:
     for line in metrics_text.splitlines():
         if line.startswith(name + " "):
             return float(line.split()[1])
     return 0.0
 
 
-async def _wait_healthy(port: int, process: subprocess.Popen[bytes]) -> None:
+async def wait_healthy(port: int, process: subprocess.Popen[bytes]) -> None:
     async with httpx.AsyncClient() as http:
         for _ in range(600):
             if process.poll() is not None:
@@ -182,17 +182,17 @@ async def run_level(
     rss: list[tuple[float, float]] = []
     rss_total: list[float] = []  # with the ASR worker processes
     try:
-        await _wait_healthy(port, process)
+        await wait_healthy(port, process)
         started = time.monotonic()
-        rss.append((0.0, _rss_mb(process.pid)))
-        rss_total.append(_tree_rss_mb(process.pid))
+        rss.append((0.0, rss_mb(process.pid)))
+        rss_total.append(tree_rss_mb(process.pid))
         stop_sampling = asyncio.Event()
 
         async def sample_rss() -> None:
             while not stop_sampling.is_set():
                 await asyncio.sleep(1.0)
-                rss.append((round(time.monotonic() - started, 1), _rss_mb(process.pid)))
-                rss_total.append(_tree_rss_mb(process.pid))
+                rss.append((round(time.monotonic() - started, 1), rss_mb(process.pid)))
+                rss_total.append(tree_rss_mb(process.pid))
 
         sampler = asyncio.create_task(sample_rss())
         calls: list[_TimedCaller] = []
@@ -208,7 +208,7 @@ async def run_level(
             results += await asyncio.gather(*(c.run() for c in batch), return_exceptions=True)
             calls += batch
             await asyncio.sleep(2.0)  # calls closed, per-call state released
-            rss_after_round.append(round(_rss_mb(process.pid), 1))
+            rss_after_round.append(round(rss_mb(process.pid), 1))
             print(f"[{callers} callers] round {wave + 1}: RSS {rss_after_round[-1]} MB", flush=True)
         wall_s = time.monotonic() - started
         stop_sampling.set()
@@ -240,17 +240,17 @@ async def run_level(
         "max_caller_lag_s": round(max(c.max_lag_s for c in calls), 4),
         "turns": counts,
         "turns_unanswered": unanswered,
-        "turn_latency_s": _percentiles(analysis["response_s"]),
-        "turn_latency_added_by_gateway_s": _percentiles(analysis["gateway_added_s"]),
+        "turn_latency_s": percentiles(analysis["response_s"]),
+        "turn_latency_added_by_gateway_s": percentiles(analysis["gateway_added_s"]),
         "label_latency_s": {
-            "p50": _histogram_quantile(metrics_text, "emotune_label_latency_seconds", 0.5),
-            "p95": _histogram_quantile(metrics_text, "emotune_label_latency_seconds", 0.95),
-            "p99": _histogram_quantile(metrics_text, "emotune_label_latency_seconds", 0.99),
-            "mean": _metric(metrics_text, "emotune_label_latency_seconds_sum")
-            / max(_metric(metrics_text, "emotune_label_latency_seconds_count"), 1),
-            "n": _metric(metrics_text, "emotune_label_latency_seconds_count"),
+            "p50": histogram_quantile(metrics_text, "emotune_label_latency_seconds", 0.5),
+            "p95": histogram_quantile(metrics_text, "emotune_label_latency_seconds", 0.95),
+            "p99": histogram_quantile(metrics_text, "emotune_label_latency_seconds", 0.99),
+            "mean": metric(metrics_text, "emotune_label_latency_seconds_sum")
+            / max(metric(metrics_text, "emotune_label_latency_seconds_count"), 1),
+            "n": metric(metrics_text, "emotune_label_latency_seconds_count"),
         },
-        "rasa_fallbacks": _metric(metrics_text, "emotune_rasa_fallbacks_total"),
+        "rasa_fallbacks": metric(metrics_text, "emotune_rasa_fallbacks_total"),
         "rss_mb": {"start": round(rss_values[0], 1), "peak": round(max(rss_values), 1),
                    "end": round(rss_values[-1], 1), "growth": round(rss_values[-1] - rss_values[0], 1),
                    "after_each_round": rss_after_round,

@@ -163,6 +163,13 @@ class StreamingResampler:
         buf = np.concatenate([self._history, x])
         first = self._consumed - self._history.shape[0]  # input index of buf[0]
         self._consumed += x.shape[0]
+        if self.down == 1:
+            # Integer upsampling (telephony 8 -> 16 kHz): every new input sample yields ``up``
+            # outputs, one per phase, so each phase is a plain convolution (no gather matrix).
+            self._next = self._consumed * self.up
+            out = np.stack([np.convolve(buf, phase, mode="valid") for phase in self._phases], axis=1).reshape(-1)
+            self._history = buf[buf.shape[0] - (k - 1) :] if k > 1 else buf[:0]
+            return out.astype(np.float32, copy=False)
         positions = np.arange(self._next, self._consumed * self.up, self.down, dtype=np.int64)
         if positions.size:
             self._next = int(positions[-1]) + self.down

@@ -130,7 +130,12 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     serve = _target("connectors.gateway:main")
-    return int(serve(["--config", str(args.config)]) or 0)
+    return int(serve(["--config", str(args.config), *args.rest]) or 0)
+
+
+def _cmd_pilot(args: argparse.Namespace) -> int:
+    pilot = _target("connectors.tools.pilot:main")
+    return int(pilot(["--config", str(args.config), *args.rest]) or 0)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -190,8 +195,17 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--output", default="results/export")
     export.set_defaults(func=_cmd_export)
 
-    serve = sub.add_parser("serve", help="run the websocket gateway")
-    serve.set_defaults(func=_cmd_serve)
+    serve = sub.add_parser(
+        "serve", help="run the websocket gateway (--port, --log-format, --log-level, --log-dir, --config)",
+        add_help=False,
+    )
+    serve.set_defaults(func=_cmd_serve, passthrough=True)
+
+    pilot = sub.add_parser(
+        "pilot", help="a pilot stack: gateway + Rasa + action server, with the bot model named explicitly",
+        add_help=False,
+    )
+    pilot.set_defaults(func=_cmd_pilot, passthrough=True)
 
     demo = sub.add_parser("demo", help="play the bundled sample call through the whole system")
     demo.add_argument("rest", nargs=argparse.REMAINDER)
@@ -209,7 +223,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    # serve and pilot hand their options to the part that owns them (its --help lists them).
+    args, rest = parser.parse_known_args(argv)
+    if rest and not getattr(args, "passthrough", False):
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    args.rest = [*getattr(args, "rest", []), *rest] if getattr(args, "passthrough", False) else getattr(args, "rest", [])
     if getattr(args, "file", None) is not None:
         args.config = args.file
     try:

@@ -268,6 +268,23 @@ class GatewayConfig(_Section):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         "INFO", description="DEBUG adds transcripts (caller and bot text); INFO and above never log them."
     )
+    inference_threads: int = Field(
+        0, ge=0, le=64,
+        description="Emotion inference threads off the event loop (each runs one batch at a time); 0: one per "
+        "core this process may run on.",
+    )
+    emotion_tick_ms: int = Field(
+        20, ge=5, le=500, description="How often every call's due emotion windows are scored together."
+    )
+    emotion_max_delay_s: float = Field(
+        0.5, gt=0, le=10,
+        description="A due window not scored within this is dropped and counted (overload: a late label is "
+        "worse than none).",
+    )
+    max_queued_turns: int = Field(
+        4, ge=1, le=100,
+        description="Caller turns one call may have waiting for the bot; more are dropped and counted.",
+    )
     twilio: TwilioConfig = Field(default_factory=TwilioConfig)
     genesys: GenesysConfig = Field(default_factory=GenesysConfig)
 

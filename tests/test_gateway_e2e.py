@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
+import logging
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 from pydantic import SecretStr
 from websockets.asyncio.client import connect
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from connectors.devtools.audiohook_client import AudioHookClient, Opened, ServerEvent
 from connectors.devtools.caller import CallerTurn, TwilioCaller
@@ -134,7 +137,9 @@ async def test_hand_off_without_a_transfer_target_still_ends_the_stream(
     assert "escalation" in kinds and "transfer_not_configured" in kinds, kinds
     assert "transfer_requested" not in kinds and "turn_failed" not in kinds, kinds
     assert result.closed_by_gateway
-    assert log[-1]["type"] == "call_ended" and log[-1]["handed_off"] is True
+    # The hand-off was requested but nobody transferred the call: call_ended says so.
+    assert log[-1]["type"] == "call_ended" and log[-1]["handoff_requested"] is True
+    assert log[-1]["handed_off"] is False
 
 
 async def test_barge_in_clears_bot_audio(gateway: Gateway, sample: list[CallerTurn]) -> None:
@@ -219,6 +224,38 @@ async def test_audiohook_signed_session_gets_opened_and_emotion_events(
     emotions = [e["data"] for e in entities if e["type"] == "emotune.emotion"]
     assert len(emotions) >= 3
     assert all(e["party"] == "caller" and "probabilities" in e for e in emotions)
+
+
+async def test_audiohook_probe_is_answered_and_leaves_no_file(gateway: Gateway, tmp_path: Path) -> None:
+    """Genesys probes an integration with an all-zero conversation id: no call log per probe."""
+    client = AudioHookClient(conversation_id="00000000-0000-0000-0000-000000000000", channels=("external",))
+    headers = audiohook_headers(gateway.port, client.session_id)
+    async with connect(f"ws://127.0.0.1:{gateway.port}/audiohook", additional_headers=headers) as ws:
+        await ws.send(client.open())
+        assert isinstance(client.receive_text(str(await asyncio.wait_for(ws.recv(), 10)))[0], Opened)
+        await ws.send(client.close())
+        with contextlib.suppress(ConnectionClosed):
+            async for _ in ws:
+                pass
+    for _ in range(100):  # the gateway finishes the probe after the socket closed
+        if not gateway.active:
+            break
+        await asyncio.sleep(0.05)
+    assert not list(tmp_path.glob("*.jsonl"))
+
+
+async def test_supervisor_feed_disconnect_and_health_checks_log_nothing(
+    gateway: Gateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO)
+    async with httpx.AsyncClient() as http:
+        for _ in range(3):
+            assert (await http.get(f"http://127.0.0.1:{gateway.port}/healthz")).status_code == 200
+    async with connect(f"ws://127.0.0.1:{gateway.port}/feed/CAnobody?token={TOKEN}"):
+        await asyncio.sleep(0.2)
+    await asyncio.sleep(0.3)  # the feed handler has seen the close
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO] == []
+    assert gateway.feed.subscriber_count() == 0  # the supervisor who left holds nothing
 
 
 async def test_audiohook_wrong_signature_is_refused_before_any_audio(gateway: Gateway) -> None:

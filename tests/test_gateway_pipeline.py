@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from connectors.gateway.call import CallLog, TurnSegmenter
+from connectors.gateway.call_log import CallLog
+from connectors.gateway.turn_taking import TurnSegmenter
 from connectors.tools.demo import load_sample_call
 from connectors.tools.report import read_call_log, render_report, write_report
 from emotion_runtime.audio import decode as decode_audio
@@ -72,6 +73,7 @@ def _log(tmp_path: Path) -> Path:
               bot_text="Sorry.", tone="calm", fallback=False)  # fmt: skip
     log.write("escalation", t=4.0, reason="sustained_anger", summary="Caller sounded angry.")
     log.write("call_ended", t=5.0, reason="stream stopped", duration_s=5.0)
+    log.close().result()
     assert log.path is not None and log.path.parent == tmp_path  # no path traversal from call ids
     return log.path
 

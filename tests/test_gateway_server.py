@@ -18,7 +18,7 @@ from connectors.gateway import Gateway, pid_file, request_reload, serve
 from emotune.config import EmotuneConfig
 
 
-def _no_calls() -> Any:
+def _no_calls(on_event: Any, rate: int) -> Any:
     raise AssertionError("no call audio in these tests")
 
 

@@ -82,9 +82,14 @@ class CountingAnalyzer:
     def __init__(self, sink: list[int]) -> None:
         self.sink = sink
 
-    def push(self, samples: np.ndarray) -> list[dict[str, Any]]:
+    def feed(self, samples: np.ndarray) -> None:
         self.sink.append(int(samples.shape[0]))
-        return []
+
+    async def drain(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 @contextlib.asynccontextmanager
@@ -92,7 +97,7 @@ async def running(
     config: EmotuneConfig, log_dir: Path, pushed: list[int] | None = None
 ) -> AsyncIterator[Gateway]:
     sink = [] if pushed is None else pushed
-    gateway = Gateway(config, emotion_factory=lambda: CountingAnalyzer(sink), log_dir=log_dir)
+    gateway = Gateway(config, emotion_factory=lambda on_event, rate: CountingAnalyzer(sink), log_dir=log_dir)
     await gateway.start(port=0)
     try:
         yield gateway
@@ -238,7 +243,7 @@ async def test_unusable_certificate_fails_start_and_binds_nothing(
     else:
         key = make_cert(tmp_path, "other")[1]  # e.g. a renewed certificate deployed with the old key
     gateway = Gateway(
-        tls_config(tmp_path, cert, key), emotion_factory=lambda: CountingAnalyzer([]), log_dir=tmp_path
+        tls_config(tmp_path, cert, key), emotion_factory=lambda on_event, rate: CountingAnalyzer([]), log_dir=tmp_path
     )
     port = free_port()
     try:

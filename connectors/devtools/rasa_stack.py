@@ -92,6 +92,8 @@ class RasaStack:
         rasa_venv: the Rasa venv (default: ``<repo_root>/.venv-rasa``; env ``EMOTUNE_RASA_VENV``).
         startup_timeout_s: how long each server may take to answer after start.
         endpoints_extra: YAML appended to the generated endpoints.yml (tracker store, lock store).
+        model: a trained Rasa model (``.tar.gz``) to serve as it is; default: the cached model of
+            the project files (``ci`` picks which config), trained if missing.
     """
 
     def __init__(
@@ -105,6 +107,7 @@ class RasaStack:
         rasa_venv: Path | None = None,
         startup_timeout_s: float = 240.0,
         endpoints_extra: str | None = None,
+        model: Path | None = None,
     ) -> None:
         if bot not in BOTS:
             raise ConfigError(f"RasaStack(bot={bot!r})", [f"unknown bot; choose one of: {', '.join(BOTS)}"])
@@ -127,6 +130,9 @@ class RasaStack:
         self.rasa_port = rasa_port
         self.actions_port = actions_port
         self.last_train_seconds: float | None = None
+        self.model = model
+        if model is not None and not Path(model).is_file():
+            raise ConfigError(f"RasaStack(model={str(model)!r})", ["no such trained Rasa model file"])
         self._run_dir: Path | None = None
         self._rasa: subprocess.Popen[bytes] | None = None
         self._actions: subprocess.Popen[bytes] | None = None
@@ -332,7 +338,7 @@ class RasaStack:
         self._check_venv()
         if self._rasa is not None and self._rasa.poll() is None:
             return
-        model = self.train()
+        model = self.model or self.train()
         if self.rasa_port is None:
             self.rasa_port = free_port()
         elif port_in_use(self.rasa_port):

@@ -30,13 +30,15 @@ class TwilioRestTransfer:
         self.base_url = base_url.rstrip("/")
         self.timeout_s = timeout_s
 
-    async def __call__(self, transfer: TransferRequested) -> None:
+    async def __call__(self, transfer: TransferRequested) -> bool:
+        """True when Twilio accepted the new TwiML (the call was transferred); False when nothing was
+        sent (no credentials); DialogueError when Twilio refused or could not be reached."""
         if not self.auth_token:
             logger.warning(
                 "transfer of %s to %s not applied: no Twilio auth token (TwiML is in the call log)",
                 transfer.call_id, transfer.target,
             )
-            return
+            return False
         url = f"{self.base_url}/2010-04-01/Accounts/{transfer.account_id}/Calls/{transfer.call_id}.json"
         async with httpx.AsyncClient(timeout=self.timeout_s) as client:
             try:
@@ -47,3 +49,4 @@ class TwilioRestTransfer:
                 raise DialogueError(f"Twilio transfer request failed: {exc}") from exc
         if response.status_code >= 300:
             raise DialogueError(f"Twilio refused the transfer: HTTP {response.status_code} {response.text[:200]}")
+        return True

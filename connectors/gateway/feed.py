@@ -19,7 +19,6 @@ import asyncio
 import hmac
 import json
 from collections import deque
-from collections.abc import AsyncGenerator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,6 +48,10 @@ class FeedSubscription:
     call_id: str
     queue: asyncio.Queue[dict[str, Any]] = field(default_factory=lambda: asyncio.Queue(_QUEUE))
     dropped: int = 0
+
+    async def next_frame(self) -> str:
+        """The next message as a JSON text frame (waits for one)."""
+        return json.dumps(await self.queue.get(), separators=(",", ":"))
 
     def offer(self, message: dict[str, Any]) -> None:
         if self.queue.full():
@@ -93,14 +96,11 @@ class FeedHub:
         return subscription
 
     def unsubscribe(self, subscription: FeedSubscription) -> None:
-        self._subscribers.get(subscription.call_id, set()).discard(subscription)
+        subscribers = self._subscribers.get(subscription.call_id)
+        if subscribers is not None:
+            subscribers.discard(subscription)
+            if not subscribers:
+                del self._subscribers[subscription.call_id]
 
-    async def stream(self, call_id: str) -> AsyncGenerator[str, None]:
-        """JSON text frames for one subscriber, backlog first, until cancelled."""
-        subscription = self.subscribe(call_id)
-        try:
-            while True:
-                message = await subscription.queue.get()
-                yield json.dumps(message, separators=(",", ":"))
-        finally:
-            self.unsubscribe(subscription)
+    def subscriber_count(self) -> int:
+        return sum(len(subscribers) for subscribers in self._subscribers.values())

@@ -1,4 +1,5 @@
-"""Prometheus metrics for the gateway, written in the text exposition format (no client library).
+"""Prometheus metrics for the gateway, written in the text exposition format (no client library),
+and the event-loop lag probe that feeds one of them.
 
 Why hand-written: the format is small and stable (version 0.0.4), and the streaming venv stays free
 of another dependency. Counters and histograms here are updated from the single asyncio thread, so
@@ -7,12 +8,14 @@ no locks are needed.
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 __all__ = [
     "CONTENT_TYPE",
+    "watch_loop_lag",
     "Counter",
     "Gauge",
     "GatewayMetrics",
@@ -22,6 +25,7 @@ __all__ = [
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 LATENCY_BUCKETS_S: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+LAG_BUCKETS_S: tuple[float, ...] = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 
 
 def _escape(value: str) -> str:
@@ -130,12 +134,36 @@ class GatewayMetrics:
         self.rasa_fallbacks_total = Counter(
             "emotune_rasa_fallbacks_total", "Bot turns answered with the fallback reply (Rasa unreachable)."
         )
+        self.emotion_windows_dropped_total = Counter(
+            "emotune_emotion_windows_dropped_total",
+            "Emotion windows never scored, by reason (late: waited past gateway.emotion_max_delay_s; "
+            "overflow: beyond the queue bound).",
+            ("reason",),
+        )
+        self.event_loop_lag = Histogram(
+            "emotune_event_loop_lag_seconds",
+            "How late the event loop ran a timer it was asked to run (sampled every 50 ms), seconds.",
+            buckets=LAG_BUCKETS_S,
+        )
 
     def render(self) -> str:
         lines: list[str] = []
         for metric in (
             self.active_calls, self.calls_total, self.refusals_total, self.errors_total,
             self.label_latency, self.turn_latency, self.rasa_fallbacks_total,
+            self.emotion_windows_dropped_total, self.event_loop_lag,
         ):
             lines.extend(metric.render())
         return "\n".join(lines) + "\n"
+
+
+async def watch_loop_lag(histogram: Histogram, interval_s: float = 0.05) -> None:
+    """Until cancelled: sleep ``interval_s`` and record how much later than asked the loop woke us.
+
+    Anything that blocks the loop (synchronous inference, file writes, a slow callback) shows up
+    here first, before it shows up as late emotion events or turns."""
+    loop = asyncio.get_running_loop()
+    while True:
+        asked = loop.time() + interval_s
+        await asyncio.sleep(interval_s)
+        histogram.observe(max(0.0, loop.time() - asked))

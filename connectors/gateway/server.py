@@ -1,4 +1,4 @@
-"""The voice gateway: one asyncio websocket server, one pipeline per call.
+"""The gateway's server: one asyncio websocket listener, one pipeline per call, and its lifecycle.
 
 Paths (one port)::
 
@@ -9,8 +9,9 @@ Paths (one port)::
     /feed/{call}   live emotion feed for supervisors (``*`` = every call): ?token= or Bearer
     /feed.html     the feed page (plain HTTP GET), /healthz  liveness + active calls, /metrics Prometheus text format
 
-Authentication happens in ``process_request``, i.e. before the websocket upgrade: a peer that
-fails it gets an HTTP 401/403 and no audio of it is ever read. ``serve(config)`` runs until
+Authentication happens in ``process_request``, i.e. before the websocket upgrade (``routes``): a
+peer that fails it gets an HTTP 401/403 and no audio of it is ever read. Emotion inference runs
+off the event loop in one shared hub (``emotion``); a probe measures the loop's own lag. ``serve(config)`` runs until
 cancelled; ``main(argv)`` is the command-line entry (``emotune serve`` wires it).
 """
 
@@ -30,12 +31,9 @@ import tempfile
 import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import unquote, urlsplit
 
-import numpy as np
 from websockets.asyncio.server import Server, ServerConnection
 from websockets.asyncio.server import serve as ws_serve
 from websockets.datastructures import Headers
@@ -44,91 +42,35 @@ from websockets.http11 import Request, Response
 
 from connectors.dialogue.rasa_client import RasaClient
 from connectors.dialogue.transfer import TwilioRestTransfer
-from connectors.gateway.call import CallPipeline, CallServices, EmotionAnalyzer, EmotionFactory
+from connectors.gateway.call import CallPipeline, CallServices
+from connectors.gateway.emotion import EmotionFactory, EmotionService
 from connectors.gateway.feed import ALL_CALLS, STATIC_DIR, FeedHub, check_token
 from connectors.gateway.logging_json import call_scope, configure_logging
 from connectors.gateway.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from connectors.gateway.metrics import GatewayMetrics
+from connectors.gateway.metrics import GatewayMetrics, watch_loop_lag
+from connectors.gateway.routes import Route, bearer_token, build_routes, secret
 from connectors.protocols.base import CallProtocol, Outgoing, ProtocolViolation
-from connectors.speech.asr import ASR_SAMPLE_RATE, create_recognizer
+from connectors.speech.asr import create_recognizer
 from connectors.speech.tts import create_synthesizer
 from emotune.config import EmotuneConfig, load_config
-from emotune.errors import AuthenticationError, ConfigError, EmotuneError, NotBuiltError
+from emotune.errors import AuthenticationError, ConfigError, EmotuneError
 
 __all__ = [
     "DEFAULT_LOG_DIR",
     "Gateway",
-    "runtime_emotion_factory",
     "serve",
     "main",
     "pid_file",
     "request_reload",
+    "run_until_stopped",
 ]
 
 logger = logging.getLogger(__name__)
+_WS_LOGGER = logging.getLogger("connectors.gateway.websockets")
+_WS_LOGGER.setLevel(logging.WARNING)
 
 DEFAULT_LOG_DIR = Path("reports/calls")
 _PAGES = {"/feed.html": ("feed.html", "text/html; charset=utf-8")}
-
-
-def runtime_emotion_factory(config: EmotuneConfig) -> EmotionFactory:
-    """Per-call emotion streams from the torch-free runtime, all sharing one ONNX session."""
-    try:
-        from emotion_runtime import EmotionModel, EmotionStream
-    except ImportError as exc:
-        raise NotBuiltError("the streaming emotion runtime (emotion_runtime) is not available") from exc
-    model = EmotionModel.load(
-        config.model_path(), config.sidecar_path(), intra_op_threads=config.model.intra_op_threads
-    )
-
-    def factory() -> EmotionAnalyzer:
-        stream = EmotionStream(
-            model,
-            streaming=config.streaming,
-            smoothing=config.smoothing,
-            encoding="pcm16",
-            sample_rate=ASR_SAMPLE_RATE,
-        )
-        return _RuntimeStream(stream)
-
-    return factory
-
-
-class _RuntimeStream:
-    """Adapts an ``emotion_runtime.EmotionStream`` (exact 20 ms PCM16 frames in, typed events out)
-    to the pipeline's analyser (16 kHz float chunks of any length in, CONTRACTS.md dicts out)."""
-
-    def __init__(self, stream: Any) -> None:
-        self._stream = stream
-        self._pending = b""
-
-    def push(self, samples: np.ndarray) -> list[dict[str, Any]]:
-        self._pending += (np.clip(samples, -1.0, 32767 / 32768) * 32768.0).astype("<i2").tobytes()
-        size = self._stream.frame_bytes
-        events: list[dict[str, Any]] = []
-        while len(self._pending) >= size:
-            frame, self._pending = self._pending[:size], self._pending[size:]
-            events.extend(event.to_dict() for event in self._stream.push(frame))
-        return events
-
-
-@dataclass
-class _Route:
-    name: str
-    make_core: Callable[[Request], CallProtocol]
-    authenticate: Callable[[Request, str], None]
-
-
-def _secret(value: Any) -> str | None:
-    return value.get_secret_value() if value is not None else None
-
-
-def _bearer(request: Request) -> str | None:
-    header = request.headers.get("Authorization", "")
-    if header.lower().startswith("bearer "):
-        return header[7:].strip()
-    query = parse_qs(urlsplit(request.path).query)
-    return query.get("token", [None])[0]
 
 
 class Gateway:
@@ -142,18 +84,23 @@ class Gateway:
         rasa_url: str | None = None,
         end_silence_s: float = 0.6,
     ) -> None:
+        """``emotion_factory`` replaces the shared emotion hub (tests that need no model)."""
         self.config = config
         self.feed = FeedHub()
         self.metrics = GatewayMetrics()
         self.rasa = RasaClient(config.rasa, url=rasa_url)
-        twilio_token = _secret(config.gateway.twilio.auth_token)
+        twilio_token = secret(config.gateway.twilio.auth_token)
+        self.emotion: EmotionService | None = None
+        if emotion_factory is None:
+            self.emotion = EmotionService.from_config(config, self.metrics)
+            emotion_factory = self.emotion.open
         self.services = CallServices(
             config=config,
             recognizer=create_recognizer(config.asr),
             synthesizer=create_synthesizer(config.tts),
             rasa=self.rasa,
             feed=self.feed,
-            emotion_factory=emotion_factory or runtime_emotion_factory(config),
+            emotion_factory=emotion_factory,
             log_dir=config.resolve(Path(log_dir)) if log_dir is not None else None,
             on_transfer=TwilioRestTransfer(twilio_token),
             end_silence_s=end_silence_s,
@@ -164,76 +111,10 @@ class Gateway:
         self.connections: dict[int, ServerConnection] = {}
         self.stopping = False
         self.server: Server | None = None
-        self.routes = self._build_routes()
+        self.routes = build_routes(lambda: self.config)
+        self._lag_probe: asyncio.Task[None] | None = None
 
-    # -- routing and authentication -------------------------------------------------------------
-    def _build_routes(self) -> dict[str, _Route]:
-        gateway = self.config.gateway
-        routes: dict[str, _Route] = {}
-
-        from connectors.protocols.twilio import TwilioMediaStream, validate_twilio_signature
-
-        def twilio_auth(request: Request, scheme: str) -> None:
-            token = _secret(gateway.twilio.auth_token)
-            if token is None:
-                return  # no token configured: the operator runs without signature checks
-            url = f"{scheme}://{request.headers.get('Host', '')}{request.path}"
-            validate_twilio_signature(token, request.headers.get("X-Twilio-Signature"), url)
-
-        routes["/twilio"] = _Route(
-            "twilio", lambda request: TwilioMediaStream(transfer_to=gateway.twilio.transfer_to), twilio_auth
-        )
-
-        from connectors.protocols.audiohook import AudioHookServer
-        from connectors.protocols.base import EscalationTracker
-        from connectors.protocols.emotune_ws import EmotuneWsServer, verify_bearer_token
-        from connectors.protocols.http_signatures import NonceCache, verify_api_key, verify_signature
-
-        escalation = self.config.escalation
-        nonces = NonceCache()
-
-        def audiohook_auth(request: Request, scheme: str) -> None:
-            api_key = _secret(gateway.genesys.api_key)
-            if api_key is None:
-                raise AuthenticationError("AudioHook is disabled: set EMOTUNE_GATEWAY__GENESYS__API_KEY")
-            headers = list(request.headers.raw_items())
-            verify_api_key(headers, api_key)
-            secret = _secret(gateway.genesys.client_secret)
-            if secret is not None:
-                verify_signature(
-                    headers, request.path, request.headers.get("Host", ""), secret, time.time(), nonces,
-                    max_age_s=gateway.genesys.max_clock_skew_s,
-                )
-
-        def make_audiohook(request: Request) -> CallProtocol:
-            return AudioHookServer(
-                session_id=request.headers.get("Audiohook-Session-Id"),
-                organization_id=request.headers.get("Audiohook-Organization-Id"),
-                escalation=EscalationTracker(
-                    escalation.negative_emotions, escalation.streak_turns, escalation.min_confidence
-                ),
-                max_frame_bytes=gateway.max_frame_bytes,
-            )
-
-        routes["/audiohook"] = _Route("audiohook", make_audiohook, audiohook_auth)
-
-        def stream_auth(request: Request, scheme: str) -> None:
-            token = _secret(gateway.auth_token)
-            header = request.headers.get("Authorization")
-            if token is not None and header is not None:
-                verify_bearer_token(header, token)  # else the core checks the token in `start`
-
-        def make_stream(request: Request) -> CallProtocol:
-            token = _secret(gateway.auth_token)
-            return EmotuneWsServer(
-                auth_token=token,
-                authenticated=token is not None and request.headers.get("Authorization") is not None,
-                max_frame_bytes=gateway.max_frame_bytes,
-            )
-
-        routes["/v1/stream"] = _Route("emotune-ws", make_stream, stream_auth)
-        return routes
-
+    # -- plain HTTP and the upgrade check --------------------------------------------------------
     def _http_response(self, status: http.HTTPStatus, body: bytes, content_type: str) -> Response:
         headers = Headers(
             [
@@ -252,7 +133,7 @@ class Gateway:
         scheme = "wss" if self.config.gateway.tls_cert else "ws"
         try:
             if path.startswith("/feed/"):
-                check_token(_secret(self.config.gateway.auth_token), _bearer(request))
+                check_token(secret(self.config.gateway.auth_token), bearer_token(request))
                 return None
             route = self.routes.get(path)
             if route is None:
@@ -296,22 +177,22 @@ class Gateway:
 
     async def _serve_feed(self, connection: ServerConnection, call_id: str) -> None:
         closed = asyncio.create_task(connection.wait_closed())
-        stream = self.feed.stream(call_id)
+        subscription = self.feed.subscribe(call_id)
         try:
             while True:
-                next_message = asyncio.ensure_future(anext(stream))
-                done, _ = await asyncio.wait({next_message, closed}, return_when=asyncio.FIRST_COMPLETED)
+                next_frame = asyncio.ensure_future(subscription.next_frame())
+                done, _ = await asyncio.wait({next_frame, closed}, return_when=asyncio.FIRST_COMPLETED)
                 if closed in done:
-                    next_message.cancel()
+                    next_frame.cancel()
                     return
-                await connection.send(next_message.result())
+                await connection.send(next_frame.result())
         except ConnectionClosed:
             return
         finally:
             closed.cancel()
-            await stream.aclose()
+            self.feed.unsubscribe(subscription)  # a supervisor who left holds nothing
 
-    async def _serve_call(self, connection: ServerConnection, route: _Route, core: CallProtocol) -> None:
+    async def _serve_call(self, connection: ServerConnection, route: Route, core: CallProtocol) -> None:
         async def send(message: Outgoing) -> None:
             await connection.send(message)
 
@@ -365,7 +246,7 @@ class Gateway:
             logger.exception("call %s failed", pipeline.call_id)
             reason = f"error: {exc}"
         finally:
-            await pipeline.finish(reason)
+            await pipeline.finish(reason, peer_gone=reason == "peer closed")
             self.active.pop(id(connection), None)
             self.connections.pop(id(connection), None)
             self.metrics.active_calls.set(len(self.active))
@@ -422,6 +303,16 @@ class Gateway:
             open_timeout=gateway.handshake_timeout_s,
             max_size=gateway.max_frame_bytes,
             ssl=self._ssl_context(),
+            # Audio frames do not compress; per-message deflate would cost CPU on every frame.
+            compression=None,
+            # websockets logs every connection (a health check: three INFO lines); the gateway
+            # logs calls itself, so only its warnings and errors are kept.
+            logger=_WS_LOGGER,
+        )
+        if self.emotion is not None:
+            self.emotion.start()
+        self._lag_probe = asyncio.get_running_loop().create_task(
+            watch_loop_lag(self.metrics.event_loop_lag), name="loop-lag"
         )
         return self.server
 
@@ -468,6 +359,10 @@ class Gateway:
             )
             self.server.close()  # anything left (feeds): 1001 going away
             await self.server.wait_closed()
+        if self._lag_probe is not None:
+            self._lag_probe.cancel()
+        if self.emotion is not None:
+            await self.emotion.stop()
         await self.rasa.close()
         await asyncio.to_thread(self.services.recognizer.close)
 
@@ -569,23 +464,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=args.log_level or config.gateway.log_level,
     )
 
+    started = time.monotonic()
+    return run_until_stopped(
+        lambda: serve(config, log_dir=args.log_dir, config_path=args.config),
+        lambda: logger.info("gateway stopped after %.0f s", time.monotonic() - started),
+    )
+
+
+def run_until_stopped(body: Callable[[], Awaitable[None]], on_stop: Callable[[], None] | None = None) -> int:
+    """Run ``body()`` on a new event loop until it returns or SIGINT/SIGTERM cancels it (its
+    ``finally`` blocks then stop what it started); returns the process exit code. An EmotuneError
+    (e.g. a missing or corrupt model) refuses to start with a message naming the file."""
+
     async def run() -> None:
         loop = asyncio.get_running_loop()
         task = asyncio.current_task()
         assert task is not None
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, task.cancel)
-        started = time.monotonic()
         try:
-            await serve(config, log_dir=args.log_dir, config_path=args.config)
+            await body()
         except asyncio.CancelledError:
-            logger.info("gateway stopped after %.0f s", time.monotonic() - started)
+            if on_stop is not None:
+                on_stop()
 
     try:
         asyncio.run(run())
     except EmotuneError as exc:
-        # e.g. a missing/corrupt model or sidecar: refuse to start, naming the file.
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     return 0
 
