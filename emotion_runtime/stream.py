@@ -34,7 +34,7 @@ from emotion_runtime.audio import (
 )
 from emotion_runtime.model import EmotionModel, Prediction
 from emotune.config import SmoothingConfig, StreamingConfig
-from emotune.errors import FrameError, SampleRateError
+from emotune.errors import FrameError, SampleRateError, SidecarError
 
 __all__ = ["EmotionEvent", "EmotionStream", "PendingWindow", "StreamHub", "Encoding"]
 
@@ -103,6 +103,12 @@ class EmotionStream:
         self.model = model
         self.streaming = streaming or StreamingConfig()
         self.smoothing = smoothing or SmoothingConfig()
+        limits = model.sidecar.get("window_s")
+        if isinstance(limits, dict) and not limits.get("min", 0) - 1e-9 <= self.streaming.window_s <= limits.get("max", 1e9) + 1e-9:
+            raise SidecarError(
+                f"streaming.window_s {self.streaming.window_s:g} s is outside what {model.path.parent.name} was "
+                f"trained for ({limits.get('min'):g}-{limits.get('max'):g} s)"
+            )
         self.encoding: Encoding = encoding
         self.sample_rate = sample_rate
         self.frame_bytes = sample_rate * frame_ms // 1000 * _BYTES_PER_SAMPLE[encoding]

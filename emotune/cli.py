@@ -96,6 +96,9 @@ def _headline(results: dict[str, Any]) -> dict[str, Any]:
 def _cmd_finetune(args: argparse.Namespace) -> int:
     """Fine-tune -> export -> parity check -> int8 -> reports, in one command."""
     cfg = _load(args)
+    base_model = Path(args.base) if args.base else cfg.model_path()
+    if base_model.is_dir():
+        return _finetune_v2(args, cfg, base_model)
     finetune = _target("emotion_models.finetune:run")
     export = _target("export_onnx.export:run")
     calibration_from_manifest = _target("export_onnx.quantize:calibration_from_manifest")
@@ -117,6 +120,28 @@ def _cmd_finetune(args: argparse.Namespace) -> int:
         "validation_before": report.get("before"),
         "validation_after": report.get("after"),
         "use_it": f"set model.path: {output / 'emotion.onnx'} in config.yml",
+    }
+    print(json.dumps(summary, indent=2))
+    return EXIT_OK
+
+
+def _finetune_v2(args: argparse.Namespace, cfg: Any, base_model: Path) -> int:
+    """v2: the encoder stays, the head is fine-tuned and exported with its parity check, in one step."""
+    finetune = _target("emotion_models.finetune_v2:run")
+    output = Path(args.output)
+    print(f"[finetune] fine-tuning the head of {base_model} on {args.data} (encoder frozen)", file=sys.stderr)
+    report = finetune(
+        Path(args.data), base_model, output, args.epochs or cfg.training.epochs,
+        min_examples_per_class=cfg.training.min_examples_per_class,
+    )  # fmt: skip
+    summary = {
+        "model": str(output),
+        "sidecar": str(output / "emotion.json"),
+        "report": str(output / "finetune_report.json"),
+        "held_out_speakers_before": report.get("before"),
+        "held_out_speakers_after": report.get("after"),
+        "wall_seconds": report.get("wall_seconds"),
+        "use_it": f"set model.path: {output} in config.yml",
     }
     print(json.dumps(summary, indent=2))
     return EXIT_OK

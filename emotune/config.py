@@ -70,7 +70,8 @@ class ModelConfig(_Section):
 
     path: Path = Field(
         Path("models/emotune-ser-v1/emotion.onnx"),
-        description="ONNX model file; relative paths are relative to the project root.",
+        description="A v2 model folder (encoder + head, emotion.json inside) or a v1 ONNX file; "
+        "relative paths are relative to the project root.",
     )
     sidecar: Path | None = Field(
         None, description="JSON sidecar; default: the model path with a .json suffix."
@@ -86,6 +87,12 @@ class ModelConfig(_Section):
     intra_op_threads: int = Field(
         1, ge=1, le=64, description="onnxruntime intra-op threads per session (1 = one core)."
     )
+
+    @model_validator(mode="after")
+    def _int8_is_a_v1_twin(self) -> ModelConfig:
+        if self.variant == "int8" and self.path.suffix != ".onnx":
+            raise ValueError("variant int8 names the quantized twin of a v1 .onnx file; v2 model folders have none")
+        return self
 
 
 class StreamingConfig(_Section):
@@ -471,6 +478,8 @@ class EmotuneConfig(BaseSettings):
 
     def model_path(self) -> Path:
         path = self.resolve(self.model.path)
+        if path.suffix != ".onnx":
+            return path  # a v2 model folder
         if self.model.variant == "int8":
             path = path.with_name(path.stem + ".int8.onnx")
         return path
@@ -478,7 +487,8 @@ class EmotuneConfig(BaseSettings):
     def sidecar_path(self) -> Path:
         if self.model.sidecar is not None:
             return self.resolve(self.model.sidecar)
-        return self.resolve(self.model.path).with_suffix(".json")
+        path = self.resolve(self.model.path)
+        return path / "emotion.json" if path.suffix != ".onnx" else path.with_suffix(".json")
 
 
 # Secrets never live in a file that might be committed: they come from the environment.
