@@ -103,7 +103,6 @@ clean-venvs:
 SMART_TURN_DIR := models/encoders/smart-turn-v3.2
 .PHONY: smart-turn-encoder
 smart-turn-encoder: $(SMART_TURN_DIR)/encoder.onnx
-$(SMART_TURN_DIR)/smart-turn-v3.2-cpu.onnx: | $(TOOLKIT_STAMP)
-	$(VENV)/bin/python -m emotion_runtime.weights install
+$(SMART_TURN_DIR)/smart-turn-v3.2-cpu.onnx: | $(WEIGHTS_STAMP) ;
 $(SMART_TURN_DIR)/encoder.onnx: $(SMART_TURN_DIR)/smart-turn-v3.2-cpu.onnx export_onnx/smart_turn_encoder.py | $(TOOLKIT_STAMP)
 	$(VENV)/bin/python -m export_onnx.smart_turn_encoder $< $@
