@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from rasa_sdk import Tracker
@@ -9,7 +10,7 @@ from rasa_sdk.executor import CollectingDispatcher
 
 from actions.emotion import DEFAULT_TONE
 
-__all__ = ["current_tone", "utter_with_payload", "entity_value"]
+__all__ = ["current_tone", "utter_with_payload", "entity_value", "previous_bot_custom"]
 
 
 def current_tone(tracker: Tracker) -> str:
@@ -40,3 +41,18 @@ def entity_value(tracker: Tracker, entity: str) -> str | None:
         return None
     text = str(value).strip()
     return text or None
+
+
+def previous_bot_custom(tracker: Tracker) -> dict[str, Any]:
+    """The custom payload of the bot's last reply before the caller's latest message ({} if none)."""
+    seen_latest_user = False
+    for event in reversed(tracker.events):
+        if event.get("event") == "user":
+            if seen_latest_user:
+                return {}
+            seen_latest_user = True
+        elif event.get("event") == "bot" and seen_latest_user:
+            custom = (event.get("data") or {}).get("custom")
+            if isinstance(custom, Mapping):
+                return dict(custom)
+    return {}

@@ -29,6 +29,7 @@ from actions.emotion import (
     read_tone,
     user_turns_since_reset,
 )
+from actions.replies import previous_bot_custom
 
 __all__ = ["ValidateSlotMappings"]
 
@@ -65,7 +66,8 @@ def _known_tones(domain: DomainDict) -> tuple[str, ...]:
 
 class ValidateSlotMappings(ValidationAction):
     """Fills emotion, emotion_intensity, tone, negative_streak, emotion_history, escalation_due
-    (both bots) and brief_mode (in-car only: only called for slots the domain declares)."""
+    (both bots), handoff_offered (contact center) and brief_mode (in-car); each extract_<slot> is
+    only called for slots the domain declares."""
 
     def name(self) -> str:
         return "action_validate_slot_mappings"
@@ -110,6 +112,12 @@ class ValidateSlotMappings(ValidationAction):
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> dict[str, Any]:
         return {"emotion_history": history_entries(tracker.events)}
+
+    def extract_handoff_offered(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> dict[str, Any]:
+        # Contact center: the previous reply offered a colleague, so "yes" means "hand me over".
+        return {"handoff_offered": previous_bot_custom(tracker).get("offer") == "handoff"}
 
     def extract_brief_mode(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict

@@ -99,11 +99,11 @@ def in_car() -> Iterator[RasaStack]:
 @pytest.mark.rasa
 @needs_rasa
 def test_same_text_gets_a_different_reply_per_emotion(contact_center: RasaStack) -> None:
-    expected = variation_texts("contact_center", "utter_delivery")
+    expected = variation_texts("contact_center", "utter_billing")
     replies: dict[str, str] = {}
     for label, tone in TONE_FOR.items():
         text, custom = parse_reply(
-            contact_center.send(f"tone-{label}", "where is my parcel", metadata(label))
+            contact_center.send(f"tone-{label}", "why is my bill so high", metadata(label))
         )
         assert custom == {"tone": tone}
         assert text == expected[tone], f"{label}: got {text!r}"
@@ -122,7 +122,7 @@ def test_reply_shape_is_text_then_custom(contact_center: RasaStack) -> None:
 @pytest.mark.rasa
 @needs_rasa
 def test_gateway_tone_wins_and_builtin_mapping_is_the_fallback(contact_center: RasaStack) -> None:
-    texts = variation_texts("contact_center", "utter_refund")
+    texts = variation_texts("contact_center", "utter_ask_order_number")
     # The operator chose "warm" for anger: no retraining, the gateway just sends it.
     text, custom = parse_reply(
         contact_center.send("retuned", "I want a refund", metadata("angry", tone="warm"))
@@ -190,9 +190,9 @@ def test_caller_asking_for_a_human(contact_center: RasaStack) -> None:
 @needs_rasa
 def test_malformed_metadata_still_gets_an_answer(contact_center: RasaStack) -> None:
     broken = {"emotion": {"label": "angry", "confidence": 17}, "escalation": {"streak_turns": 0}}
-    text, custom = parse_reply(contact_center.send("broken", "where is my parcel", broken))
+    text, custom = parse_reply(contact_center.send("broken", "why is my bill so high", broken))
     assert (text, custom) == (
-        variation_texts("contact_center", "utter_delivery")["standard"],
+        variation_texts("contact_center", "utter_billing")["standard"],
         {"tone": "standard"},
     )
 

@@ -33,3 +33,7 @@ def cc_domain() -> dict[str, Any]:
 @pytest.fixture
 def car_domain() -> dict[str, Any]:
     return load_domain("in_car")
+
+
+# Real databases for the backend and contact-center action tests (SQLite file, PostgreSQL server).
+from backend_fixtures import backend, dead_backend, pg_server  # noqa: E402, F401
