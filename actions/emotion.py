@@ -39,6 +39,7 @@ __all__ = [
     "intensity_for",
     "is_negative",
     "negative_streak",
+    "escalation_due",
     "user_turns_since_reset",
     "history_entries",
 ]
@@ -185,6 +186,8 @@ def read_escalation(metadata: Mapping[str, Any] | None) -> EscalationRule:
     min_confidence = _number(
         raw.get("min_confidence", default.min_confidence), "metadata.escalation.min_confidence", 0.0, 1.0
     )
+    floor = raw.get("floor_confidence", default.floor_confidence)
+    floor_confidence = None if floor is None else _number(floor, "metadata.escalation.floor_confidence", 0.0, min_confidence)
     on_request = raw.get("on_request", default.on_request)
     if not isinstance(on_request, bool):
         raise EmotionMetadataError(f"metadata.escalation.on_request must be true/false, got {on_request!r}")
@@ -192,6 +195,7 @@ def read_escalation(metadata: Mapping[str, Any] | None) -> EscalationRule:
         negative_emotions=tuple(n.lower() for n in negatives),
         streak_turns=streak,
         min_confidence=min_confidence,
+        floor_confidence=floor_confidence,
         on_request=on_request,
     )
 
@@ -223,13 +227,22 @@ def read_tone(metadata: Mapping[str, Any] | None, known_tones: Sequence[str] = K
 
 
 def is_negative(reading: EmotionReading | None, rule: EscalationRule) -> bool:
-    """Whether a turn counts towards the escalation streak."""
-    return reading is not None and rule.is_negative(reading.label, reading.confidence)
+    """Whether a turn keeps the escalation run going."""
+    return reading is not None and rule.is_negative(reading.label, reading.confidence, reading.probabilities)
+
+
+def _readings(readings: Iterable[EmotionReading | None]) -> list[tuple[str, float, dict[str, float]] | None]:
+    return [None if r is None else (r.label, r.confidence, r.probabilities) for r in readings]
 
 
 def negative_streak(readings: Iterable[EmotionReading | None], rule: EscalationRule) -> int:
-    """Consecutive negative turns at the end of ``readings`` (oldest first)."""
-    return rule.streak(None if r is None else (r.label, r.confidence) for r in readings)
+    """Turns in the negative run at the end of ``readings`` (oldest first)."""
+    return rule.streak(_readings(readings))
+
+
+def escalation_due(readings: Iterable[EmotionReading | None], rule: EscalationRule) -> bool:
+    """Whether the run at the end of ``readings`` calls for a human (emotune.escalation)."""
+    return rule.due(_readings(readings))
 
 
 def _safe_reading(metadata: Mapping[str, Any] | None) -> EmotionReading | None:

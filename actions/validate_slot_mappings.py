@@ -22,6 +22,7 @@ from actions.emotion import (
     EmotionReading,
     EscalationRule,
     default_tone,
+    escalation_due,
     history_entries,
     negative_streak,
     read_emotion,
@@ -105,8 +106,7 @@ class ValidateSlotMappings(ValidationAction):
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> dict[str, Any]:
         rule = _escalation_rule(tracker)
-        streak = negative_streak(user_turns_since_reset(tracker.events), rule)
-        return {"escalation_due": streak >= rule.streak_turns}
+        return {"escalation_due": escalation_due(user_turns_since_reset(tracker.events), rule)}
 
     def extract_emotion_history(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict

@@ -85,6 +85,9 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
                 for corpus, f in folds.items()
             },
             "loco_mean_ece": round(float(np.mean([f["test"][c]["ece"] for f in folds.values() for c in CELLS])), 4),
+            "escalation_telephone_single_calls": {
+                corpus: f["test"]["telephone/single"].get("escalation") for corpus, f in folds.items()
+            },
             "held_out_speakers_ua": {cell: held[cell]["ua"] for cell in CELLS},
             "held_out_speakers_ece": {cell: held[cell]["ece"] for cell in CELLS},
         }

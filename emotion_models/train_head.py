@@ -41,6 +41,7 @@ from emotion_models.evaluate import metrics
 from emotion_models.head import EmotionHead, HeadConfig
 from emotion_runtime.adaptation import AdaptationSpec, causal_offsets, speaker_share_weights
 from emotune.errors import ConfigError, DataError
+from emotune.escalation import StreakRule
 
 __all__ = [
     "CONDITIONS",
@@ -273,6 +274,44 @@ def _dev_speakers(meta: WindowSet, train_rows: np.ndarray, share: float, seed: i
     return np.asarray(picked)
 
 
+TURN_WINDOWS = 3  # windows per simulated caller turn (a ~4-s utterance)
+ESCALATION_RULES = {
+    "strict streak (3 turns each >= 0.5)": StreakRule(("angry",), 3, 0.5, None),
+    "accumulated evidence (3 turns >= 0.35, mean >= 0.5)": StreakRule(("angry",), 3, 0.5, 0.35),
+}
+
+
+def escalation_simulation(meta: WindowSet, rows: np.ndarray, probs: np.ndarray) -> dict[str, Any]:
+    """Every single-emotion call of the test speakers cut into turns of TURN_WINDOWS windows; each
+    turn's reading is the mean of its windows (as the gateway aggregates a turn). Per rule: the
+    share of angry calls handed off, after how many turns, and the share of other calls handed off
+    (false hand-offs). All speakers and calls of the held-out set, none selected."""
+    angry = CLASSES.index("angry")
+    out: dict[str, Any] = {}
+    for name, rule in ESCALATION_RULES.items():
+        fired_at: list[int | None] = []
+        false_fires, others = 0, 0
+        for call in call_orders(meta, rows, "single"):
+            positions = np.searchsorted(rows, call)
+            turns = [probs[positions[i : i + TURN_WINDOWS]].mean(axis=0) for i in range(0, len(call), TURN_WINDOWS)]
+            readings = [(CLASSES[int(t.argmax())], float(t.max()), dict(zip(CLASSES, t.tolist(), strict=True))) for t in turns]
+            first = next((k + 1 for k in range(len(readings)) if rule.due(readings[: k + 1])), None)
+            if meta.label[call[0]] == angry:
+                fired_at.append(first)
+            else:
+                others += 1
+                false_fires += first is not None
+        handed = [t for t in fired_at if t is not None]
+        out[name] = {
+            "angry_calls": len(fired_at),
+            "angry_calls_handed_off": round(len(handed) / max(1, len(fired_at)), 4),
+            "median_turns_to_hand_off": float(np.median(handed)) if handed else None,
+            "other_calls": others,
+            "false_hand_off_rate": round(false_fires / max(1, others), 4),
+        }
+    return out
+
+
 def evaluate(
     head: EmotionHead, data: TrainingData, spec: AdaptationSpec, rows: np.ndarray, temperature: float
 ) -> dict[str, Any]:
@@ -290,6 +329,8 @@ def evaluate(
             entry["ece"] = round(expected_calibration_error(probs, meta.label[rows]), 4)
             entry["ua"] = round(entry["ua"], 4)
             entry["wa"] = round(entry["wa"], 4)
+            if condition == "single":
+                entry["escalation"] = escalation_simulation(meta, rows, probs)
             results[f"{channel}/{condition}"] = entry
     return results
 

@@ -55,6 +55,8 @@ class EmotionEvent:
     end_s: float
     voiced_ratio: float
     raw_label: str  # this window's own top class, before smoothing
+    # This window's own (calibrated) probabilities, before smoothing: what a turn aggregates.
+    window_probabilities: dict[str, float] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -281,6 +283,7 @@ class EmotionStream:
             end_s=round(window.end_s, 3),
             voiced_ratio=round(window.voiced_ratio, 3),
             raw_label=self._labels[int(np.argmax(shown))],
+            window_probabilities={name: round(float(p), 4) for name, p in zip(self._labels, shown, strict=True)},
         )
 
     def push(self, frame: bytes) -> list[EmotionEvent]:

@@ -200,16 +200,30 @@ class TonePolicy(_Section):
 
 
 class EscalationConfig(_Section):
-    """When the caller is handed to a human (contact center) or de-escalated (in-car)."""
+    """When the caller is handed to a human (contact center) or de-escalated (in-car).
+
+    The rule itself is ``emotune.escalation.StreakRule`` (shared with the Rasa actions)."""
 
     negative_emotions: list[str] = Field(default_factory=lambda: ["angry"])
     streak_turns: int = Field(
         3, ge=1, le=20, description="Consecutive negative turns that trigger escalation."
     )
     min_confidence: float = Field(
-        0.5, ge=0.0, le=1.0, description="A turn counts as negative only at this confidence."
+        0.5, ge=0.0, le=1.0,
+        description="The streak_turns turns of a run must average this probability of the negative emotions.",
+    )
+    floor_confidence: float | None = Field(
+        0.35, ge=0.0, le=1.0,
+        description="A turn keeps a run going at this negative probability, so one weaker turn among angry "
+        "ones does not reset it (accumulated evidence); null = strict streak, every turn >= min_confidence.",
     )
     on_request: bool = Field(True, description="Hand off when the caller asks for a human.")
+
+    @model_validator(mode="after")
+    def _floor_below_min(self) -> EscalationConfig:
+        if self.floor_confidence is not None and self.floor_confidence > self.min_confidence:
+            raise ValueError("floor_confidence must not exceed min_confidence")
+        return self
 
 
 class TwilioConfig(_Section):

@@ -191,3 +191,33 @@ def test_a_sidecar_that_does_not_match_its_model_is_refused(v2_model: Path, tmp_
     (folder / "emotion.json").write_text(json.dumps(sidecar))
     with pytest.raises(SidecarError):
         EmotionModel.load(folder)
+
+
+# -- a per-turn label that escalation can trust --------------------------------------------------------
+
+
+def _event(start: float, probs: dict[str, float]) -> dict[str, object]:
+    return {"start_s": start, "end_s": start + 2.0, "window_probabilities": probs, "arousal": 0.5, "valence": 0.0}
+
+
+def test_a_turn_is_the_mean_of_its_windows_not_the_last_one() -> None:
+    from emotion_runtime.turns import turn_reading
+
+    angry, weak = {"neutral": 0.2, "angry": 0.8}, {"neutral": 0.6, "angry": 0.4}
+    events = [_event(0.0, {"neutral": 0.9, "angry": 0.1}), _event(3.0, angry), _event(4.0, angry), _event(5.0, weak)]
+    reading = turn_reading(events, 3.5, 7.5)  # centres 4, 5, 6 are inside; the 1-s one belongs to an earlier turn
+    assert reading is not None and reading["windows"] == 3 and reading["label"] == "angry"
+    assert reading["confidence"] == pytest.approx((0.8 + 0.8 + 0.4) / 3, abs=1e-4)
+    assert turn_reading(events, 20.0, 21.0) is None  # too short for a window of its own: no reading
+
+
+def test_accumulated_evidence_survives_one_weak_turn_and_resets_on_a_calm_one() -> None:
+    from emotune.escalation import StreakRule
+
+    strict, evidence = StreakRule(("angry",), 3, 0.5), StreakRule(("angry",), 3, 0.5, 0.35)
+    measured = [("angry", 0.61), ("neutral", 0.53, {"angry": 0.47, "neutral": 0.53}), ("angry", 0.63)]
+    assert not strict.due(measured) and evidence.due(measured)
+    assert not evidence.due([*measured[:2], ("neutral", 0.9, {"angry": 0.05, "neutral": 0.9}), ("angry", 0.63)])
+    assert not evidence.due([("angry", 0.4), ("angry", 0.4), ("angry", 0.45)])  # never clearly angry
+    with pytest.raises(ValueError):
+        StreakRule(("angry",), 3, 0.5, 0.6)  # a floor above the bar

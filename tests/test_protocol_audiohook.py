@@ -491,7 +491,7 @@ def test_escalation_tracker_from_operator_config() -> None:
     from emotune.config import EscalationConfig
 
     tracker = EscalationTracker.from_config(
-        EscalationConfig(negative_emotions=["angry", "sad"], streak_turns=2, min_confidence=0.6)
+        EscalationConfig(negative_emotions=["angry", "sad"], streak_turns=2, min_confidence=0.6, floor_confidence=None)
     )
     assert [tracker.observe(label, 0.7) for label in ["sad", "angry", "angry", "neutral", "angry"]] == [
         False,
@@ -501,6 +501,13 @@ def test_escalation_tracker_from_operator_config() -> None:
         False,
     ]
     assert tracker.observe("angry", 0.59) is False and tracker.labels == [] and tracker.streak == 0
+    # Accumulated evidence (the default floor): one weaker window does not reset the run.
+    evidence = EscalationTracker.from_config(
+        EscalationConfig(negative_emotions=["angry"], streak_turns=3, min_confidence=0.5, floor_confidence=0.35)
+    )
+    assert [evidence.observe("angry", p) for p in (0.61, 0.47, 0.63)] == [False, False, True]
+    assert evidence.observe("neutral", 0.9) is False and evidence.streak == 0
+    assert [evidence.observe("angry", p) for p in (0.4, 0.4, 0.45)] == [False, False, False]  # weak throughout
 
 
 def test_header_values_are_trimmed_but_inner_spaces_kept() -> None:

@@ -58,6 +58,7 @@ from connectors.protocols.base import (
 )
 from connectors.speech.asr import SpeechRecognizer
 from connectors.speech.tts import SpeechSynthesizer
+from emotion_runtime.turns import turn_reading
 from emotune.config import EmotuneConfig
 from emotune.errors import EmotuneError
 
@@ -257,16 +258,16 @@ class CallPipeline:
 
     # -- what Rasa hears about the caller ---------------------------------------------------------
     def turn_emotion(self, start_s: float | None = None, end_s: float | None = None) -> dict[str, Any] | None:
-        """The caller's smoothed emotion for a turn: the last event whose window ends inside the
-        turn (the state when the caller stopped speaking), else the latest event of the call."""
+        """The caller's emotion for a turn: the mean of every window inside it
+        (:func:`emotion_runtime.turns.turn_reading`); a turn too short for a window of its own
+        gets the latest event of the call (the smoothed state when the caller stopped)."""
         caller = self.parties.get("caller")
         if caller is None or not caller.history:
             return None
         if start_s is not None and end_s is not None:
-            for event in reversed(caller.history):
-                event_end = float(event.get("end_s", -1.0))
-                if start_s < event_end <= end_s + FRAME_S:
-                    return event
+            reading = turn_reading(list(caller.history), start_s, end_s + FRAME_S)
+            if reading is not None:
+                return reading
         return caller.latest
 
     def metadata(self, start_s: float | None = None, end_s: float | None = None) -> dict[str, Any]:

@@ -269,13 +269,14 @@ class EscalationTracker(StreakCounter):
         negative_emotions: Sequence[str] = ("angry",),
         streak_turns: int = 3,
         min_confidence: float = 0.5,
+        floor_confidence: float | None = None,
     ) -> None:
-        super().__init__(StreakRule(tuple(negative_emotions), streak_turns, min_confidence))
+        super().__init__(StreakRule(tuple(negative_emotions), streak_turns, min_confidence, floor_confidence))
 
     @classmethod
     def from_config(cls, config: EscalationConfig) -> EscalationTracker:
         """The operator's ``escalation`` section (``EmotuneConfig.escalation``)."""
-        return cls(config.negative_emotions, config.streak_turns, config.min_confidence)
+        return cls(config.negative_emotions, config.streak_turns, config.min_confidence, config.floor_confidence)
 
 
 def _reject_constant(name: str) -> Any:

@@ -247,9 +247,9 @@ def records_from_audio(path: Path, config: Any = None) -> list[dict[str, Any]]:
         signal = resample(audio[:, channel], rate, 16000)
         stream = EmotionStream(model, cfg.streaming, cfg.smoothing, sample_rate=16000, labels=cfg.model.labels)
         streak, escalated = StreakCounter(StreakRule(tuple(rule.negative_emotions), rule.streak_turns,
-                                                     rule.min_confidence)), False
+                                                     rule.min_confidence, rule.floor_confidence)), False
         for window in stream.feed_samples(signal):
-            prediction = model.predict(window.feats[None])
+            prediction = model.predict(window.feats[None], [stream.call_state])
             event = stream.complete(window, prediction.probabilities[0], float(prediction.arousal[0]),
                                     float(prediction.valence[0]))
             records.append({"type": "emotion", "party": party, "t": event.end_s, "event": event.to_dict()})
