@@ -97,8 +97,10 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--cache", type=Path, required=True)
-    parser.add_argument("--hparams", type=Path, required=True)
+    parser.add_argument("--cache", type=Path)
+    parser.add_argument("--hparams", type=Path)
+    parser.add_argument("--merge", type=Path, nargs="*", default=None,
+                        help="combine the loco.json of runs made in parallel (one mode each) into --out")
     parser.add_argument("--adaptation", nargs="+", default=["none", "call_mean", "speaker_share"])
     parser.add_argument("--corpora", nargs="+", default=list(CLASS_CORPORA))
     parser.add_argument("--out", type=Path, required=True)
@@ -108,6 +110,19 @@ def main(argv: list[str] | None = None) -> int:
 
     overrides = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.set)}
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.merge:
+        merged: dict[str, Any] = {}
+        for folder in args.merge:
+            merged.update(json.loads((folder / "loco.json").read_text()))
+        (args.out / "loco.json").write_text(json.dumps(merged, indent=1) + "\n")
+        first = json.loads((args.merge[0] / "summary.json").read_text())
+        summary = {**summarise(merged), "hparams": first.get("hparams"), "overrides": first.get("overrides"),
+                   "merged_from": [str(f) for f in args.merge]}  # fmt: skip
+        (args.out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+        print(json.dumps(summary["modes"], indent=1))
+        return 0
+    if args.cache is None or args.hparams is None:
+        parser.error("--cache and --hparams are required (unless --merge)")
     results = {}
     for mode in args.adaptation:
         hparams = load_recipe(args.hparams, {**overrides, "adaptation": mode, "progress": False})

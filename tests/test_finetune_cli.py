@@ -79,3 +79,36 @@ def test_finetune_refuses_a_bad_manifest_before_training(tmp_path: Path) -> None
     assert "missing.wav" in result.stderr
     assert "furious" in result.stderr
     assert not (tmp_path / "m" / "model.ckpt").exists()
+
+
+V2_BASE = PROJECT_ROOT / "models" / "emotune-ser-v2-st"
+V2_ENCODER = PROJECT_ROOT / "models" / "encoders" / "smart-turn-v3.2" / "encoder.onnx"
+
+
+@pytest.mark.skipif(not (V2_BASE / "emotion.json").is_file() or not V2_ENCODER.is_file(), reason="v2 model or encoder absent")
+def test_finetune_of_a_v2_model_adapts_its_head_and_reports_unseen_speakers(tmp_path: Path) -> None:
+    manifest = _manifest(tmp_path, rate=8000, speakers=3, per_class=2)
+    out = tmp_path / "v2"
+    result = _emotune("finetune", "--data", str(manifest), "--output", str(out), "--epochs", "1", "--base", str(V2_BASE))
+    assert result.returncode == 0, result.stderr[-3000:]
+    for name in ("head.onnx", "head.ckpt", "adaptation.npz", "emotion.json", "finetune_report.json"):
+        assert (out / name).is_file(), name
+    report = json.loads((out / "finetune_report.json").read_text())
+    assert [fold["speaker"] for fold in report["folds"]] == ["agent-line-0", "agent-line-1", "agent-line-2"]
+    assert set(report["before"]) == set(report["after"]) == {"clean/mixed", "clean/single", "telephone/mixed", "telephone/single"}
+    sidecar = json.loads((out / "emotion.json").read_text())
+    assert sidecar["encoder"] == json.loads((V2_BASE / "emotion.json").read_text())["encoder"]  # encoder unchanged
+    assert any("my_calls.csv" in entry for entry in sidecar["trained_on"])
+    from emotion_runtime import EmotionModel
+
+    assert EmotionModel.load(out).labels == ["neutral", "happy", "sad", "angry"]
+
+
+@pytest.mark.skipif(not (V2_BASE / "emotion.json").is_file(), reason="v2 model absent")
+def test_finetune_of_a_v2_model_refuses_a_bad_manifest(tmp_path: Path) -> None:
+    manifest = _manifest(tmp_path, speakers=1, per_class=1)
+    manifest.write_text(manifest.read_text() + "calls/missing.wav,angry,agent-line-0\ncalls/spk0_sad_0.wav,furious,x\n")
+    result = _emotune("finetune", "--data", str(manifest), "--output", str(tmp_path / "out"), "--base", str(V2_BASE))
+    assert result.returncode != 0
+    assert "missing.wav" in result.stderr and "furious" in result.stderr
+    assert not (tmp_path / "out" / "emotion.json").exists()
