@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from rasa_sdk import Action, Tracker
-from rasa_sdk.events import EventType, SlotSet
+from rasa_sdk.events import ActiveLoop, EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
@@ -29,4 +29,7 @@ class ActionDeescalate(Action):
         utter_with_payload(dispatcher, "utter_deescalate", tracker, payload)
         # escalation_due stays set until the next user turn recomputes it (false: the streak restarts
         # after this action); clearing it here would break the rule that predicted this action.
-        return [SlotSet("negative_streak", 0.0)]
+        events: list[EventType] = [SlotSet("negative_streak", 0.0)]
+        if tracker.active_loop_name:  # stressed mid-form (the destination question): drop the form
+            events += [ActiveLoop(None), SlotSet("requested_slot", None)]
+        return events

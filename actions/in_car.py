@@ -9,23 +9,24 @@ from __future__ import annotations
 import re
 
 from rasa_sdk import Action, Tracker
-from rasa_sdk.events import EventType, SlotSet
+from rasa_sdk.events import ActionExecutionRejected, EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
+from rasa_sdk.forms import FormValidationAction
 from rasa_sdk.types import DomainDict
 
+from actions.emotion import EmotionMetadataError, EmotionReading, read_emotion
+from actions.music import mood_target, pick_tracks, read_context
 from actions.replies import entity_value, utter_with_payload
 
 __all__ = [
-    "PLAYLIST_FOR_EMOTION",
     "ActionPlayMusic",
     "ActionNavigate",
+    "ValidateDestinationForm",
     "ActionCallContact",
     "ActionSetClimate",
     "parse_temperature",
 ]
 
-# Music that counters (angry -> calm) or accompanies (happy -> upbeat) the driver's mood.
-PLAYLIST_FOR_EMOTION = {"angry": "calm", "sad": "comfort", "happy": "upbeat", "neutral": "focus"}
 # Cabin temperatures a climate unit accepts (degrees Celsius).
 MIN_TEMPERATURE_C, MAX_TEMPERATURE_C = 16.0, 28.0
 _NUMBER = re.compile(r"-?\d+(?:[.,]\d+)?")
@@ -40,7 +41,7 @@ def parse_temperature(text: str | None) -> float | None:
 
 
 class ActionPlayMusic(Action):
-    """Plays a requested genre, or a playlist suited to the driver's mood."""
+    """Plays tracks from the catalogue picked for the driver's mood; a requested genre always wins."""
 
     def name(self) -> str:
         return "action_play_music"
@@ -49,15 +50,58 @@ class ActionPlayMusic(Action):
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> list[EventType]:
         genre = entity_value(tracker, "genre")
-        emotion = tracker.get_slot("emotion") or "neutral"
-        playlist = genre.lower() if genre else PLAYLIST_FOR_EMOTION.get(emotion, "focus")
-        payload = {"media": {"action": "play", "playlist": playlist, "chosen_for_mood": genre is None}}
+        latest = tracker.latest_message or {}
+        intents = [((e.get("parse_data") or {}).get("intent") or {}).get("name") for e in tracker.events
+                   if e.get("event") == "user"][-3:]  # fmt: skip
+        context = read_context(latest.get("metadata"), said_tired="feeling_tired" in intents)
+        reading = _reading(latest.get("metadata"))
+        target = mood_target(tracker.get_slot("emotion"), reading.arousal if reading else None, context)
+        tracks = pick_tracks(target, genre)
+        playlist = genre.lower() if genre else target.playlist
+        reason = {
+            "chosen_for": "requested_genre" if genre else "mood",
+            "genre_requested": genre.lower() if genre else None,
+            "emotion": tracker.get_slot("emotion") or "neutral",
+            "arousal": reading.arousal if reading else None,
+            "target": {"energy": target.energy, "valence": target.valence},
+            "conditions": list(target.reasons),
+        }
+        payload = {"media": {"action": "play", "playlist": playlist, "chosen_for_mood": genre is None,
+                             "tracks": [t.as_payload() for t in tracks], "reason": reason}}  # fmt: skip
         utter_with_payload(dispatcher, "utter_play_music", tracker, payload, playlist=playlist)
         return []
 
 
+def _reading(metadata: object) -> EmotionReading | None:
+    try:
+        return read_emotion(metadata if isinstance(metadata, dict) else None)
+    except EmotionMetadataError:
+        return None
+
+
+class ValidateDestinationForm(FormValidationAction):
+    """The destination form: any place name is taken; stress mid-form hands over to de-escalation."""
+
+    def name(self) -> str:
+        return "validate_destination_form"
+
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> list[EventType]:
+        if tracker.active_loop_name == self.form_name() and tracker.get_slot("escalation_due"):
+            return [SlotSet("destination", None), ActionExecutionRejected(self.form_name())]
+        return await super().run(dispatcher, tracker, domain)
+
+    def validate_destination(
+        self, value: object, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> dict[str, object]:
+        place = _DESTINATION_PREFIX.sub("", str(value or "")).strip(" .!?")
+        return {"destination": place if len(place) >= 2 else None}
+
+
+_DESTINATION_PREFIX = re.compile(r"^\s*(?:please\s+)?(?:(?:take|drive|bring) me\s+)?(?:(?:go|get|head)\s+)?(?:to\s+)?", re.I)
+
+
 class ActionNavigate(Action):
-    """Starts route guidance, or (when no destination was heard) asks for one unless the driver is stressed."""
+    """Starts route guidance to the destination the form collected."""
 
     def name(self) -> str:
         return "action_navigate"
@@ -65,13 +109,13 @@ class ActionNavigate(Action):
     async def run(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> list[EventType]:
-        destination = entity_value(tracker, "destination")
-        if destination is None:
+        destination = tracker.get_slot("destination") or entity_value(tracker, "destination")
+        if not destination:
             utter_with_payload(dispatcher, "utter_ask_destination", tracker)
             return []
         payload = {"navigation": {"action": "route", "destination": destination}}
         utter_with_payload(dispatcher, "utter_navigation_started", tracker, payload, destination=destination)
-        return [SlotSet("destination", destination)]
+        return [SlotSet("destination", None)]  # the next "navigate" asks again
 
 
 class ActionCallContact(Action):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from rasa_sdk.executor import CollectingDispatcher
 from tracker_fixtures import build_tracker, emotion_metadata, run, slot_values
 
 from actions.deescalate import ActionDeescalate
@@ -11,8 +12,10 @@ from actions.in_car import (
     ActionNavigate,
     ActionPlayMusic,
     ActionSetClimate,
+    ValidateDestinationForm,
     parse_temperature,
 )
+from actions.music import PLAYLIST_SIZE, DriveContext, catalogue, mood_target, pick_tracks
 
 
 @pytest.mark.parametrize(
@@ -26,10 +29,44 @@ def test_music_suits_the_mood(car_domain: dict, emotion: str | None, playlist: s
     messages, _ = run(ActionPlayMusic(), tracker, car_domain)
     assert messages[0]["response"] == "utter_play_music"
     assert messages[0]["playlist"] == playlist
-    assert messages[0]["custom"] == {
-        "tone": "calm",
-        "media": {"action": "play", "playlist": playlist, "chosen_for_mood": True},
-    }
+    media = messages[0]["custom"]["media"]
+    assert messages[0]["custom"]["tone"] == "calm"
+    assert (media["action"], media["playlist"], media["chosen_for_mood"]) == ("play", playlist, True)
+    assert len(media["tracks"]) == PLAYLIST_SIZE
+    assert media["reason"]["chosen_for"] == "mood" and media["reason"]["emotion"] == (emotion or "neutral")
+    # The tracks really are the catalogue's closest to the mood's target energy.
+    target = media["reason"]["target"]["energy"]
+    by_id = {t.id: t for t in catalogue()}
+    chosen = [abs(by_id[t["id"]].energy - target) for t in media["tracks"]]
+    others = [abs(t.energy - target) for t in catalogue() if t.id not in {x["id"] for x in media["tracks"]}]
+    assert max(chosen) <= min(others) + 0.5  # energy dominates the distance (valence weighs half)
+
+
+def test_angry_music_is_calmer_than_happy_music() -> None:
+    calm = pick_tracks(mood_target("angry", 0.9, DriveContext()))
+    lively = pick_tracks(mood_target("happy", 0.6, DriveContext()))
+    assert max(t.energy for t in calm) < min(t.energy for t in lively)
+    assert all(t.tempo_bpm < 100 for t in calm)
+
+
+@pytest.mark.parametrize(
+    ("metadata", "intents", "reason"),
+    [({"context": {"drive_minutes": 200}}, [], "driving for 200 minutes"),
+     ({"context": {"local_time": "23:40", "drive_minutes": 75}}, [], "night drive"),
+     ({}, ["feeling_tired"], "driver said they are tired")],
+)  # fmt: skip
+def test_a_tired_driver_gets_energising_music_with_the_reason(
+    car_domain: dict, metadata: dict, intents: list[str], reason: str
+) -> None:
+    turns = [("I'm so tired", i, None) for i in intents] + [("play some music", "play_music", {**emotion_metadata(
+        "neutral", arousal=0.3), **metadata})]  # fmt: skip
+    tracker = build_tracker(turns, slots={"emotion": "neutral"})
+    media = run(ActionPlayMusic(), tracker, car_domain)[0][0]["custom"]["media"]
+    assert media["playlist"] == "energising" and reason in media["reason"]["conditions"]
+    # ...but an angry driver is calmed, never wound up.
+    angry = build_tracker([("play some music", "play_music", {**emotion_metadata("angry"), **metadata})],
+                          slots={"emotion": "angry"})  # fmt: skip
+    assert run(ActionPlayMusic(), angry, car_domain)[0][0]["custom"]["media"]["playlist"] == "calm"
 
 
 def test_requested_genre_wins_over_mood(car_domain: dict) -> None:
@@ -39,21 +76,35 @@ def test_requested_genre_wins_over_mood(car_domain: dict) -> None:
         entities=[{"entity": "genre", "value": "Jazz"}],
     )
     messages, _ = run(ActionPlayMusic(), tracker, car_domain)
-    assert messages[0]["custom"]["media"] == {"action": "play", "playlist": "jazz", "chosen_for_mood": False}
+    media = messages[0]["custom"]["media"]
+    assert (media["playlist"], media["chosen_for_mood"], media["reason"]["chosen_for"]) == ("jazz", False,
+                                                                                        "requested_genre")  # fmt: skip
+    assert media["tracks"] and all("jazz" in t["genres"] for t in media["tracks"])
 
 
-def test_navigation_with_and_without_destination(car_domain: dict) -> None:
-    with_destination = build_tracker(
-        [("take me to the airport", "navigate", None)],
-        entities=[{"entity": "destination", "value": "the airport"}],
-    )
-    messages, events = run(ActionNavigate(), with_destination, car_domain)
+def test_the_catalogue_is_ours_and_complete() -> None:
+    tracks = catalogue()
+    assert len(tracks) >= 20 and len({t.id for t in tracks}) == len(tracks)
+    assert all(0 <= t.energy <= 1 and -1 <= t.valence <= 1 and 40 <= t.tempo_bpm <= 200 and t.genres for t in tracks)
+    playlists = {"calm", "comfort", "upbeat", "focus", "energising"}
+    assert playlists <= {g for t in tracks for g in t.genres}
+
+
+def test_navigation_routes_to_the_form_destination(car_domain: dict) -> None:
+    tracker = build_tracker([("the central station", "out_of_scope", None)], slots={"destination": "the airport"})
+    messages, events = run(ActionNavigate(), tracker, car_domain)
     assert messages[0]["response"] == "utter_navigation_started"
     assert messages[0]["custom"]["navigation"] == {"action": "route", "destination": "the airport"}
-    assert slot_values(events) == {"destination": "the airport"}
-    messages, events = run(ActionNavigate(), build_tracker([("navigate", "navigate", None)]), car_domain)
-    assert messages[0]["response"] == "utter_ask_destination"
-    assert events == []
+    assert slot_values(events) == {"destination": None}  # the next "navigate" asks again
+
+
+@pytest.mark.parametrize(
+    ("said", "place"), [("take me to the central station", "the central station"), ("home", "home"), ("a", None)]
+)
+def test_destination_form_takes_the_place_name(car_domain: dict, said: str, place: str | None) -> None:
+    tracker = build_tracker([(said, "navigate", None)])
+    validator = ValidateDestinationForm()
+    assert validator.validate_destination(said, CollectingDispatcher(), tracker, car_domain) == {"destination": place}
 
 
 def test_call_with_and_without_contact(car_domain: dict) -> None:
