@@ -259,11 +259,16 @@ async def run_level(
         "gateway_rss_mb": {"idle": round(rss_idle, 1), "end": round(rss_end, 1)},
         "client_lag_s": client_lag,
         "gateway_tracebacks": stderr.read_text(errors="replace").count("Traceback"),
+        "load_average_1m_after": round(os.getloadavg()[0], 2),  # the machine is shared: how busy it was
     }
     print(f"[{n:4d} callers] held={level['held']} p99={summary['latency_s']['p99']} s "
           f"loop-lag p99={level['event_loop_lag_p99_s']} s cpu={level['gateway_cpu_cores']} "
           f"rss={rss_end:.0f} MB dropped={dropped} client lag max={client_lag['max']} s", flush=True)
     return level
+
+
+def _command() -> str:
+    return " ".join([".venv/bin/python -m benchmarks.bench_gateway_emotion", *sys.argv[1:]])
 
 
 def _round(value: float | None) -> float | None:
@@ -272,11 +277,11 @@ def _round(value: float | None) -> float | None:
 
 async def run_soak(
     n: int, waves: int, audio: bytes, workdir: Path, call_s: float, rasa_share: float,
-    gateway_core: int | None, max_s: float,
+    gateway_core: int | None, max_s: float, rasa_root: Path | None = None,
 ) -> dict[str, Any]:
     config = EmotuneConfig()
     window_s, hop_s = config.streaming.window_s, config.streaming.hop_s
-    stack = await asyncio.to_thread(RasaStack("contact_center", ci=True).start)
+    stack = await asyncio.to_thread(RasaStack("contact_center", ci=True, repo_root=rasa_root).start)
     deadline = time.monotonic() + max_s
     process, port, stderr = _gateway(workdir, "soak", n + 10, gateway_core, stack.url)
     results: list[dict[str, Any]] = []
@@ -298,6 +303,7 @@ async def run_soak(
             await asyncio.sleep(2.0)  # calls closed, per-call state released
             entry = {
                 "wave": wave + 1,
+                "load_average_1m_after": round(os.getloadavg()[0], 2),
                 "calls": n,
                 "rasa_calls": sum(1 for c in callers if c.turn_ticks),
                 **_summary(callers, started + 3.0),
@@ -373,15 +379,15 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
         workdir = Path(tmp)
         if args.soak:
             soak = await run_soak(args.callers[0], args.waves, audio, workdir, args.call_seconds, args.rasa_share,
-                                  args.gateway_core, args.max_seconds)
-            return {"benchmark": "gateway emotion path soak", "command": " ".join(sys.argv), "machine": machine,
+                                  args.gateway_core, args.max_seconds, args.rasa_root)
+            return {"benchmark": "gateway emotion path soak", "command": _command(), "machine": machine,
                     "call_s": args.call_seconds, "rasa_share": args.rasa_share, **soak}
         levels = [await run_level(n, audio, workdir, args.seconds, args.warmup, args.gateway_core)
                   for n in args.callers]
     held = [lv["callers"] for lv in levels if lv["held"]]
     return {
         "benchmark": "gateway emotion path, real-time emotune-ws callers, measured at the client",
-        "command": " ".join(sys.argv),
+        "command": _command(),
         "machine": machine,
         "seconds_per_level": args.seconds,
         "warmup_s": args.warmup,
@@ -404,6 +410,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--call-seconds", type=float, default=15.0)
     parser.add_argument("--rasa-share", type=float, default=0.1, help="share of soak calls with Rasa turns")
     parser.add_argument("--max-seconds", type=float, default=900.0, help="soak time bound")
+    parser.add_argument("--rasa-root", type=Path, default=None,
+                        help="checkout whose bot/ Rasa serves in the soak (default: this one)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     default = "100" if args.soak else "50,100,150,200,250,300"

@@ -2,8 +2,8 @@
 
 Run from the repo root with the toolkit venv::
 
-    .venv/bin/python bot/benchmark.py                      # both bots, CI config, cached models
-    .venv/bin/python bot/benchmark.py --config both --cold # retrain from scratch (clears Rasa's cache)
+    .venv/bin/python -m benchmarks.bench_rasa              # both bots, CI config, cached models
+    .venv/bin/python -m benchmarks.bench_rasa --config both --cold  # retrain from scratch
 
 Prints a table and writes a JSON report (default ``results/rasa_benchmark.json``). Every timed turn
 goes through the real Rasa server and the action server (slot extraction runs on every message).

@@ -335,6 +335,8 @@ class Gateway:
             logger.warning("gateway host/port/TLS changes need a restart; other settings reloaded")
         previous, self.config = self.config, new
         self.services.config = new
+        if self.emotion is not None:
+            self.emotion.config = new  # streaming and smoothing settings of calls that start from now
         if new.asr != previous.asr:
             old_recognizer = self.services.recognizer
             self.services.recognizer = create_recognizer(new.asr)

@@ -71,13 +71,16 @@ class TurnSegmenter:
 
     def push(self, samples: np.ndarray) -> list[SegmentEvent]:
         """Feed float samples at ``sample_rate``; returns onsets and finished turns."""
-        buf = np.concatenate([self._pending, np.asarray(samples, dtype=np.float32)])
+        x = np.asarray(samples, dtype=np.float32)
+        buf = np.concatenate([self._pending, x]) if self._pending.size else x  # 20 ms in: no copy
         n_frames = buf.shape[0] // self._frame
         self._pending = buf[n_frames * self._frame :]
         events: list[SegmentEvent] = []
-        for i in range(n_frames):
+        if not n_frames:
+            return events
+        levels = energy_db(buf[: n_frames * self._frame].reshape(n_frames, self._frame)).tolist()
+        for i, level_db in enumerate(levels):
             frame = buf[i * self._frame : (i + 1) * self._frame]
-            level_db = float(energy_db(frame))
             self.frames_seen += 1
             if not self._in_turn:
                 voiced = level_db > self.threshold_db
