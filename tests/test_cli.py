@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from emotune.cli import EXIT_CONFIG, main
@@ -74,3 +75,19 @@ def test_part_not_built_says_so() -> None:
         _target("emotion_models.no_such_module:run")
     with pytest.raises(NotBuiltError, match="not built"):
         _target("emotune.config:no_such_function")
+
+
+def test_serve_takes_the_options_the_readme_promises(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        main(["serve", "--help"])
+    assert done.value.code == 0
+    shown = capsys.readouterr().out
+    for option in ("--port", "--log-format", "--log-level", "--log-dir", "--config"):
+        assert option in shown
+
+
+def test_pilot_names_the_bot_model_explicitly_and_refuses_a_missing_one(tmp_path: Path) -> None:
+    result = _run("pilot", "--bot-model", str(tmp_path / "nope.tar.gz"))
+    assert result.returncode == 2 and "no such trained Rasa model file" in result.stdout + result.stderr
+    result = _run("pilot")
+    assert result.returncode != 0 and "--bot-model" in result.stderr
