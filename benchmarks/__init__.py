@@ -1,0 +1,1 @@
+"""Benchmarks: scripts that measure, print figures and write JSON (+ PNG) to benchmarks/results/."""
