@@ -44,6 +44,7 @@ __all__ = [
     "GatewayConfig",
     "RasaConfig",
     "AsrConfig",
+    "TurnTakingConfig",
     "TtsConfig",
     "DataSource",
     "TrainingConfig",
@@ -337,7 +338,7 @@ class RasaConfig(_Section):
 
 # Engines the toolkit ships, per section; connectors.speech.asr / connectors.speech.tts ``register_engine`` add
 # a deployment's own (e.g. a cloud client) here so that validation accepts their names too.
-_ENGINES: dict[str, set[str]] = {"asr": {"pocketsphinx", "none"}, "tts": {"espeak-ng", "none"}}
+_ENGINES: dict[str, set[str]] = {"asr": {"whisper", "pocketsphinx", "none"}, "tts": {"espeak-ng", "none"}}
 ENGINE_ENTRY_POINTS = {"asr": "emotune.asr_engines", "tts": "emotune.tts_engines"}
 
 
@@ -366,15 +367,39 @@ def _known_engine(section: str, name: str) -> str:
 
 class AsrConfig(_Section):
     engine: str = Field(
-        "pocketsphinx",
-        description="pocketsphinx (offline English), 'none' when the platform sends text, or an "
+        "whisper",
+        description="whisper (Whisper via faster-whisper, offline, multilingual), pocketsphinx (offline "
+        "English, fast, far less accurate on phone audio), 'none' when the platform sends text, or an "
         "engine an installed package declares (entry point group emotune.asr_engines).",
     )
-    language: str = "en-US"
+    language: str = Field(
+        "en-US", description="BCP 47 tag of the callers' language (whisper: its code, e.g. en, ko; "
+        "'auto' detects per turn)."
+    )
     workers: int | None = Field(
         None, ge=1, le=64,
-        description="Turns recognised at once across all calls (pocketsphinx: one decoder each). "
+        description="Turns recognised at once across all calls (one worker process and decoder each). "
         "Unset: one per CPU core.",
+    )
+    model: str = Field(
+        "whisper-base",
+        description="whisper: a registered model folder under models/encoders (checked by sha256) or "
+        "the path of a CTranslate2 Whisper folder of your own.",
+    )
+    beam_size: int = Field(1, ge=1, le=10, description="whisper: beam width (1 = greedy, the fastest).")
+    compute_type: Literal["int8", "int8_float32", "float32"] = Field(
+        "int8", description="whisper: CTranslate2 weight type (int8: ~2x faster than float32 on this CPU)."
+    )
+    cpu_threads: int = Field(1, ge=1, le=16, description="whisper: threads per worker process.")
+    no_speech_threshold: float = Field(
+        0.6, ge=0.0, le=1.0,
+        description="whisper: a turn whose no-speech probability is above this (and decodes with low "
+        "confidence) gives no words, so noise does not become a turn.",
+    )
+    timeout_s: float = Field(
+        30.0, gt=0,
+        description="A turn's recognition taking longer fails (its worker is restarted); the caller "
+        "is asked to repeat.",
     )
 
     max_active_hmms: int = Field(
@@ -390,6 +415,83 @@ class AsrConfig(_Section):
 
     def concurrency(self) -> int:
         return self.workers or os.cpu_count() or 1
+
+
+class TurnTakingConfig(_Section):
+    """End-pointing (when a caller's turn ends), barge-in and the call flow around the turns."""
+
+    vad: Literal["silero", "energy"] = Field(
+        "silero",
+        description="silero: the neural VAD (ONNX, models/encoders/silero-vad, checked by sha256) decides "
+        "speech per 32 ms; energy: a dB threshold (streaming.vad_threshold_db), no model.",
+    )
+    speech_threshold: float = Field(
+        0.5, gt=0.0, lt=1.0, description="silero: speech probability at which a frame starts speech."
+    )
+    silence_threshold: float = Field(
+        0.35, ge=0.0, lt=1.0,
+        description="silero: probability below which a frame counts as silence (hysteresis with "
+        "speech_threshold, so soft word endings do not end a turn).",
+    )
+    end_silence_s: float = Field(0.6, gt=0.0, le=5.0, description="Silence that ends a turn.")
+    min_speech_s: float = Field(0.25, ge=0.0, description="Shorter bursts (a click, a cough) are not turns.")
+    max_turn_s: float = Field(20.0, gt=1.0, description="A turn is cut here, even if the caller goes on.")
+    preroll_s: float = Field(0.3, ge=0.0, le=2.0, description="Audio kept from before speech started.")
+    barge_in_min_speech_s: float = Field(
+        0.5, ge=0.0,
+        description="Caller speech over the bot this long stops the bot (clear, in-flight reply "
+        "cancelled); shorter speech (a backchannel) does not.",
+    )
+    barge_in_ignore_words: list[str] = Field(
+        default_factory=lambda: ["uh-huh", "uh huh", "mhm", "mm-hmm", "hmm", "okay", "ok", "yeah", "yes",
+                                 "right", "sure", "i see"],
+        description="A turn spoken over the bot that is only these words is a backchannel: the bot "
+        "goes on and the turn is not sent to the dialogue.",
+    )
+    greeting: str | None = Field(
+        None, description="What the bot says when the call starts, in the default tone (null: the caller "
+        "speaks first).",
+    )
+    reprompt_after_s: float | None = Field(
+        None, gt=0.0,
+        description="Caller silence (no speech, no keypad) after the bot finished speaking before a "
+        "reprompt; null: never.",
+    )
+    reprompt: str = Field("Are you still there? How can I help you?", description="The reprompt.")
+    max_reprompts: int = Field(
+        2, ge=0, description="Reprompts in a row without an answer; then silence_action."
+    )
+    silence_action: Literal["handoff", "goodbye"] = Field(
+        "goodbye", description="After max_reprompts unanswered: hand the call to a human or say goodbye."
+    )
+    goodbye: str = Field("I can't hear you, so I will end the call now. Goodbye.", description="Said before hanging up.")
+    max_call_s: float = Field(
+        1800.0, gt=0.0, description="Longest call; then max_call_action after max_call_message."
+    )
+    max_call_action: Literal["handoff", "goodbye"] = Field("handoff", description="What a too-long call gets.")
+    max_call_message: str = Field(
+        "I'm sorry, we have run out of time. Let me pass you to a colleague.",
+        description="Said when max_call_s is reached.",
+    )
+    dtmf: dict[str, str] = Field(
+        default_factory=lambda: {"0": "/request_human"},
+        description="Keypad digit -> message sent to the dialogue as the caller's turn (Rasa intents "
+        "as /intent); digits not listed are logged only.",
+    )
+    dtmf_max_per_s: float = Field(
+        5.0, gt=0.0, description="Keypad digits per second a call may send; beyond it digits are dropped."
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TurnTakingConfig:
+        if self.silence_threshold >= self.speech_threshold:
+            raise ValueError("silence_threshold must be below speech_threshold")
+        if self.end_silence_s >= self.max_turn_s:
+            raise ValueError("end_silence_s must be below max_turn_s")
+        bad = [d for d in self.dtmf if d not in "0123456789*#ABCD" or len(d) != 1]
+        if bad:
+            raise ValueError(f"dtmf keys must be single keypad digits, got {bad}")
+        return self
 
 
 class TtsConfig(_Section):
@@ -447,6 +549,7 @@ class EmotuneConfig(BaseSettings):
     gateway: GatewayConfig = Field(default_factory=GatewayConfig)
     rasa: RasaConfig = Field(default_factory=RasaConfig)
     asr: AsrConfig = Field(default_factory=AsrConfig)
+    turn_taking: TurnTakingConfig = Field(default_factory=TurnTakingConfig)
     tts: TtsConfig = Field(default_factory=TtsConfig)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
 

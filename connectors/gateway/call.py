@@ -4,7 +4,7 @@ For every call the gateway builds a :class:`CallPipeline` around the call's I/O-
 (``connectors/protocols``) and an async ``send`` for the websocket. Per caller frame::
 
     AudioReceived -> audio_in: decode -> 16 kHz -> emotion channel (shared hub, events every hop)
-                                                -> turn_taking: TurnSegmenter (energy end-pointing)
+                                                -> turn_taking: TurnSegmenter (silero VAD end-pointing)
     end of turn  -> dialogue_turn: ASR (worker process) -> Rasa {emotion + intensity, tone, rule}
                  -> speech_out: TTS with the tone's prosody -> protocol audio + mark
     caller speech while the bot is still playing -> ``clear`` (barge-in)
@@ -36,7 +36,7 @@ from connectors.gateway.feed import FeedHub
 from connectors.gateway.logging_json import set_call_id
 from connectors.gateway.metrics import GatewayMetrics
 from connectors.gateway.speech_out import SpeechOut
-from connectors.gateway.turn_taking import FRAME_S, SegmentEvent, TurnSegmenter
+from connectors.gateway.turn_taking import FRAME_S, SAMPLE_RATE, SegmentEvent, TurnSegmenter
 from connectors.protocols.base import (
     AudioDiscarded,
     AudioFormat,
@@ -110,9 +110,7 @@ class CallPipeline:
         self.log: CallLog | None = None
         # Bot turns only where the protocol can play audio back; AudioHook is listen-only.
         self.dialogue = "audio" in core.capabilities
-        self.segmenter = TurnSegmenter(
-            threshold_db=services.config.streaming.vad_threshold_db, end_silence_s=services.end_silence_s
-        )
+        self.segmenter = TurnSegmenter.from_config(services.config, SAMPLE_RATE)
         self.audio_in = AudioIn(self)
         self.turns = DialogueTurns(self)
         self.speech = SpeechOut(self)
@@ -183,10 +181,7 @@ class CallPipeline:
         logger.info("call started (%s, %s %d Hz)", self.protocol_name, event.audio.encoding, event.audio.sample_rate)
         self.audio_format = event.audio
         rate = event.audio.sample_rate
-        self.segmenter = TurnSegmenter(
-            threshold_db=self.services.config.streaming.vad_threshold_db,
-            end_silence_s=self.services.end_silence_s, sample_rate=rate,
-        )
+        self.segmenter = TurnSegmenter.from_config(self.services.config, rate)  # turn_taking: in config
         # Genesys probes an integration with an all-zero conversation: answer it, keep no file.
         probe = bool(event.metadata.get("is_probe"))
         self.log = CallLog(None if probe else self.services.log_dir, event.call_id)

