@@ -1,0 +1,70 @@
+"""Whisper (faster-whisper on the verified local Whisper-base files): real model, real speech."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from connectors.speech.asr import (
+    WhisperRecognizer,
+    create_recognizer,
+    verified_whisper_folder,
+    whisper_language,
+)
+from connectors.tools.demo import load_sample_call
+from emotion_runtime.audio import decode as decode_audio
+from emotion_runtime.audio import encode as encode_audio
+from emotion_runtime.audio import resample
+from emotune.config import AsrConfig, EmotuneConfig
+from emotune.errors import AudioError, ConfigError, ModelFileError, SampleRateError
+
+
+def words(text: str) -> list[str]:
+    return "".join(c for c in text.lower() if c.isalnum() or c.isspace()).split()
+
+
+@pytest.fixture(scope="module")
+def whisper() -> Iterator[WhisperRecognizer]:
+    recognizer = create_recognizer(AsrConfig(engine="whisper", workers=1))
+    assert isinstance(recognizer, WhisperRecognizer)
+    yield recognizer
+    recognizer.close()
+
+
+def test_whisper_is_the_default_engine() -> None:
+    assert EmotuneConfig().asr.engine == "whisper"
+
+
+def test_whisper_hears_a_turn_through_an_8khz_phone_line(whisper: WhisperRecognizer) -> None:
+    # The gateway's path: 8 kHz mu-law from the platform, upsampled to 16 kHz for the recogniser.
+    turn = load_sample_call().turns[1]  # "Dogs are sitting by the door"
+    line = resample(decode_audio(encode_audio(resample(turn.audio, 16000, 8000), "mulaw"), "mulaw"), 8000, 16000)
+    result = whisper.transcribe(line)
+    assert words(result.text) == words(turn.text), result.text
+    assert result.engine == "whisper" and result.compute_s > 0
+
+
+def test_whisper_input_errors_and_silence(whisper: WhisperRecognizer) -> None:
+    with pytest.raises(SampleRateError, match="16000 Hz"):
+        whisper.transcribe(np.zeros(16000, dtype=np.float32), 8000)
+    with pytest.raises(AudioError, match="NaN"):
+        whisper.transcribe(np.full(16000, np.nan, dtype=np.float32))
+    assert whisper.transcribe(np.zeros(100, dtype=np.int16)).text == ""  # too short to hold words
+
+
+def test_whisper_config_errors(tmp_path: Path) -> None:
+    assert whisper_language("en-US") == "en" and whisper_language("ko-KR") == "ko"
+    assert whisper_language("auto") is None
+    with pytest.raises(ConfigError, match="language tag"):
+        whisper_language("english please")
+    with pytest.raises(ConfigError, match="no registered Whisper model"):
+        verified_whisper_folder("whisper-giant")
+    (tmp_path / "model.bin").write_bytes(b"not a model")
+    with pytest.raises(ModelFileError, match="lacks config.json"):
+        verified_whisper_folder(str(tmp_path))
+    with pytest.raises(ValidationError, match="compute_type"):
+        EmotuneConfig(asr={"compute_type": "float8"})
