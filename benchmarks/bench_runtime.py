@@ -351,7 +351,9 @@ def _summary(results: list[dict[str, Any]]) -> dict[str, Any]:
         return max((r["streams"] for r in rows), default=None)
 
     def estimate(prefix: str) -> int | None:
-        rows = [r for r in results if str(r.get("path", "")).startswith(prefix) and "error" not in r and r["streams"] >= 10]
+        # Only rows that held real time: a row that fell behind did not do the work it was given.
+        rows = [r for r in results if str(r.get("path", "")).startswith(prefix) and "error" not in r
+                and r["streams"] >= 10 and r.get("realtime")]  # fmt: skip
         return max((r["streams_per_core_estimate"] or 0 for r in rows), default=None)
 
     onnx_est, torch_est = estimate("onnxruntime fp32"), estimate("PyTorch")
