@@ -56,7 +56,7 @@ def export_head(head: EmotionHead, path: Path, example_states: np.ndarray | None
     """Export ``head`` (batch 1) and check parity; returns the parity report."""
     head.eval()
     layers, dim = head.config.layers, head.config.dim
-    pooled_frames = example_states.shape[1] if example_states is not None else 10
+    pooled_frames = example_states.shape[2] if example_states is not None else 10
     example = (torch.randn(1, layers, pooled_frames, dim), torch.randn(1, layers, dim))
     program = torch.onnx.export(
         head, example, dynamo=True, input_names=["states", "offset"], output_names=["logits", "arousal"],
