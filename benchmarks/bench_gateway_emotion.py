@@ -59,6 +59,7 @@ TICK_S = 0.02
 HELD_P99_S = 0.1
 CLIENT_LAG_LIMIT_S = 0.1
 TURN_TEXTS = ("I want to check my order", "this is taking far too long")
+BENCH_TOKEN = "bench-gateway-token"  # callers' and /metrics token of the benchmark gateways
 
 
 def _sample_mulaw() -> bytes:
@@ -106,7 +107,8 @@ class Caller:
 
     async def open(self, url: str, window_s: float, hop_s: float, fallback_text: str) -> None:
         self.window_s, self.hop_s, self.fallback_text = window_s, hop_s, fallback_text
-        self.ws = await connect(url, max_size=None, open_timeout=30)
+        self.ws = await connect(url, max_size=None, open_timeout=30,
+                                additional_headers={"Authorization": f"Bearer {BENCH_TOKEN}"})
         await self.ws.send(self.client.start(call_id=self.call_id))
         first = await asyncio.wait_for(self.ws.recv(), 30)
         if not any(isinstance(e, Ready) for e in self.client.receive_text(str(first))):
@@ -191,7 +193,8 @@ def _gateway(workdir: Path, name: str, max_calls: int, core: int | None, rasa_ur
                "--log-dir", str(workdir / f"logs-{name}"), "--log-level", "WARNING"]
     if core is not None:
         command = ["taskset", "-c", str(core), *command]
-    process = subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=stderr.open("wb"))
+    env = {**os.environ, "EMOTUNE_GATEWAY__AUTH_TOKEN": BENCH_TOKEN, "EMOTUNE_GATEWAY__METRICS_TOKEN": BENCH_TOKEN}
+    process = subprocess.Popen(command, cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=stderr.open("wb"), env=env)
     return process, port, stderr
 
 
@@ -236,7 +239,7 @@ async def run_level(
         cpu_s, wall_s = _cpu_s(process.pid) - cpu0, time.monotonic() - wall0
         rss_end = rss_mb(process.pid)
         async with httpx.AsyncClient() as http:
-            metrics_text = (await http.get(f"http://127.0.0.1:{port}/metrics")).text
+            metrics_text = (await http.get(f"http://127.0.0.1:{port}/metrics", headers={"Authorization": f"Bearer {BENCH_TOKEN}"})).text
     finally:
         process.terminate()
         process.wait(30)
@@ -315,7 +318,7 @@ async def run_soak(
                   f"{entry['turns_sent']} fallbacks {entry['fallback_replies']} RSS {entry['gateway_rss_mb']} MB",
                   flush=True)
         async with httpx.AsyncClient() as http:
-            metrics_text = (await http.get(f"http://127.0.0.1:{port}/metrics")).text
+            metrics_text = (await http.get(f"http://127.0.0.1:{port}/metrics", headers={"Authorization": f"Bearer {BENCH_TOKEN}"})).text
     finally:
         process.terminate()
         process.wait(30)

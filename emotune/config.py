@@ -252,9 +252,37 @@ class GatewayConfig(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8765, ge=1, le=65535)
     auth_token: SecretStr | None = Field(
-        None, description="Bearer token for our protocol and the emotion feed (env only)."
+        None, description="Callers' bearer token for /v1/stream (Authorization header; env only). Unset: "
+        "/v1/stream refuses everyone.",
     )
-    max_calls: int = Field(200, ge=1, description="Concurrent calls; more are refused cleanly.")
+    feed_token: SecretStr | None = Field(
+        None, description="Supervisors' token for /feed (a separate role: the callers' token cannot read it; "
+        "env only). Unset: the feed refuses everyone.",
+    )
+    metrics_token: SecretStr | None = Field(
+        None, description="Bearer token for /metrics (env only). Unset: /metrics refuses everyone.",
+    )
+    insecure_dev: bool = Field(
+        False, description="Development only: an endpoint without its credential accepts anyone (a loud "
+        "warning at start-up; refused unless host is loopback). Same as `emotune serve --insecure-dev`.",
+    )
+    public_url: str | None = Field(
+        None, pattern=r"^wss?://[^/?#]+$",
+        description="The gateway's URL as Twilio sees it (e.g. wss://voice.example.com behind a TLS load "
+        "balancer): X-Twilio-Signature is checked over it plus the request path. Required with a Twilio token.",
+    )
+    nonce_store: str | None = Field(
+        None, pattern=r"^redis://",
+        description="redis://host:port/db shared by gateway replicas: an AudioHook signature nonce used on "
+        "one replica is refused on every other. Unset: an in-process cache (one replica).",
+    )
+    runtime_dir: Path | None = Field(
+        None, description="Private directory (created 0700) for the PID file. Unset: $XDG_RUNTIME_DIR/emotune, "
+        "else ~/.cache/emotune/run.",
+    )
+    max_calls: int = Field(
+        200, ge=1, description="Concurrent calls, handshakes in progress included; more are refused with 503."
+    )
     handshake_timeout_s: float = Field(10.0, gt=0)
     idle_timeout_s: float = Field(30.0, gt=0)
     max_frame_bytes: int = Field(64_000, ge=320)
@@ -264,6 +292,10 @@ class GatewayConfig(_Section):
     )
     tls_key: Path | None = Field(None, description="Unencrypted PEM private key of tls_cert.")
     record_audio: bool = Field(False, description="Store call audio (off: nothing is stored).")
+    log_transcripts: bool = Field(
+        False, description="Keep caller and bot text, DTMF digits and Twilio custom parameters in the call files "
+        "and the feed (also on at log_level DEBUG). Off: they are written as \"[redacted]\".",
+    )
     max_messages_per_s: float = Field(
         250.0, gt=0,
         description="Inbound websocket messages per second per call (token bucket); a flooding "
@@ -288,7 +320,8 @@ class GatewayConfig(_Section):
         "text", description="Process log format; json is one object per line with the call id."
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
-        "INFO", description="DEBUG adds transcripts (caller and bot text); INFO and above never log them."
+        "INFO", description="DEBUG adds transcripts (caller and bot text), DTMF digits and Twilio custom "
+        "parameters to the process log, the call files and the feed; INFO and above never record them.",
     )
     inference_threads: int = Field(
         0, ge=0, le=64,
@@ -611,6 +644,8 @@ class EmotuneConfig(BaseSettings):
 # Secrets never live in a file that might be committed: they come from the environment.
 SECRET_FIELDS = (
     ("gateway", "auth_token"),
+    ("gateway", "feed_token"),
+    ("gateway", "metrics_token"),
     ("gateway", "twilio", "auth_token"),
     ("gateway", "genesys", "api_key"),
     ("gateway", "genesys", "client_secret"),

@@ -33,6 +33,7 @@ def _no_calls(on_event: Any, rate: int) -> Any:
 async def gateway(tmp_path: Any) -> AsyncIterator[Gateway]:
     config = EmotuneConfig()
     config.gateway.auth_token = SecretStr(TOKEN)
+    config.gateway.feed_token = SecretStr(TOKEN)  # the supervisors' role (same string here, separate setting)
     gw = Gateway(config, emotion_factory=_no_calls, log_dir=tmp_path)
     await gw.start(port=0)
     try:

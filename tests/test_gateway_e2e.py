@@ -55,8 +55,11 @@ def rasa() -> Iterator[RasaStack]:
 def make_config() -> EmotuneConfig:
     config = load_config(PROJECT_ROOT / "config.yml")
     config.gateway.auth_token = SecretStr(TOKEN)
+    config.gateway.feed_token = SecretStr(TOKEN)  # the supervisors' role (same string here, separate setting)
     config.gateway.genesys.api_key = SecretStr(API_KEY)
     config.gateway.genesys.client_secret = SecretStr(CLIENT_SECRET)
+    config.gateway.log_transcripts = True  # these tests read the turns' text back from the call log
+    config.gateway.insecure_dev = True  # unsigned Twilio callers on loopback (signatures: test_gateway_security)
     return config
 
 
@@ -177,8 +180,10 @@ async def test_twilio_signature_is_checked_when_a_token_is_set(rasa: RasaStack, 
 
     config = make_config()
     config.gateway.twilio.auth_token = SecretStr("twilio-token")
+    config.gateway.insecure_dev = False
     gw = Gateway(config, log_dir=tmp_path, rasa_url=rasa.url)
     await gw.start(port=0)
+    config.gateway.public_url = f"ws://127.0.0.1:{gw.port}"
     try:
         url = f"ws://127.0.0.1:{gw.port}/twilio"
         with pytest.raises(InvalidStatus) as refused:

@@ -52,7 +52,9 @@ def parse_metrics(text: str) -> dict[str, float]:
 
 async def scrape(gateway: Gateway) -> dict[str, float]:
     async with httpx.AsyncClient() as client:
-        response = await client.get(f"http://127.0.0.1:{gateway.port}/metrics")
+        response = await client.get(
+            f"http://127.0.0.1:{gateway.port}/metrics", headers={"Authorization": f"Bearer {TOKEN}"}
+        )
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
     return parse_metrics(response.text)
@@ -81,6 +83,7 @@ async def test_metrics_count_calls_and_refusals_by_reason(tmp_path: Path) -> Non
     config = load_config(PROJECT_ROOT / "config.yml")
     config.gateway.max_calls = 1
     config.gateway.auth_token = SecretStr(TOKEN)
+    config.gateway.metrics_token = SecretStr(TOKEN)
     gateway = Gateway(config, log_dir=tmp_path)
     await gateway.start(port=0)
     base = f"ws://127.0.0.1:{gateway.port}"
@@ -151,6 +154,9 @@ async def test_a_call_fills_the_latency_histograms_and_logs_json_with_call_ids(
     rasa: RasaStack, sample: list[CallerTurn], tmp_path: Path, level: int
 ) -> None:
     config = load_config(PROJECT_ROOT / "config.yml")
+    config.gateway.metrics_token = SecretStr(TOKEN)
+    config.gateway.insecure_dev = True  # unsigned Twilio caller on loopback (signatures: test_gateway_security)
+    config.gateway.log_transcripts = level == logging.DEBUG  # the call file keeps text only when asked
     gateway = Gateway(config, log_dir=tmp_path, rasa_url=rasa.url)
     await gateway.start(port=0)
     call_sid = f"CAmetrics{level}"

@@ -30,6 +30,8 @@ TOKEN = "overload-test-token"
 def _config(rasa_timeout_s: float) -> EmotuneConfig:
     config = load_config(PROJECT_ROOT / "config.yml")
     config.gateway.auth_token = SecretStr(TOKEN)
+    config.gateway.log_transcripts = True  # the shed turn's reply is read back from the call log
+    config.gateway.insecure_dev = True  # unsigned Twilio callers on loopback (signatures: test_gateway_security)
     config.tts.engine = "none"  # replies as text: these tests are about which answer, not its audio
     config.rasa.timeout_s = rasa_timeout_s
     return config

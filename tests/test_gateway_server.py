@@ -49,14 +49,15 @@ async def test_sighup_reloads_a_valid_config_and_keeps_the_old_one_otherwise(tmp
     port = free_port()
     config_file = tmp_path / "config.yml"
     config_file.write_text(f"gateway: {{port: {port}}}\nrasa: {{fallback_reply: first}}\n")
-    config = EmotuneConfig(gateway={"port": port}, rasa={"fallback_reply": "first"})
+    config = EmotuneConfig(gateway={"port": port, "runtime_dir": tmp_path / "run"}, rasa={"fallback_reply": "first"})
+    config.gateway.auth_token = SecretStr("t")  # fail closed: a gateway with no credentials does not start
     started: asyncio.Future[Gateway] = asyncio.get_running_loop().create_future()
     task = asyncio.create_task(
         serve(config, emotion_factory=_no_calls, log_dir=tmp_path, ready=started.set_result, config_path=config_file)
     )
     gateway = await asyncio.wait_for(started, 10)
     try:
-        assert pid_file(config).read_text() == str(os.getpid())
+        assert pid_file(config).read_text().split()[0] == str(os.getpid())
         config_file.write_text(f"gateway: {{port: {port}}}\nrasa: {{fallback_reply: second}}\n")
         assert request_reload(config) == 0
         await asyncio.sleep(0.2)

@@ -73,6 +73,7 @@ def tls_config(tmp_path: Path, cert: Path, key: Path) -> EmotuneConfig:
     config = load_config(path)
     config.gateway.auth_token = SecretStr(TOKEN)  # secrets are env-only, so set after loading
     config.gateway.twilio.auth_token = SecretStr(TWILIO_TOKEN)
+    config.gateway.metrics_token = SecretStr(TOKEN)
     return config
 
 
@@ -99,6 +100,7 @@ async def running(
     sink = [] if pushed is None else pushed
     gateway = Gateway(config, emotion_factory=lambda on_event, rate: CountingAnalyzer(sink), log_dir=log_dir)
     await gateway.start(port=0)
+    gateway.config.gateway.public_url = f"wss://127.0.0.1:{gateway.port}"  # the URL Twilio dials and signs
     try:
         yield gateway
     finally:
@@ -177,7 +179,7 @@ async def test_emotune_ws_session_and_healthz_over_tls(cert_pair: tuple[Path, Pa
                 "status": "ok",
                 "active_calls": 1,
             }
-            metrics = await http_client.get(f"https://{base}/metrics")
+            metrics = await http_client.get(f"https://{base}/metrics", headers={"Authorization": f"Bearer {TOKEN}"})
             assert (
                 metrics.status_code == 200 and 'emotune_calls_total{protocol="emotune-ws"} 1' in metrics.text
             )

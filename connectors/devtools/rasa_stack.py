@@ -18,6 +18,7 @@ import hashlib
 import json
 import logging
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -26,6 +27,7 @@ import sys
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from types import TracebackType
@@ -127,6 +129,9 @@ class RasaStack:
         self.startup_timeout_s = startup_timeout_s
         # Extra endpoints.yml sections, e.g. a shared SQL tracker store and Redis lock store.
         self.endpoints_extra = endpoints_extra
+        # Rasa's HTTP API (/conversations/<id>/tracker: whole transcripts) is behind this token
+        # (?token=...); the REST channel the gateway and the SDK use is not part of that API.
+        self.api_token = secrets.token_urlsafe(24)
         self.rasa_port = rasa_port
         self.actions_port = actions_port
         self.last_train_seconds: float | None = None
@@ -303,7 +308,7 @@ class RasaStack:
             except (urllib.error.URLError, OSError, ValueError):
                 answer = None
             # /status only reports a model_file once the model is loaded; /health just answers.
-            if answer is not None and (not url.endswith("/status") or answer.get("model_file")):
+            if answer is not None and ("/status" not in url or answer.get("model_file")):
                 return
             time.sleep(0.5)
         raise RasaUnavailableError(
@@ -353,6 +358,7 @@ class RasaStack:
         command = [
             str(self.rasa_bin), "run",
             "--enable-api",
+            "--auth-token", self.api_token,
             "--model", str(model),
             "--interface", "127.0.0.1",
             "--port", str(self.rasa_port),
@@ -360,7 +366,7 @@ class RasaStack:
             "--credentials", str(self.bot_dir / "credentials.yml"),
         ]  # fmt: skip
         self._rasa = self._spawn(command, self.bot_dir, "rasa.log")
-        self._wait_ready(self._rasa, f"{self.url}/status", "rasa.log", "the Rasa server")
+        self._wait_ready(self._rasa, f"{self.url}/status?token={self.api_token}", "rasa.log", "the Rasa server")
 
     def start(self) -> RasaStack:
         """Train if needed, start both servers, return self once both answer."""
@@ -453,7 +459,10 @@ class RasaStack:
     def tracker(self, sender: str) -> dict[str, Any]:
         """The conversation tracker (slots, events) via the HTTP API."""
         try:
-            answer = _http_json(f"{self.url}/conversations/{sender}/tracker", timeout_s=10.0)
+            answer = _http_json(
+                f"{self.url}/conversations/{urllib.parse.quote(sender, safe='')}/tracker?token={self.api_token}",
+                timeout_s=10.0,
+            )
         except (urllib.error.URLError, OSError) as exc:
             raise RasaUnavailableError(f"Rasa at {self.url} did not answer: {exc}") from exc
         if not isinstance(answer, dict):

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +67,9 @@ __all__ = ["CallPipeline", "CallServices", "TransferHandler"]
 
 logger = logging.getLogger(__name__)
 
+REDACTED = "[redacted]"
+_PRIVATE_FIELDS = frozenset({"caller_text", "bot_text", "digit", "text", "custom_parameters"})
+
 # Applies an out-of-band transfer; True when the platform took the call.
 TransferHandler = Callable[[TransferRequested], Awaitable[bool]]
 
@@ -105,6 +109,7 @@ class CallPipeline:
         self._send = send
         self.protocol_name = protocol_name
         self.call_id: str | None = None
+        self.conversation_id: str | None = None  # minted at start: the Rasa sender id
         self.audio_format: AudioFormat | None = None
         self.parties: dict[str, Party] = {}
         self.log: CallLog | None = None
@@ -123,9 +128,17 @@ class CallPipeline:
         caller = self.parties.get("caller")
         return caller.samples_seen / caller.sample_rate if caller else 0.0
 
+    def private(self, value: Any) -> Any:
+        """Caller/bot text, DTMF digits, custom parameters: kept only when the operator opted in."""
+        gateway = self.services.config.gateway
+        if value is None or gateway.log_transcripts or gateway.log_level == "DEBUG":
+            return value
+        return REDACTED
+
     def record(self, kind: str, **fields: Any) -> None:
         if self.log is None:
             return
+        fields = {k: self.private(v) if k in _PRIVATE_FIELDS else v for k, v in fields.items()}
         record = self.log.write(kind, t=round(self.call_time(), 3), **fields)
         if self.call_id is not None:
             self.services.feed.publish(self.call_id, {k: v for k, v in record.items() if k != "wall_time"})
@@ -179,6 +192,9 @@ class CallPipeline:
         self.call_id = event.call_id
         set_call_id(event.call_id)  # every later log record of this connection carries it
         logger.info("call started (%s, %s %d Hz)", self.protocol_name, event.audio.encoding, event.audio.sample_rate)
+        # The conversation id Rasa sees is ours, never the client's call id (a client could otherwise
+        # join or poison another caller's conversation); the client's id is kept as metadata.
+        self.conversation_id = f"{self.protocol_name}-{uuid.uuid4().hex}"
         self.audio_format = event.audio
         rate = event.audio.sample_rate
         self.segmenter = TurnSegmenter.from_config(self.services.config, rate)  # turn_taking: in config
@@ -194,9 +210,10 @@ class CallPipeline:
             call_id=event.call_id,
             stream_id=event.stream_id,
             protocol=self.protocol_name,
+            conversation_id=self.conversation_id,
             audio={"encoding": event.audio.encoding, "sample_rate": event.audio.sample_rate},
             parties=list(event.parties),
-            custom_parameters=dict(event.custom_parameters),
+            custom_parameters=self.private(dict(event.custom_parameters)),
         )
         self.audio_in.open_recordings()
         if self.dialogue:

@@ -116,7 +116,7 @@ class DialogueTurns:
             return
         await call.after_send(call.core.send_transcript(text, "caller", True))
         metadata = call.metadata(start_s, end_s) if pending.text is None else call.metadata()
-        reply = await services.rasa.send(call.call_id, text, metadata)
+        reply = await services.rasa.send(call.conversation_id or call.call_id, text, metadata)
         tone = reply.tone or str(metadata["tone"])
         if reply.fallback and services.metrics is not None:
             services.metrics.rasa_fallbacks_total.inc()

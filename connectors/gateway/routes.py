@@ -1,78 +1,173 @@
-"""The gateway's websocket paths: which protocol core serves each, and how its peer is authenticated.
+"""The gateway's paths: which protocol core serves each, and how its peer is authenticated.
 
 Authentication runs before the websocket upgrade (in the server's ``process_request``): a peer
 that fails it gets an HTTP 401 and no audio of it is ever read. The checks themselves are the
 protocol packages' pure functions; this module only wires them to the operator config (read at
 each handshake, so a reloaded config applies to the next connection).
+
+Fail closed: an endpoint whose credential is not configured refuses everyone, unless the gateway
+runs in ``gateway.insecure_dev`` mode (loopback only, announced loudly at start-up). Roles are
+separate: ``gateway.auth_token`` is the callers' (``/v1/stream``), ``gateway.feed_token`` the
+supervisors' (``/feed``), ``gateway.metrics_token`` the scraper's (``/metrics``).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from websockets.http11 import Request
 
+from connectors.gateway.nonce_store import ClaimedNonce, RedisNonceStore
 from connectors.protocols.audiohook import AudioHookServer
 from connectors.protocols.base import CallProtocol, EscalationTracker
 from connectors.protocols.emotune_ws import EmotuneWsServer, verify_bearer_token
 from connectors.protocols.http_signatures import NonceCache, verify_api_key, verify_signature
 from connectors.protocols.twilio import TwilioMediaStream, validate_twilio_signature
-from emotune.config import EmotuneConfig
+from emotune.config import EmotuneConfig, GatewayConfig
 from emotune.errors import AuthenticationError
 
-__all__ = ["Route", "bearer_token", "build_routes", "secret"]
+__all__ = [
+    "Route", "bearer_token", "build_routes", "check_feed", "check_metrics", "credential_problems", "secret",
+    "signed_url",
+]
+
+Authenticate = Callable[[Request, str], Awaitable[None] | None]
 
 
 @dataclass
 class Route:
     name: str
     make_core: Callable[[Request], CallProtocol]
-    authenticate: Callable[[Request, str], None]  # (upgrade request, "ws" or "wss"); raises AuthenticationError
+    authenticate: Authenticate  # (upgrade request, "ws" or "wss"); raises AuthenticationError
 
 
 def secret(value: Any) -> str | None:
     return value.get_secret_value() if value is not None else None
 
 
-def bearer_token(request: Request) -> str | None:
+def bearer_token(request: Request, query_fallback: bool = False) -> str | None:
+    """The ``Authorization: Bearer`` token; ``?token=`` only where ``query_fallback`` (the feed page:
+    a browser's WebSocket cannot set headers)."""
     header = request.headers.get("Authorization", "")
     if header.lower().startswith("bearer "):
         return header[7:].strip()
-    query = parse_qs(urlsplit(request.path).query)
-    return query.get("token", [None])[0]
+    if not query_fallback:
+        return None
+    return parse_qs(urlsplit(request.path).query).get("token", [None])[0]
+
+
+def _check(expected: str | None, offered: str | None, what: str, env: str, dev: bool) -> None:
+    if expected is None:
+        if dev:
+            return  # insecure_dev: announced at start-up
+        raise AuthenticationError(f"{what} is disabled: set {env}")
+    if not offered:
+        raise AuthenticationError(f"{what}: missing bearer token (Authorization: Bearer ...)")
+    verify_bearer_token(f"Bearer {offered}", expected)
+
+
+def check_feed(gateway: GatewayConfig, request: Request) -> None:
+    """Supervisors only: the callers' token is not accepted here."""
+    _check(secret(gateway.feed_token), bearer_token(request, query_fallback=True), "the feed",
+           "EMOTUNE_GATEWAY__FEED_TOKEN", gateway.insecure_dev)
+
+
+def check_metrics(gateway: GatewayConfig, request: Request) -> None:
+    _check(secret(gateway.metrics_token), bearer_token(request), "/metrics",
+           "EMOTUNE_GATEWAY__METRICS_TOKEN", gateway.insecure_dev)
+
+
+def credential_problems(gateway: GatewayConfig) -> tuple[list[str], list[str]]:
+    """(reasons to refuse to start, warnings). A half-configured endpoint refuses to start; with
+    nothing configured at all the gateway would refuse every call, so that refuses too."""
+    errors: list[str] = []
+    warnings: list[str] = []
+    dev = gateway.insecure_dev
+    genesys = gateway.genesys
+    if genesys.api_key is not None and genesys.client_secret is None:
+        message = ("gateway.genesys: an API key without EMOTUNE_GATEWAY__GENESYS__CLIENT_SECRET: the AudioHook "
+                   "HTTP message signature cannot be checked")
+        (warnings if dev else errors).append(message + (" (insecure_dev: NOT CHECKED)" if dev else ""))
+    if gateway.twilio.auth_token is not None and gateway.public_url is None:
+        message = ("gateway.public_url is not set: Twilio signs the URL it connects to, which the gateway "
+                   "cannot know behind a load balancer")
+        (warnings if dev else errors).append(message + (" (insecure_dev: guessed from Host)" if dev else ""))
+    if gateway.twilio.auth_token is None and not dev:
+        warnings.append("no EMOTUNE_GATEWAY__TWILIO__AUTH_TOKEN: /twilio refuses every connection")
+    if gateway.auth_token is None and not dev:
+        warnings.append("no EMOTUNE_GATEWAY__AUTH_TOKEN: /v1/stream refuses every connection")
+    if gateway.feed_token is None and not dev:
+        warnings.append("no EMOTUNE_GATEWAY__FEED_TOKEN: /feed refuses every connection")
+    if gateway.metrics_token is None and not dev:
+        warnings.append("no EMOTUNE_GATEWAY__METRICS_TOKEN: /metrics refuses every scrape")
+    callers = (gateway.twilio.auth_token, gateway.auth_token, genesys.api_key)
+    if not dev and all(value is None for value in callers):
+        errors.append(
+            "no endpoint has credentials (EMOTUNE_GATEWAY__AUTH_TOKEN, EMOTUNE_GATEWAY__TWILIO__AUTH_TOKEN, "
+            "EMOTUNE_GATEWAY__GENESYS__API_KEY + __CLIENT_SECRET): every call would be refused. Set one, or "
+            "run `emotune serve --insecure-dev` on loopback for development"
+        )
+    if dev and gateway.host not in ("127.0.0.1", "::1", "localhost"):
+        errors.append(f"insecure_dev accepts unauthenticated peers: only on loopback, not host {gateway.host!r}")
+    return errors, warnings
+
+
+def signed_url(gateway: GatewayConfig, request: Request, scheme: str) -> str:
+    """The URL Twilio signed: ``gateway.public_url`` + the request path (query included)."""
+    if gateway.public_url is not None:
+        return gateway.public_url.rstrip("/") + request.path
+    return f"{scheme}://{request.headers.get('Host', '')}{request.path}"  # insecure_dev only
 
 
 def build_routes(current: Callable[[], EmotuneConfig]) -> dict[str, Route]:
     """Path -> route; ``current()`` returns the running config."""
     nonces = NonceCache()
+    shared: dict[str, RedisNonceStore] = {}
 
     def twilio_auth(request: Request, scheme: str) -> None:
-        token = secret(current().gateway.twilio.auth_token)
+        gateway = current().gateway
+        token = secret(gateway.twilio.auth_token)
         if token is None:
-            return  # no token configured: the operator runs without signature checks
-        url = f"{scheme}://{request.headers.get('Host', '')}{request.path}"
-        validate_twilio_signature(token, request.headers.get("X-Twilio-Signature"), url)
+            if gateway.insecure_dev:
+                return
+            raise AuthenticationError("Twilio is disabled: set EMOTUNE_GATEWAY__TWILIO__AUTH_TOKEN")
+        if gateway.public_url is None and not gateway.insecure_dev:
+            raise AuthenticationError("Twilio signatures need gateway.public_url")
+        validate_twilio_signature(token, request.headers.get("X-Twilio-Signature"), signed_url(gateway, request, scheme))
 
     def make_twilio(request: Request) -> CallProtocol:
         return TwilioMediaStream(transfer_to=current().gateway.twilio.transfer_to)
 
-    def audiohook_auth(request: Request, scheme: str) -> None:
-        genesys = current().gateway.genesys
+    def audiohook_auth(request: Request, scheme: str) -> Awaitable[None] | None:
+        gateway = current().gateway
+        genesys = gateway.genesys
         api_key = secret(genesys.api_key)
         if api_key is None:
             raise AuthenticationError("AudioHook is disabled: set EMOTUNE_GATEWAY__GENESYS__API_KEY")
         headers = list(request.headers.raw_items())
         verify_api_key(headers, api_key)
         client_secret = secret(genesys.client_secret)
-        if client_secret is not None:
-            verify_signature(
-                headers, request.path, request.headers.get("Host", ""), client_secret, time.time(), nonces,
-                max_age_s=genesys.max_clock_skew_s,
-            )
+        if client_secret is None:
+            if gateway.insecure_dev:
+                return None  # announced at start-up: the signature is NOT checked
+            raise AuthenticationError("AudioHook signature cannot be checked: set EMOTUNE_GATEWAY__GENESYS__CLIENT_SECRET")
+        now = time.time()
+        if gateway.nonce_store is None:
+            verify_signature(headers, request.path, request.headers.get("Host", ""), client_secret, now, nonces,
+                             max_age_s=genesys.max_clock_skew_s)  # fmt: skip
+            return None
+        claimed = ClaimedNonce()
+        verify_signature(headers, request.path, request.headers.get("Host", ""), client_secret, now, claimed,
+                         max_age_s=genesys.max_clock_skew_s)  # fmt: skip
+        store = shared.get(gateway.nonce_store)
+        if store is None:
+            store = shared[gateway.nonce_store] = RedisNonceStore(gateway.nonce_store)
+        assert claimed.nonce is not None
+        return store.claim(claimed.nonce, now, claimed.keep_until)
 
     def make_audiohook(request: Request) -> CallProtocol:
         config = current()
@@ -84,19 +179,17 @@ def build_routes(current: Callable[[], EmotuneConfig]) -> dict[str, Route]:
         )
 
     def stream_auth(request: Request, scheme: str) -> None:
-        token = secret(current().gateway.auth_token)
-        header = request.headers.get("Authorization")
-        if token is not None and header is not None:
-            verify_bearer_token(header, token)  # else the core checks the token in `start`
-
-    def make_stream(request: Request) -> CallProtocol:
         gateway = current().gateway
         token = secret(gateway.auth_token)
-        return EmotuneWsServer(
-            auth_token=token,
-            authenticated=token is not None and request.headers.get("Authorization") is not None,
-            max_frame_bytes=gateway.max_frame_bytes,
-        )
+        if token is None:
+            if gateway.insecure_dev:
+                return
+            raise AuthenticationError("/v1/stream is disabled: set EMOTUNE_GATEWAY__AUTH_TOKEN")
+        # At the upgrade, in the header: an unauthenticated socket never holds a call slot.
+        verify_bearer_token(request.headers.get("Authorization"), token)
+
+    def make_stream(request: Request) -> CallProtocol:
+        return EmotuneWsServer(auth_token=None, authenticated=True, max_frame_bytes=current().gateway.max_frame_bytes)
 
     return {
         "/twilio": Route("twilio", make_twilio, twilio_auth),

@@ -2,12 +2,16 @@
 
 Paths (one port)::
 
-    /twilio        Twilio Media Streams (bidirectional <Connect><Stream>); X-Twilio-Signature
-                   is checked when EMOTUNE_GATEWAY__TWILIO__AUTH_TOKEN is set
-    /audiohook     Genesys AudioHook (monitor): X-API-KEY + HTTP message signature
-    /v1/stream     our own protocol ("emotune-ws", docs/protocol.md): Bearer token
-    /feed/{call}   live emotion feed for supervisors (``*`` = every call): ?token= or Bearer
-    /feed.html     the feed page (plain HTTP GET), /healthz  liveness + active calls, /metrics Prometheus text format
+    /twilio        Twilio Media Streams (bidirectional <Connect><Stream>): X-Twilio-Signature over
+                   gateway.public_url + path (EMOTUNE_GATEWAY__TWILIO__AUTH_TOKEN)
+    /audiohook     Genesys AudioHook (monitor): X-API-KEY + HTTP message signature (both mandatory)
+    /v1/stream     our own protocol ("emotune-ws", docs/protocol.md): callers' Bearer token at the upgrade
+    /feed/{call}   live emotion feed for supervisors (``*`` = every call): the feed token (Bearer; ?token=
+                   only because the page's browser WebSocket cannot send headers)
+    /feed.html     the feed page (plain HTTP GET), /healthz  liveness + active calls,
+    /metrics       Prometheus text format (the metrics token, Bearer)
+
+Every endpoint fails closed: without its credential it refuses everyone, unless ``insecure_dev``.
 
 Authentication happens in ``process_request``, i.e. before the websocket upgrade (``routes``): a
 peer that fails it gets an HTTP 401/403 and no audio of it is ever read. Emotion inference runs
@@ -26,8 +30,8 @@ import logging
 import os
 import signal
 import ssl
+import stat
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -44,12 +48,19 @@ from connectors.dialogue.rasa_client import RasaClient
 from connectors.dialogue.transfer import TwilioRestTransfer
 from connectors.gateway.call import CallPipeline, CallServices
 from connectors.gateway.emotion import EmotionFactory, EmotionService
-from connectors.gateway.feed import ALL_CALLS, STATIC_DIR, FeedHub, check_token
+from connectors.gateway.feed import ALL_CALLS, STATIC_DIR, FeedHub
 from connectors.gateway.logging_json import call_scope, configure_logging
 from connectors.gateway.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from connectors.gateway.metrics import GatewayMetrics, watch_loop_lag
-from connectors.gateway.routes import Route, bearer_token, build_routes, secret
-from connectors.protocols.base import CallProtocol, Outgoing, ProtocolViolation
+from connectors.gateway.routes import (
+    Route,
+    build_routes,
+    check_feed,
+    check_metrics,
+    credential_problems,
+    secret,
+)
+from connectors.protocols.base import CallProtocol, CallStarted, Outgoing, ProtocolViolation
 from connectors.speech.asr import create_recognizer
 from connectors.speech.tts import create_synthesizer
 from emotune.config import EmotuneConfig, load_config
@@ -60,8 +71,10 @@ __all__ = [
     "Gateway",
     "serve",
     "main",
+    "check_startup",
     "pid_file",
     "request_reload",
+    "runtime_dir",
     "run_until_stopped",
 ]
 
@@ -108,6 +121,10 @@ class Gateway:
             asr_slots=asyncio.Semaphore(config.asr.concurrency()),
         )
         self.active: dict[int, CallPipeline] = {}
+        # Call slots held from the moment a handshake passed authentication until its socket closes:
+        # the max_calls check counts handshakes in progress, so concurrent upgrades cannot overshoot.
+        self.slots: set[int] = set()
+        self.live_calls: set[tuple[str, str]] = set()  # (protocol, platform call id) of calls in progress
         self.connections: dict[int, ServerConnection] = {}
         self.stopping = False
         self.server: Server | None = None
@@ -126,32 +143,48 @@ class Gateway:
         )
         return Response(status.value, status.phrase, headers, body)
 
-    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+    async def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         path = urlsplit(request.path).path
+        gateway = self.config.gateway
         if request.headers.get("Upgrade", "").lower() != "websocket":
-            return self._plain_http(path)
-        scheme = "wss" if self.config.gateway.tls_cert else "ws"
+            return self._plain_http(path, request)
+        scheme = "wss" if gateway.tls_cert else "ws"
         try:
             if path.startswith("/feed/"):
-                check_token(secret(self.config.gateway.auth_token), bearer_token(request))
+                check_feed(gateway, request)
                 return None
             route = self.routes.get(path)
             if route is None:
                 self.metrics.refusals_total.inc("bad_path")
                 return self._http_response(http.HTTPStatus.NOT_FOUND, b"unknown path\n", "text/plain")
-            route.authenticate(request, scheme)
+            pending = route.authenticate(request, scheme)
+            if pending is not None:
+                await pending
         except AuthenticationError as exc:
-            logger.warning("refused %s from %s: %s", path, connection.remote_address, exc)
-            self.metrics.refusals_total.inc("auth")
-            return self._http_response(http.HTTPStatus.UNAUTHORIZED, f"{exc}\n".encode(), "text/plain")
-        if len(self.active) >= self.config.gateway.max_calls:
+            return self._refuse_auth(connection, path, exc)
+        # No await between this check and taking the slot: concurrent handshakes cannot both pass.
+        if len(self.slots) >= self.config.gateway.max_calls:
             self.metrics.refusals_total.inc("capacity")
             return self._http_response(
                 http.HTTPStatus.SERVICE_UNAVAILABLE, b"too many concurrent calls\n", "text/plain"
             )
+        key = id(connection)
+        self.slots.add(key)
+        asyncio.get_running_loop().create_task(self._release_slot(connection, key))
         return None
 
-    def _plain_http(self, path: str) -> Response:
+    async def _release_slot(self, connection: ServerConnection, key: int) -> None:
+        try:
+            await connection.wait_closed()
+        finally:
+            self.slots.discard(key)
+
+    def _refuse_auth(self, connection: ServerConnection, path: str, exc: AuthenticationError) -> Response:
+        logger.warning("refused %s from %s: %s", path, connection.remote_address, exc)
+        self.metrics.refusals_total.inc("auth")
+        return self._http_response(http.HTTPStatus.UNAUTHORIZED, f"{exc}\n".encode(), "text/plain")
+
+    def _plain_http(self, path: str, request: Request) -> Response:
         if path in _PAGES:
             filename, content_type = _PAGES[path]
             body = (STATIC_DIR / filename).read_bytes()
@@ -160,6 +193,11 @@ class Gateway:
             body = json.dumps({"status": "ok", "active_calls": len(self.active)}).encode()
             return self._http_response(http.HTTPStatus.OK, body, "application/json")
         if path == "/metrics":
+            try:
+                check_metrics(self.config.gateway, request)
+            except AuthenticationError as exc:
+                self.metrics.refusals_total.inc("auth")
+                return self._http_response(http.HTTPStatus.UNAUTHORIZED, f"{exc}\n".encode(), "text/plain")
             self.metrics.active_calls.set(len(self.active))
             return self._http_response(http.HTTPStatus.OK, self.metrics.render().encode(), METRICS_CONTENT_TYPE)
         return self._http_response(http.HTTPStatus.NOT_FOUND, b"not found\n", "text/plain")
@@ -203,6 +241,8 @@ class Gateway:
         self.metrics.active_calls.set(len(self.active))
         reason = "peer closed"
         rate_limited = False
+        duplicate: str | None = None  # a second stream claiming a call id that is already live
+        live_key: tuple[str, str] | None = None
         # Inbound message-rate cap per call (token bucket, gateway.max_messages_per_s). The burst
         # is long on purpose: after a network or loop stall a well-behaved caller's backlog
         # arrives at once and must not be mistaken for a flood.
@@ -233,10 +273,22 @@ class Gateway:
                 events = core.receive_text(message) if isinstance(message, str) else core.receive_bytes(message)
                 await self._flush(connection, core.data_to_send())
                 for event in events:
+                    if isinstance(event, CallStarted):
+                        key = (route.name, event.call_id)
+                        if key in self.live_calls:
+                            duplicate = f"call {event.call_id} is already live on this gateway"
+                            break
+                        live_key = key
+                        self.live_calls.add(key)
                     if isinstance(event, ProtocolViolation):
                         self.metrics.errors_total.inc("protocol_violation")
                         logger.warning("%s call %s: %s", route.name, pipeline.call_id, event.message)
                     await pipeline.handle(event)
+                if duplicate is not None:
+                    reason = duplicate
+                    self.metrics.refusals_total.inc("duplicate_call")
+                    logger.warning("%s: refused a second stream: %s", route.name, duplicate)
+                    break
                 if core.close_request is not None:
                     reason = core.close_request.reason or "protocol close"
         except ConnectionClosed:
@@ -249,12 +301,16 @@ class Gateway:
             await pipeline.finish(reason, peer_gone=reason == "peer closed")
             self.active.pop(id(connection), None)
             self.connections.pop(id(connection), None)
+            if live_key is not None:
+                self.live_calls.discard(live_key)
             self.metrics.active_calls.set(len(self.active))
             close = core.close_request
             with contextlib.suppress(ConnectionClosed):
                 await self._flush(connection, core.data_to_send())
                 if rate_limited:
                     await connection.close(1008, "inbound message rate limit exceeded")  # policy violation
+                elif duplicate is not None:
+                    await connection.close(1008, "call id already live")
                 elif close is not None:
                     await connection.close(close.code, close.reason)
                 else:
@@ -376,26 +432,119 @@ class Gateway:
                 await connection.close(1001, "gateway shutting down")
 
 
+def runtime_dir(config: EmotuneConfig) -> Path:
+    """The gateway's private runtime directory (0700, ours, not a symlink): created if missing."""
+    if config.gateway.runtime_dir is not None:
+        path = config.resolve(config.gateway.runtime_dir)
+    elif os.environ.get("XDG_RUNTIME_DIR"):
+        path = Path(os.environ["XDG_RUNTIME_DIR"]) / "emotune"
+    else:
+        path = Path.home() / ".cache" / "emotune" / "run"
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = os.lstat(path)
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
+        raise ConfigError("gateway", [
+            f"gateway.runtime_dir: {path} must be a directory (not a symlink) owned by this user with mode 0700"
+        ])
+    return path
+
+
 def pid_file(config: EmotuneConfig) -> Path:
-    """Where a running gateway on this host/port records its process id (for reloads)."""
-    return Path(tempfile.gettempdir()) / f"emotune-gateway-{config.gateway.port}.pid"
+    """Where a running gateway on this port records its process id (for reloads)."""
+    return runtime_dir(config) / f"gateway-{config.gateway.port}.pid"
+
+
+def _start_time(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (/proc/<pid>/stat field 22): with the
+    PID it names one process, so a recycled PID is never mistaken for the gateway."""
+    try:
+        stat_line = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat_line.rpartition(")")[2].split()[19]
+
+
+def write_pid_file(path: Path) -> None:
+    """Create ``path`` exclusively (never through a symlink) with ``<pid> <start time>``; a stale
+    file of a gateway that is gone is replaced."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+    try:
+        fd = os.open(path, flags, 0o600)
+    except FileExistsError:
+        if _gateway_pid(path) is not None:
+            raise ConfigError("gateway", [f"another gateway is running on this port ({path})"]) from None
+        path.unlink()
+        fd = os.open(path, flags, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(f"{os.getpid()} {_start_time(os.getpid())}")
+
+
+def _gateway_pid(path: Path) -> int | None:
+    """The PID in ``path`` if the file is a regular file of ours (not a symlink) and the process it
+    names is alive, ours, and the very process that wrote it (same start time)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    with os.fdopen(fd) as handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid():
+            return None
+        fields = handle.read().split()
+    if len(fields) != 2 or not fields[0].isdigit():
+        return None
+    pid = int(fields[0])
+    try:
+        if Path(f"/proc/{pid}").stat().st_uid != os.getuid():
+            return None
+    except OSError:
+        return None
+    return pid if _start_time(pid) == fields[1] else None
 
 
 def request_reload(config: EmotuneConfig) -> int:
     """Ask the gateway running on ``config.gateway.port`` to re-read its config file (SIGHUP).
 
     The config given here was already validated by the caller (``emotune config reload``), so a
-    broken file never reaches the running gateway. Returns a process exit code.
+    broken file never reaches the running gateway. The PID is only signalled if the file is ours
+    (not a symlink) and names a live gateway process of this user. Returns a process exit code.
     """
     path = pid_file(config)
+    pid = _gateway_pid(path)
+    if pid is None:
+        print(f"no running gateway found for port {config.gateway.port} ({path})")
+        return 1
     try:
-        pid = int(path.read_text().strip())
         os.kill(pid, signal.SIGHUP)
-    except (OSError, ValueError) as exc:
-        print(f"no running gateway found for port {config.gateway.port} ({path}): {exc}")
+    except OSError as exc:
+        print(f"cannot signal gateway pid {pid}: {exc}")
         return 1
     print(f"asked gateway (pid {pid}) to reload its config")
     return 0
+
+
+_BANNER = "=" * 78
+
+
+def check_startup(config: EmotuneConfig) -> None:
+    """Refuse to start with a half-configured endpoint (or none); warn loudly in insecure_dev mode."""
+    errors, warnings = credential_problems(config.gateway)
+    if errors:
+        raise ConfigError("gateway", errors)
+    if config.gateway.insecure_dev:
+        banner = [
+            _BANNER,
+            "INSECURE DEVELOPMENT MODE (gateway.insecure_dev / --insecure-dev): endpoints without a",
+            "credential accept ANYONE. Never expose this gateway; it only listens on loopback.",
+            *warnings,
+            _BANNER,
+        ]
+        for line in banner:
+            logger.warning("%s", line)
+        print("\n".join(banner), file=sys.stderr)
+        return
+    for line in warnings:
+        logger.warning("%s", line)
 
 
 async def serve(
@@ -411,22 +560,17 @@ async def serve(
     settings apply to the next turn of every call; listener settings (host, port, TLS) need a
     restart. An invalid file is logged and ignored (the running config stays).
     """
-    gateway = Gateway(config, emotion_factory=emotion_factory, log_dir=log_dir)
-    await gateway.start()
-    logger.info("gateway listening on %s:%d (paths: %s, /feed/{call_id})",
-                config.gateway.host, gateway.port, ", ".join(gateway.routes))
-    if config.gateway.auth_token is None:
-        logger.warning("no EMOTUNE_GATEWAY__AUTH_TOKEN: /v1/stream accepts anyone, the /feed is disabled")
-    if config.gateway.twilio.auth_token is None:
-        logger.warning("no Twilio auth token: X-Twilio-Signature is not checked and transfers are not applied")
-    if config.gateway.genesys.api_key is None:
-        logger.warning("no Genesys API key: /audiohook refuses every connection")
+    check_startup(config)
     pid_path = pid_file(config)
-    pid_path.write_text(str(os.getpid()))
+    gateway = Gateway(config, emotion_factory=emotion_factory, log_dir=log_dir)
+    write_pid_file(pid_path)
     loop = asyncio.get_running_loop()
     if config_path is not None:
         loop.add_signal_handler(signal.SIGHUP, lambda: gateway.reload(config_path))
     try:
+        await gateway.start()
+        logger.info("gateway listening on %s:%d (paths: %s, /feed/{call_id})",
+                    config.gateway.host, gateway.port, ", ".join(gateway.routes))
         if ready is not None:
             result = ready(gateway)
             if asyncio.iscoroutine(result):
@@ -452,11 +596,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--log-level", choices=("DEBUG", "INFO", "WARNING", "ERROR"), default=None,
         help="default: gateway.log_level. DEBUG adds transcripts (caller and bot text); INFO never logs them",
     )
+    parser.add_argument(
+        "--insecure-dev", action="store_true",
+        help="development only: endpoints without a credential accept anyone (loopback only, loud warning)",
+    )
     args = parser.parse_args(argv)
     try:
         config = load_config(args.config)
         if args.port is not None:
             config.gateway.port = args.port
+        if args.insecure_dev:
+            config.gateway.insecure_dev = True
     except ConfigError as exc:
         configure_logging(json_lines=args.log_format == "json", level=args.log_level or "INFO")
         print(exc)

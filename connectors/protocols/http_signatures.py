@@ -24,6 +24,7 @@ import hmac
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from emotune.errors import AuthenticationError, ConfigError
 
@@ -31,6 +32,7 @@ __all__ = [
     "AUDIOHOOK_COVERED_COMPONENTS",
     "SignatureParameters",
     "NonceCache",
+    "NonceRecorder",
     "HeaderLike",
     "normalize_headers",
     "parse_signature_input",
@@ -300,6 +302,13 @@ def decode_client_secret(client_secret_b64: str) -> bytes:
     return secret
 
 
+class NonceRecorder(Protocol):
+    """What ``verify_signature`` remembers nonces in (a :class:`NonceCache`, or a recorder whose nonce
+    the gateway then claims in a store shared by replicas)."""
+
+    def check_and_remember(self, nonce: str, now: float, keep_until: float) -> None: ...
+
+
 class NonceCache:
     """Nonces seen recently, each kept until its signature could no longer be accepted anyway."""
 
@@ -343,7 +352,7 @@ def verify_signature(
     authority: str,
     client_secret_b64: str,
     now: float,
-    nonce_cache: NonceCache,
+    nonce_cache: NonceRecorder,
     max_age_s: float = 300.0,
     required_components: Sequence[str] = AUDIOHOOK_COVERED_COMPONENTS,
     method: str = "GET",

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from types import TracebackType
@@ -29,7 +30,7 @@ from connectors.dialogue.rasa_client import BotReply, RasaSyncClient
 from emotion_runtime import EmotionEvent, EmotionModel, EmotionStream
 from emotion_runtime.stream import Encoding
 from emotune.config import EmotuneConfig, load_config
-from emotune.errors import DialogueError, EmotuneError, RasaUnavailableError
+from emotune.errors import ConfigError, DialogueError, EmotuneError, RasaUnavailableError
 
 __all__ = ["EmotionSDK", "EmotionSession", "BotReply", "EmotionEvent"]
 
@@ -108,6 +109,7 @@ class EmotionSession:
                 return
             self._closed = True
             queues = list(self._queues)
+        self._sdk._release_id(self.session_id)
         for loop, queue in queues:
             loop.call_soon_threadsafe(queue.put_nowait, None)
 
@@ -127,6 +129,7 @@ class EmotionSDK:
         self.config = config
         self.model = model
         self._count = 0
+        self._open_ids: set[str] = set()
         self._lock = threading.Lock()
         self._rasa: RasaSyncClient | None = None  # opened on the first say()
 
@@ -155,10 +158,18 @@ class EmotionSDK:
     def session(
         self, *, encoding: Encoding = "pcm16", sample_rate: int = 16000, session_id: str | None = None
     ) -> EmotionSession:
-        """A new audio stream; frames are 20 ms in ``encoding`` at ``sample_rate``."""
+        """A new audio stream; frames are 20 ms in ``encoding`` at ``sample_rate``.
+
+        ``session_id`` is the Rasa conversation id of its ``say`` turns: by default a fresh random one
+        (``session-<uuid4>``), so two devices never share a conversation. One of your own must be
+        unique per device (the same id on two devices is one conversation) and is refused while a
+        session of this SDK already uses it."""
         with self._lock:
             self._count += 1
-            sid = session_id or f"session-{self._count}"
+            sid = session_id or f"session-{uuid.uuid4().hex}"
+            if session_id is not None and session_id in self._open_ids:
+                raise ConfigError("sdk", [f"session_id {session_id!r} is already in use by an open session"])
+            self._open_ids.add(sid)
         stream = EmotionStream(
             self.model,
             streaming=self.config.streaming,
@@ -168,6 +179,10 @@ class EmotionSDK:
             labels=self.config.model.labels,
         )
         return EmotionSession(self, stream, sid)
+
+    def _release_id(self, session_id: str) -> None:
+        with self._lock:
+            self._open_ids.discard(session_id)
 
     def _dialogue_turn(
         self, sender: str, text: str, event: EmotionEvent | None, timeout_s: float | None

@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import json
 import logging
+import secrets
 import sys
 import time
 from collections.abc import Sequence
@@ -29,9 +30,11 @@ from typing import Any
 
 import numpy as np
 import soundfile as sf
+from pydantic import SecretStr
 
 from connectors.devtools.caller import CallerTurn, TwilioCaller
 from connectors.gateway import Gateway
+from connectors.protocols.twilio import compute_twilio_signature
 from connectors.tools.report import describe_emotion, write_report
 from emotion_runtime.audio import energy_db, resample
 from emotune.config import PROJECT_ROOT, EmotuneConfig, load_config
@@ -182,8 +185,15 @@ async def run_demo(
     stack = await asyncio.to_thread(RasaStack("contact_center", ci=ci_bot).start)
     gateway: Gateway | None = None
     try:
+        # Credentials as in production (the gateway fails closed): a throwaway Twilio auth token for
+        # this run, the caller signs the URL like Twilio does. The demo shows the turns' words, so
+        # the call file keeps them (gateway.log_transcripts; off by default).
+        twilio_token = secrets.token_urlsafe(24)
+        config.gateway.twilio.auth_token = SecretStr(twilio_token)
+        config.gateway.log_transcripts = True
         gateway = Gateway(config, log_dir=reports_dir / "calls", rasa_url=stack.url)
         await gateway.start(port=0)
+        config.gateway.public_url = f"ws://127.0.0.1:{gateway.port}"
         url = f"ws://127.0.0.1:{gateway.port}/twilio"
         print(f"Gateway on {url}; calling (speed x{speed:g})...\n", flush=True)
         call_sid = "CA" + time.strftime("%Y%m%d%H%M%S") + "0" * 18
@@ -205,7 +215,8 @@ async def run_demo(
                     print(f"[{record['t']:6.1f}s] transfer to {record['target']}: {record['twiml']}", flush=True)
 
         printer = asyncio.create_task(print_feed())
-        caller = TwilioCaller(url, sample.turns, speed=speed, call_sid=call_sid)
+        signature = {"X-Twilio-Signature": compute_twilio_signature(twilio_token, url)}
+        caller = TwilioCaller(url, sample.turns, speed=speed, call_sid=call_sid, headers=signature)
         result = await caller.run()
         await asyncio.sleep(0.5)
         printer.cancel()
