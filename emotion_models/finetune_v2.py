@@ -136,7 +136,32 @@ def run(
         "wall_seconds": round(time.monotonic() - started, 1),
     }
     (output / "finetune_report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    (output / "MODEL_CARD.md").write_text(_card(base_dir, output, manifest_csv, report), encoding="utf-8")
     return report
+
+
+def _card(base_dir: Path, output: Path, manifest_csv: str | Path, report: dict[str, Any]) -> str:
+    lines = [
+        f"# {output.name}: {base_dir.name} with its head fine-tuned on {Path(manifest_csv).name}",
+        "",
+        f"Base: `{base_dir}` (encoder unchanged, frozen). Fine-tuned on {report['data']['clips']} clips of "
+        f"{len(report['speakers'])} speakers ({', '.join(report['speakers'])}) with `emotune finetune` "
+        f"in {report['wall_seconds']:.0f} s.",
+        "",
+        "## What it saw",
+        f"Everything the base model saw (see its MODEL_CARD.md) plus `{manifest_csv}`: {json.dumps(report['data']['per_class'])}.",
+        "The head inherits the terms of both: non-commercial unless every source allows more.",
+        "",
+        "## Speakers it never heard (leave one speaker out; `finetune_report.json`)",
+    ]
+    if report.get("after"):
+        lines += ["", "| cell | UA before | UA after | angry recall before | after | ECE after |", "| --- | --- | --- | --- | --- | --- |"]
+        for cell in CELLS:
+            b, a = report["before"][cell], report["after"][cell]
+            lines.append(f"| {cell} | {b['ua']:.1%} | {a['ua']:.1%} | {b['angry_recall']:.1%} | {a['angry_recall']:.1%} | {a['ece']:.3f} |")
+    else:
+        lines.append("No speaker column (or one speaker): no speaker-independent evaluation was possible.")
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
