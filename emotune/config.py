@@ -234,6 +234,11 @@ class TwilioConfig(_Section):
     auth_token: SecretStr | None = Field(
         None, description="Twilio auth token for X-Twilio-Signature; set EMOTUNE_GATEWAY__TWILIO__AUTH_TOKEN."
     )
+    require_stream_token: bool = Field(
+        True, description="A stream's start must carry the per-call token the gateway's TwiML (GET "
+        "/twilio/voice, your number's voice webhook) put in a <Parameter>: a replayed signed upgrade cannot "
+        "claim another call's SID. False: any signed upgrade may name any callSid (your own TwiML).",
+    )
 
 
 class GenesysConfig(_Section):

@@ -13,6 +13,7 @@ import asyncio
 import http.server
 import json
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -140,6 +141,29 @@ def twilio_headers(path: str = "/twilio", token: str = TWILIO) -> dict[str, str]
     return {"X-Twilio-Signature": compute_twilio_signature(token, PUBLIC + path)}
 
 
+async def voice_webhook(gateway: Gateway, call_sid: str, token: str = TWILIO) -> httpx.Response:
+    """What Twilio does when the call comes in: GET the voice webhook, signed over the public https URL."""
+    path = f"/twilio/voice?CallSid={call_sid}&AccountSid=AC00000000000000000000000000000000"
+    signature = compute_twilio_signature(token, PUBLIC.replace("wss://", "https://") + path)
+    async with httpx.AsyncClient() as client:
+        return await client.get(f"http://127.0.0.1:{gateway.port}{path}", headers={"X-Twilio-Signature": signature})
+
+
+async def stream_token(gateway: Gateway, call_sid: str) -> dict[str, str]:
+    """The <Parameter> of the TwiML the gateway served for ``call_sid`` (as Twilio puts it in start)."""
+    answer = await voice_webhook(gateway, call_sid)
+    assert answer.status_code == 200, answer.text
+    name, value = re.search(r'<Parameter name="([^"]+)" value="([^"]+)"', answer.text).groups()  # type: ignore[union-attr]
+    return {name: value}
+
+
+async def _closed_code(ws: Any) -> int | None:
+    with pytest.raises(ConnectionClosed) as closed:
+        while True:
+            await ws.recv()
+    return closed.value.rcvd.code if closed.value.rcvd is not None else None
+
+
 # -- 1. fail closed ----------------------------------------------------------------------------
 def test_serve_refuses_to_start_without_credentials_or_with_a_half_configured_endpoint() -> None:
     with pytest.raises(ConfigError, match="no endpoint has credentials"):
@@ -231,8 +255,12 @@ async def test_twilio_signature_is_checked_over_the_public_url(gateway: Gateway)
 
 
 async def test_a_second_stream_claiming_a_live_call_sid_is_closed_1008(gateway: Gateway) -> None:
+    # The live-call check on its own (an operator serving their own TwiML, without stream tokens);
+    # with tokens the replayed start is refused even earlier (test above).
+    gateway.config.gateway.twilio.require_stream_token = False
     url = f"ws://127.0.0.1:{gateway.port}/twilio"
-    victim = TwilioStreamClient(call_sid="CAvictim0000000000000000000000000")
+    victim_sid = "CAvictim0000000000000000000000000"
+    victim = TwilioStreamClient(call_sid=victim_sid, custom_parameters=await stream_token(gateway, victim_sid))
     async with connect(url, additional_headers=twilio_headers()) as genuine:
         await genuine.send(victim.connected())
         await genuine.send(victim.start())
@@ -241,18 +269,39 @@ async def test_a_second_stream_claiming_a_live_call_sid_is_closed_1008(gateway: 
         while not gateway.live_calls:
             await asyncio.sleep(0.01)
         # A replayed upgrade (the same signed URL) with the victim's callSid in its start.
-        attacker = TwilioStreamClient(call_sid=victim.call_sid, stream_sid="MZattacker00000000000000000000000")
+        # (Even with the victim's token from the TwiML: the attacker could not have it, but the live
+        # check does not rely on that.)
+        attacker = TwilioStreamClient(call_sid=victim.call_sid, stream_sid="MZattacker00000000000000000000000",
+                                      custom_parameters=victim.custom_parameters)
         async with connect(url, additional_headers=twilio_headers()) as replayed:
             await replayed.send(attacker.connected())
             await replayed.send(attacker.start())
-            with pytest.raises(ConnectionClosed) as closed:
-                while True:
-                    await replayed.recv()
-            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
+            assert await _closed_code(replayed) == 1008
         assert gateway.metrics.refusals_total.get("duplicate_call") == 1
         await genuine.send(victim.media(b"\xff" * 160))  # the victim's call goes on
         await genuine.ping()
         assert len(gateway.active) == 1
+
+
+async def test_a_signed_upgrade_cannot_start_a_call_without_the_token_minted_for_its_sid(gateway: Gateway) -> None:
+    assert (await voice_webhook(gateway, "CAone", token="guess")).status_code == 401
+    answer = await voice_webhook(gateway, "CAone0000000000000000000000000000")
+    assert answer.status_code == 200 and f'<Stream url="{PUBLIC}/twilio">' in answer.text
+    token = await stream_token(gateway, "CAone0000000000000000000000000000")
+    url = f"ws://127.0.0.1:{gateway.port}/twilio"
+
+    async def start(call_sid: str, parameters: dict[str, str]) -> int | None:
+        client = TwilioStreamClient(call_sid=call_sid, custom_parameters=parameters)
+        async with connect(url, additional_headers=twilio_headers()) as ws:
+            await ws.send(client.connected())
+            await ws.send(client.start())
+            await ws.send(client.stop())
+            return await _closed_code(ws)
+
+    assert await start("CAother000000000000000000000000000", token) == 1008  # minted for another call
+    assert await start("CAone0000000000000000000000000000", {}) == 1008  # no token
+    assert await start("CAone0000000000000000000000000000", token) == 1000  # the genuine stream
+    assert await start("CAone0000000000000000000000000000", token) == 1008  # replayed after it ended
 
 
 # -- 3 + 5. identities the gateway mints; nothing private in the file or the feed ------------------
@@ -275,7 +324,8 @@ async def test_rasa_sender_is_minted_and_digits_and_words_stay_out_of_logs_and_f
             while ended <= attempt:  # the first call is over before the second reuses its id
                 feed.append(json.loads(await asyncio.wait_for(wallboard.recv(), 10)))
                 ended = sum(m.get("type") == "call_ended" and m.get("call_id") == "shared-id" for m in feed)
-        twilio = TwilioStreamClient(call_sid="CAdtmf0000000000000000000000000000", custom_parameters={"pin": "9876"})
+        sid = "CAdtmf0000000000000000000000000000"
+        twilio = TwilioStreamClient(call_sid=sid, custom_parameters={"pin": "9876", **await stream_token(gateway, sid)})
         async with connect(f"{base}/twilio", additional_headers=twilio_headers()) as ws:
             await ws.send(twilio.connected())
             await ws.send(twilio.start())

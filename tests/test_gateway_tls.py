@@ -10,6 +10,7 @@ import re
 import shutil
 import ssl
 import subprocess
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from connectors.devtools.emotune_ws_client import EmotuneWsClient, Ready
 from connectors.devtools.rasa_stack import free_port
 from connectors.devtools.twilio_client import TwilioStreamClient
 from connectors.gateway import Gateway
-from connectors.protocols.twilio import compute_twilio_signature
+from connectors.protocols.twilio import STREAM_TOKEN_PARAMETER, compute_twilio_signature, mint_stream_token
 from connectors.tools.report import read_call_log
 from emotune.config import EmotuneConfig, load_config
 from emotune.errors import ConfigError
@@ -139,7 +140,9 @@ async def test_twilio_stream_over_wss_signed_for_the_wss_url(
         assert refused.value.response.status_code == 401
 
         signature = compute_twilio_signature(TWILIO_TOKEN, url)
-        client = TwilioStreamClient(call_sid=CALL_SID)
+        # The per-call token the gateway's /twilio/voice TwiML hands Twilio (test_gateway_security fetches it).
+        token = mint_stream_token(TWILIO_TOKEN, CALL_SID, int(time.time()) + 60)
+        client = TwilioStreamClient(call_sid=CALL_SID, custom_parameters={STREAM_TOKEN_PARAMETER: token})
         async with asyncio.timeout(10):
             async with connect(
                 url, ssl=trusting(cert), additional_headers={"X-Twilio-Signature": signature}

@@ -14,7 +14,7 @@ supervisors' (``/feed``), ``gateway.metrics_token`` the scraper's (``/metrics``)
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -26,14 +26,24 @@ from connectors.protocols.audiohook import AudioHookServer
 from connectors.protocols.base import CallProtocol, EscalationTracker
 from connectors.protocols.emotune_ws import EmotuneWsServer, verify_bearer_token
 from connectors.protocols.http_signatures import NonceCache, verify_api_key, verify_signature
-from connectors.protocols.twilio import TwilioMediaStream, validate_twilio_signature
+from connectors.protocols.twilio import (
+    STREAM_TOKEN_PARAMETER,
+    TwilioMediaStream,
+    mint_stream_token,
+    stream_twiml,
+    validate_twilio_signature,
+    verify_stream_token,
+)
 from emotune.config import EmotuneConfig, GatewayConfig
 from emotune.errors import AuthenticationError
 
 __all__ = [
     "Route", "bearer_token", "build_routes", "check_feed", "check_metrics", "credential_problems", "secret",
     "signed_url",
+    "twilio_voice_twiml",
 ]
+
+STREAM_TOKEN_TTL_S = 120  # Twilio opens the stream right after it fetched the TwiML
 
 Authenticate = Callable[[Request, str], Awaitable[None] | None]
 
@@ -123,9 +133,26 @@ def signed_url(gateway: GatewayConfig, request: Request, scheme: str) -> str:
     return f"{scheme}://{request.headers.get('Host', '')}{request.path}"  # insecure_dev only
 
 
+def twilio_voice_twiml(gateway: GatewayConfig, request: Request, now: float) -> str:
+    """The answer to Twilio's voice webhook (``GET /twilio/voice?CallSid=...``, signed over the
+    https form of ``gateway.public_url``): TwiML connecting the call to ``/twilio`` with a per-call
+    stream token. Raises AuthenticationError for an unsigned or wrongly signed request."""
+    token = secret(gateway.twilio.auth_token)
+    if token is None or gateway.public_url is None:
+        raise AuthenticationError("Twilio is disabled: set EMOTUNE_GATEWAY__TWILIO__AUTH_TOKEN and gateway.public_url")
+    base = gateway.public_url.rstrip("/")
+    webhook = base.replace("wss://", "https://", 1).replace("ws://", "http://", 1)  # the same host over HTTP
+    validate_twilio_signature(token, request.headers.get("X-Twilio-Signature"), webhook + request.path)
+    call_sid = parse_qs(urlsplit(request.path).query).get("CallSid", [""])[0]
+    if not call_sid:
+        raise AuthenticationError("the voice webhook carries no CallSid")
+    return stream_twiml(base + "/twilio", mint_stream_token(token, call_sid, int(now) + STREAM_TOKEN_TTL_S))
+
+
 def build_routes(current: Callable[[], EmotuneConfig]) -> dict[str, Route]:
     """Path -> route; ``current()`` returns the running config."""
     nonces = NonceCache()
+    used_stream_tokens: dict[str, float] = {}  # one start per minted token (until it expires)
     shared: dict[str, RedisNonceStore] = {}
 
     def twilio_auth(request: Request, scheme: str) -> None:
@@ -139,8 +166,23 @@ def build_routes(current: Callable[[], EmotuneConfig]) -> dict[str, Route]:
             raise AuthenticationError("Twilio signatures need gateway.public_url")
         validate_twilio_signature(token, request.headers.get("X-Twilio-Signature"), signed_url(gateway, request, scheme))
 
+    def check_twilio_start(call_sid: str, parameters: Mapping[str, str]) -> None:
+        gateway = current().gateway
+        token = secret(gateway.twilio.auth_token)
+        if token is None or not gateway.twilio.require_stream_token:
+            return  # insecure_dev without a token, or the operator's own TwiML
+        offered = parameters.get(STREAM_TOKEN_PARAMETER)
+        now = time.time()
+        expiry = verify_stream_token(token, call_sid, offered, now)
+        for old in [t for t, until in used_stream_tokens.items() if until < now]:
+            del used_stream_tokens[old]
+        assert offered is not None
+        if offered in used_stream_tokens:
+            raise AuthenticationError("stream token was already used (replayed stream)")
+        used_stream_tokens[offered] = expiry
+
     def make_twilio(request: Request) -> CallProtocol:
-        return TwilioMediaStream(transfer_to=current().gateway.twilio.transfer_to)
+        return TwilioMediaStream(transfer_to=current().gateway.twilio.transfer_to, check_start=check_twilio_start)
 
     def audiohook_auth(request: Request, scheme: str) -> Awaitable[None] | None:
         gateway = current().gateway

@@ -59,6 +59,7 @@ from connectors.gateway.routes import (
     check_metrics,
     credential_problems,
     secret,
+    twilio_voice_twiml,
 )
 from connectors.protocols.base import CallProtocol, CallStarted, Outgoing, ProtocolViolation
 from connectors.speech.asr import create_recognizer
@@ -189,6 +190,13 @@ class Gateway:
             filename, content_type = _PAGES[path]
             body = (STATIC_DIR / filename).read_bytes()
             return self._http_response(http.HTTPStatus.OK, body, content_type)
+        if path == "/twilio/voice":
+            try:
+                twiml = twilio_voice_twiml(self.config.gateway, request, time.time())
+            except AuthenticationError as exc:
+                self.metrics.refusals_total.inc("auth")
+                return self._http_response(http.HTTPStatus.UNAUTHORIZED, f"{exc}\n".encode(), "text/plain")
+            return self._http_response(http.HTTPStatus.OK, twiml.encode(), "text/xml; charset=utf-8")
         if path == "/healthz":
             body = json.dumps({"status": "ok", "active_calls": len(self.active)}).encode()
             return self._http_response(http.HTTPStatus.OK, body, "application/json")

@@ -27,7 +27,7 @@ import hashlib
 import hmac
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 from xml.sax.saxutils import escape
@@ -65,8 +65,12 @@ __all__ = [
     "TWILIO_AUDIO",
     "TwilioMediaStream",
     "decode_base64",
+    "STREAM_TOKEN_PARAMETER",
     "compute_twilio_signature",
+    "mint_stream_token",
+    "stream_twiml",
     "validate_twilio_signature",
+    "verify_stream_token",
     "transfer_twiml",
 ]
 
@@ -118,7 +122,10 @@ class TwilioMediaStream(CallProtocol):
         chunk_ms: int = 20,
         max_message_chars: int = DEFAULT_MAX_MESSAGE_CHARS,
         transfer_announcement: str | None = "Connecting you to a colleague now.",
+        check_start: Callable[[str, Mapping[str, str]], None] | None = None,
     ) -> None:
+        """``check_start(call_sid, custom_parameters)`` raises AuthenticationError to refuse a
+        ``start`` (the gateway checks its per-call stream token there); the stream is closed 1008."""
         super().__init__()
         if not 10 <= chunk_ms <= 1000:
             raise ValueError("chunk_ms must be between 10 and 1000")
@@ -128,6 +135,7 @@ class TwilioMediaStream(CallProtocol):
         self.chunk_ms = chunk_ms
         self.max_message_chars = max_message_chars
         self.transfer_announcement = transfer_announcement
+        self.check_start = check_start
         self.state = "awaiting_start"  # -> streaming -> stopped
         self.stream_sid: str | None = None
         self.account_sid: str | None = None
@@ -218,6 +226,13 @@ class TwilioMediaStream(CallProtocol):
         params = start.get("customParameters", {})
         if not isinstance(params, dict) or not all(isinstance(v, str) for v in params.values()):
             raise ProtocolError("start: customParameters must be an object of string values")
+        if self.check_start is not None:
+            try:
+                self.check_start(call_sid, params)
+            except AuthenticationError as exc:
+                self.state = "stopped"
+                return [*events, self._violation(ProtocolError(f"start refused: {exc}"), "unauthorized",
+                                                 CloseCode.POLICY_VIOLATION)]
         media = get_field(start, "mediaFormat", dict, "start")
         encoding = media.get("encoding")
         rate = media.get("sampleRate")
@@ -403,6 +418,47 @@ def transfer_twiml(target: str, announcement: str | None = None, timeout_s: int 
 # ---------------------------------------------------------------------------------------------
 # X-Twilio-Signature
 # ---------------------------------------------------------------------------------------------
+STREAM_TOKEN_PARAMETER = "emotune_stream_token"
+
+
+def _stream_key(auth_token: str) -> bytes:
+    return hmac.new(auth_token.encode("utf-8"), b"emotune stream token v1", hashlib.sha256).digest()
+
+
+def mint_stream_token(auth_token: str, call_sid: str, expires_at: int) -> str:
+    """A per-call token the gateway puts in a ``<Parameter>`` of the TwiML it serves: ``<expiry>.<mac>``,
+    the MAC an HMAC-SHA256 over the call SID and expiry under a key derived from the auth token."""
+    mac = hmac.new(_stream_key(auth_token), f"{call_sid}|{expires_at}".encode(), hashlib.sha256).digest()
+    return f"{expires_at}.{base64.urlsafe_b64encode(mac).decode('ascii').rstrip('=')}"
+
+
+def verify_stream_token(auth_token: str, call_sid: str, token: str | None, now: float) -> int:
+    """Raise AuthenticationError unless ``token`` was minted for ``call_sid`` and has not expired;
+    returns its expiry (for the caller's used-token memory)."""
+    if not token:
+        raise AuthenticationError(f"no {STREAM_TOKEN_PARAMETER} parameter (use the gateway's /twilio/voice TwiML)")
+    expiry, _, _mac = token.partition(".")
+    if not expiry.isdigit():
+        raise AuthenticationError("malformed stream token")
+    expected = mint_stream_token(auth_token, call_sid, int(expiry))
+    if not hmac.compare_digest(expected.encode("ascii"), token.encode("utf-8", "replace")):
+        raise AuthenticationError("stream token was not minted for this callSid")
+    if int(expiry) < now:
+        raise AuthenticationError("stream token expired")
+    return int(expiry)
+
+
+def stream_twiml(stream_url: str, token: str) -> str:
+    """The TwiML the gateway answers Twilio's voice webhook with: connect to ``stream_url``, carrying
+    the per-call token as a custom parameter."""
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?><Response><Connect>'
+        f'<Stream url="{escape(stream_url, {chr(34): "&quot;"})}">'
+        f'<Parameter name="{STREAM_TOKEN_PARAMETER}" value="{escape(token, {chr(34): "&quot;"})}"/>'
+        "</Stream></Connect></Response>"
+    )
+
+
 def compute_twilio_signature(
     auth_token: str, url: str, params: Mapping[str, str | Sequence[str]] | None = None
 ) -> str:

@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import json
 import logging
+import re
 import secrets
 import sys
 import time
@@ -28,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import soundfile as sf
 from pydantic import SecretStr
@@ -215,8 +217,19 @@ async def run_demo(
                     print(f"[{record['t']:6.1f}s] transfer to {record['target']}: {record['twiml']}", flush=True)
 
         printer = asyncio.create_task(print_feed())
+        # As Twilio does: fetch the voice webhook's TwiML (signed), then open the stream it names with
+        # the per-call token it carries, the upgrade signed too.
+        voice = f"/twilio/voice?CallSid={call_sid}"
+        async with httpx.AsyncClient() as http:
+            twiml = (await http.get(f"http://127.0.0.1:{gateway.port}{voice}", headers={
+                "X-Twilio-Signature": compute_twilio_signature(twilio_token, f"http://127.0.0.1:{gateway.port}{voice}")
+            })).text
+        parameter = re.search(r'<Parameter name="([^"]+)" value="([^"]+)"', twiml)
+        if parameter is None:
+            raise EmotuneError(f"the gateway's TwiML carries no stream token: {twiml[:200]}")
         signature = {"X-Twilio-Signature": compute_twilio_signature(twilio_token, url)}
-        caller = TwilioCaller(url, sample.turns, speed=speed, call_sid=call_sid, headers=signature)
+        caller = TwilioCaller(url, sample.turns, speed=speed, call_sid=call_sid, headers=signature,
+                              custom_parameters={parameter.group(1): parameter.group(2)})
         result = await caller.run()
         await asyncio.sleep(0.5)
         printer.cancel()
