@@ -175,6 +175,8 @@ class CallPipeline:
                 self.turns.put(Turn(now, now, text=event.text))
         elif isinstance(event, DtmfReceived):
             self.record("dtmf", digit=event.digit, party=event.channel)
+            if self.dialogue and event.channel == "caller" and not self.turns.handoff_requested:
+                self.turns.on_dtmf(event.digit)  # turn_taking.dtmf: digit -> dialogue message
         elif isinstance(event, CallEnded):
             self.record("call_end_requested", reason=event.reason)
         elif isinstance(event, ProtocolViolation):
@@ -190,11 +192,11 @@ class CallPipeline:
 
     def _on_started(self, event: CallStarted) -> None:
         self.call_id = event.call_id
-        set_call_id(event.call_id)  # every later log record of this connection carries it
-        logger.info("call started (%s, %s %d Hz)", self.protocol_name, event.audio.encoding, event.audio.sample_rate)
         # The conversation id Rasa sees is ours, never the client's call id (a client could otherwise
         # join or poison another caller's conversation); the client's id is kept as metadata.
         self.conversation_id = f"{self.protocol_name}-{uuid.uuid4().hex}"
+        set_call_id(event.call_id)  # every later log record of this connection carries it
+        logger.info("call started (%s, %s %d Hz)", self.protocol_name, event.audio.encoding, event.audio.sample_rate)
         self.audio_format = event.audio
         rate = event.audio.sample_rate
         self.segmenter = TurnSegmenter.from_config(self.services.config, rate)  # turn_taking: in config
@@ -208,9 +210,9 @@ class CallPipeline:
             "call_started",
             t=0.0,
             call_id=event.call_id,
+            conversation_id=self.conversation_id,
             stream_id=event.stream_id,
             protocol=self.protocol_name,
-            conversation_id=self.conversation_id,
             audio={"encoding": event.audio.encoding, "sample_rate": event.audio.sample_rate},
             parties=list(event.parties),
             custom_parameters=self.private(dict(event.custom_parameters)),
@@ -236,10 +238,10 @@ class CallPipeline:
 
     async def on_segment(self, segment: SegmentEvent) -> None:
         if segment.kind == "onset":
-            if self.speech.speaking():
-                await self.speech.barge_in(segment.end_s)  # the caller talks over the bot
+            await self.turns.on_onset(segment.end_s)  # barge-in: stop the bot, older turns go stale
             return
-        self.turns.put(Turn(segment.start_s, segment.end_s, segment.audio, sample_rate=self.segmenter.sample_rate))
+        self.turns.put(Turn(segment.start_s, segment.end_s, segment.audio, sample_rate=self.segmenter.sample_rate,
+                            over_bot=self.turns.onset_over_bot))
 
     async def _on_core_event(self, event: Event) -> None:
         if isinstance(event, TransferRequested):

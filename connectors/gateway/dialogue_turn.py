@@ -6,6 +6,17 @@ Speech recognition runs in ``asr.workers`` processes; a turn that waited ``gatew
 for one is answered with ``gateway.busy_reply`` instead (overload shedding). The reply is spoken
 by :mod:`connectors.gateway.speech_out`; ``custom.handoff`` in it, or repeated Rasa failures, hand
 the call to a human.
+
+Barge-in and stale work (the interruption rule): a caller onset (``turn_taking.barge_in_min_speech_s``
+of speech) while the bot plays stops the playback (``clear``); any turn that ended before that onset
+is stale: its reply is not played (if Rasa already has it, its tracker keeps the turn), and a turn
+still waiting for Rasa is not sent alone: its words are carried into the caller's next turn, so a
+caller who paused mid-sentence is answered once, for the whole sentence. A turn spoken over the
+bot that holds only backchannel words (``barge_in_ignore_words``: "uh-huh", "okay") is not a turn.
+
+The call flow around the turns (``turn_taking:``): a greeting when the call starts, a reprompt after
+``reprompt_after_s`` of silence and ``silence_action`` after ``max_reprompts`` of them, keypad digits
+mapped to dialogue messages (rate-limited), a maximum call length.
 """
 
 from __future__ import annotations
@@ -13,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -23,7 +35,7 @@ import numpy as np
 from connectors.dialogue.rasa_client import BotReply
 from connectors.gateway.turn_taking import SAMPLE_RATE
 from emotion_runtime.audio import resample
-from emotune.errors import ConfigError, EmotuneError
+from emotune.errors import ConfigError, EmotuneError, SpeechEngineError
 
 if TYPE_CHECKING:
     from connectors.gateway.call import CallPipeline
@@ -43,6 +55,8 @@ class Turn:
     text: str | None = None
     sample_rate: int = SAMPLE_RATE
     ended_at: float = field(default_factory=time.monotonic)  # when the end-pointer closed it
+    over_bot: bool = False  # began while the bot was speaking or a reply was on its way
+    source: str = "speech"  # speech, text (typed) or dtmf
 
 
 class DialogueTurns:
@@ -57,15 +71,124 @@ class DialogueTurns:
         self.transferred = False  # the platform actually took the call (see finish's call_ended)
         self.transfer_applied: bool | None = None  # set by the out-of-band transfer, if any
         self._fallbacks_in_a_row = 0
+        self.timer: asyncio.Task[None] | None = None
+        self.busy = False  # a turn is being answered (ASR, Rasa, TTS)
+        self.last_onset_at = 0.0  # monotonic time of the caller's last confirmed speech onset
+        self.onset_over_bot = False  # that onset came while the bot spoke or a reply was pending
+        self._carried: list[str] = []  # words of superseded turns, for the caller's next turn
+        self._started_at = time.monotonic()
+        self._quiet_since = self._started_at
+        self._reprompts = 0
+        self._dtmf_tokens = 0.0
+        self._dtmf_at = self._started_at
+        self._ignore = self._backchannel_pattern()
+
+    def _backchannel_pattern(self) -> re.Pattern[str] | None:
+        words = self.call.services.config.turn_taking.barge_in_ignore_words
+        if not words:
+            return None
+        alternatives = "|".join(sorted((re.escape(w.lower()) for w in words), key=len, reverse=True))
+        return re.compile(rf"^(?:\s*(?:{alternatives})\s*[.,!?]*)+$")
 
     def start(self, name: str) -> None:
+        self._started_at = self._quiet_since = time.monotonic()
         self.worker = asyncio.create_task(self._work(), name=name)
+        self.timer = asyncio.create_task(self._watch(), name=f"{name}-timer")
+
+    # -- the interruption rule ----------------------------------------------------------------------
+    async def on_onset(self, at_s: float) -> None:
+        """The caller has been speaking ``barge_in_min_speech_s``: stop the bot, make older turns stale."""
+        speech = self.call.speech
+        self.last_onset_at = time.monotonic()
+        self.onset_over_bot = speech.speaking() or self.busy or not self.queue.empty()
+        if speech.speaking():
+            await speech.barge_in(at_s)
+
+    def stale(self, turn: Turn) -> bool:
+        """The caller spoke again after ``turn`` ended: its reply would answer a superseded turn."""
+        return turn.source == "speech" and self.last_onset_at > turn.ended_at
+
+    def is_backchannel(self, text: str) -> bool:
+        return self._ignore is not None and bool(self._ignore.match(text.lower()))
+
+    def on_dtmf(self, digit: str) -> None:
+        """A keypad digit: the mapped dialogue message becomes a caller turn; a flood is dropped."""
+        tt = self.call.services.config.turn_taking
+        now = time.monotonic()
+        self._dtmf_tokens = min(tt.dtmf_max_per_s, self._dtmf_tokens + (now - self._dtmf_at) * tt.dtmf_max_per_s)
+        self._dtmf_at = now
+        if self._dtmf_tokens < 1.0 and now - self._started_at > 1.0 / tt.dtmf_max_per_s:
+            if self.call.services.metrics is not None:
+                self.call.services.metrics.errors_total.inc("dtmf_dropped")
+            self.call.record("dtmf_dropped", digit=digit, reason=f"over {tt.dtmf_max_per_s:g} digits/s")
+            return
+        self._dtmf_tokens = max(0.0, self._dtmf_tokens - 1.0)
+        message = tt.dtmf.get(digit)
+        if message is None:
+            return
+        at = self.call.call_time()
+        self.put(Turn(at, at, text=message, source="dtmf"))
+
+    # -- the call flow: greeting, reprompts, maximum call length ----------------------------------
+    async def say(self, text: str, kind: str) -> None:
+        """A prompt of the bot's own (no Rasa turn), in the default tone."""
+        call = self.call
+        tone = call.services.config.tone_policy.default_tone
+        call.record("bot_prompt", prompt=kind, bot_text=text, tone=tone)
+        await call.speech.speak(BotReply(text=text, tone=tone), tone, None)
+
+    async def _watch(self) -> None:
+        """Greeting first, then once every 0.2 s: the call's length and the caller's silence."""
+        call, tt = self.call, self.call.services.config.turn_taking
+        try:
+            if tt.greeting:
+                self.busy = True
+                try:
+                    await self.say(tt.greeting, "greeting")
+                finally:
+                    self.busy = False
+            while not call.ended and not self.handoff_requested:
+                await asyncio.sleep(0.2)
+                now = time.monotonic()
+                if now - self._started_at >= tt.max_call_s:
+                    await self._end_call("max_call_length", tt.max_call_message, tt.max_call_action)
+                    return
+                if tt.reprompt_after_s is None:
+                    continue
+                if self.busy or call.speech.speaking() or call.segmenter.in_speech or not self.queue.empty():
+                    self._quiet_since = now
+                elif now - self._quiet_since >= tt.reprompt_after_s:
+                    if self._reprompts >= tt.max_reprompts:
+                        await self._end_call("caller_silent", tt.goodbye, tt.silence_action)
+                        return
+                    self._reprompts += 1
+                    self.call.record("reprompt", count=self._reprompts, silent_s=round(now - self._quiet_since, 2))
+                    await self.say(tt.reprompt, "reprompt")
+                    self._quiet_since = time.monotonic()
+        except EmotuneError as exc:
+            logger.warning("call flow failed on call %s: %s", call.call_id, exc)
+            call.record("call_flow_failed", error=str(exc))
+
+    async def _end_call(self, reason: str, message: str, action: str) -> None:
+        call = self.call
+        logger.info("call %s: %s, %s", call.call_id, reason, action)
+        if action == "handoff":
+            await self.say(message, reason)
+            await self.hand_off({"reason": reason, "summary": f"Call ended by the bot: {reason.replace('_', ' ')}."})
+            return
+        self.handoff_requested = True  # no more bot turns
+        await self.say(message, reason)
+        await call.speech.wait_for_playback()
+        call.record("bot_hung_up", reason=reason)
+        await call.flush(call.core.close(reason))
 
     def put(self, turn: Turn) -> None:
         if self.call.draining:
             # Shutting down: only turns already queued are answered; a new one would be cut off.
             self.drop(turn, "gateway shutting down")
             return
+        self._reprompts = 0  # the caller answered
+        self._quiet_since = time.monotonic()
         try:
             self.queue.put_nowait(turn)
         except asyncio.QueueFull:
@@ -80,6 +203,7 @@ class DialogueTurns:
     async def _work(self) -> None:
         while True:
             turn = await self.queue.get()
+            self.busy = True
             try:
                 await self._run(turn)
             except EmotuneError as exc:
@@ -89,6 +213,8 @@ class DialogueTurns:
                     self.call.services.metrics.errors_total.inc(f"turn_{type(exc).__name__}")
                 self.call.record("turn_failed", error=str(exc))
             finally:
+                self.busy = False
+                self._quiet_since = time.monotonic()
                 self.queue.task_done()
 
     async def _run(self, pending: Turn) -> None:
@@ -103,17 +229,37 @@ class DialogueTurns:
         else:
             assert pending.audio is not None
             slots = services.asr_slots or contextlib.nullcontext()
+            # The deadline counts from when this turn could first be served: time spent behind the
+            # same call's previous turn is not an ASR backlog.
+            ready_at = time.monotonic()
             async with slots:
-                waited_s = time.monotonic() - pending.ended_at
+                waited_s = time.monotonic() - ready_at
                 if waited_s > services.config.gateway.turn_deadline_s:
                     await self._shed(turn, pending, waited_s)
                     return
                 audio = resample(pending.audio, pending.sample_rate, SAMPLE_RATE)  # once per turn
-                transcript = await asyncio.to_thread(services.recognizer.transcribe, audio, SAMPLE_RATE)
+                try:
+                    transcript = await asyncio.to_thread(services.recognizer.transcribe, audio, SAMPLE_RATE)
+                except SpeechEngineError as exc:
+                    await self._recognition_failed(turn, pending, exc)
+                    return
             text, asr_s = transcript.text, transcript.compute_s
         if not text:
             call.record("turn_skipped", turn=turn, start_s=start_s, end_s=end_s, reason="no words recognised")
             return
+        if pending.over_bot and pending.source == "speech" and self.is_backchannel(text):
+            call.record("turn_skipped", turn=turn, start_s=start_s, end_s=end_s, reason="backchannel",
+                        caller_text=text)
+            return
+        if self.stale(pending) and pending.source == "speech":
+            # The caller went on talking: this is the first part of their next turn.
+            self._carried.append(text)
+            call.record("turn_superseded", turn=turn, start_s=round(start_s, 3), end_s=round(end_s, 3),
+                        caller_text=text, reason="the caller spoke again before the reply")
+            return
+        if self._carried and pending.source == "speech":
+            text = " ".join([*self._carried, text])
+        self._carried = []
         await call.after_send(call.core.send_transcript(text, "caller", True))
         metadata = call.metadata(start_s, end_s) if pending.text is None else call.metadata()
         reply = await services.rasa.send(call.conversation_id or call.call_id, text, metadata)
@@ -130,8 +276,11 @@ class DialogueTurns:
             fallback=reply.fallback, fallback_reason=reply.fallback_reason, asr_s=round(asr_s, 3),
             rasa_s=round(reply.latency_s, 3),
         )  # fmt: skip
-        if reply.text:
-            await call.speech.speak(reply, tone, pending.ended_at)
+        if reply.text and self.stale(pending) and reply.handoff is None:
+            # Barge-in while Rasa answered: Rasa's tracker has the turn, the caller hears nothing of it.
+            call.record("reply_dropped", turn=turn, bot_text=reply.text, reason="the caller spoke again")
+        elif reply.text:
+            await call.speech.speak(reply, tone, pending.ended_at, stale=lambda: self.stale(pending))
         handoff = reply.handoff
         self._fallbacks_in_a_row = self._fallbacks_in_a_row + 1 if reply.fallback else 0
         limit = services.config.rasa.handoff_after_fallbacks
@@ -142,6 +291,17 @@ class DialogueTurns:
                                   f"({reply.fallback_reason})."}  # fmt: skip
         if handoff is not None:
             await self.hand_off(handoff)
+
+    async def _recognition_failed(self, turn: int, pending: Turn, exc: SpeechEngineError) -> None:
+        """The recogniser failed or timed out: the caller is asked to repeat (never silence)."""
+        call, gateway = self.call, self.call.services.config.gateway
+        if call.services.metrics is not None:
+            call.services.metrics.errors_total.inc("asr_failed")
+        logger.warning("turn %d: speech recognition failed on call %s: %s", turn, call.call_id, exc)
+        tone = call.services.config.tone_policy.default_tone
+        call.record("asr_failed", turn=turn, start_s=round(pending.start_s, 3), end_s=round(pending.end_s, 3),
+                    error=str(exc), bot_text=gateway.busy_reply)
+        await call.speech.speak(BotReply(text=gateway.busy_reply, tone=tone), tone, pending.ended_at)
 
     async def _shed(self, turn: int, pending: Turn, waited_s: float) -> None:
         """Overload: the turn waited too long for recognition. Ask the caller to repeat (an
@@ -194,6 +354,10 @@ class DialogueTurns:
 
     async def finish(self, reason: str, limit_s: float) -> None:
         """Answer what is queued (within ``limit_s``), stop the worker, count what is left."""
+        if self.timer is not None:
+            self.timer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.timer
         if self.worker is not None:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self.queue.join(), timeout=limit_s)

@@ -1,0 +1,205 @@
+"""Barge-in and the call flow on a real gateway: real websockets, Whisper, silero VAD, espeak-ng.
+
+Rasa is left unreachable on purpose (a refused port): every dialogue turn gets the configured
+fallback reply at once, so these tests are about when the bot speaks, not what it says.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from pydantic import SecretStr
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from connectors.devtools.emotune_ws_client import BotReply, ClearAudio, EmotuneWsClient, Handoff, Ready
+from connectors.devtools.rasa_stack import free_port
+from connectors.devtools.twilio_client import TwilioStreamClient
+from connectors.gateway import Gateway
+from connectors.gateway.call import CallPipeline
+from connectors.protocols.twilio import TwilioMediaStream
+from connectors.tools.demo import load_sample_call
+from emotion_runtime.audio import encode as encode_audio
+from emotion_runtime.audio import resample
+from emotune.config import EmotuneConfig
+
+TOKEN = "call-flow-token"
+FALLBACK = "Sorry, I am having trouble right now."
+
+
+def config_for(**turn_taking: Any) -> EmotuneConfig:
+    config = EmotuneConfig(
+        turn_taking=turn_taking,
+        rasa={"timeout_s": 1.0, "handoff_after_fallbacks": 0, "fallback_reply": FALLBACK},
+        asr={"workers": 1},
+    )
+    config.gateway.auth_token = SecretStr(TOKEN)
+    config.gateway.log_level = "DEBUG"  # the call log keeps the words (redacted otherwise)
+    return config
+
+
+@contextlib.asynccontextmanager
+async def running(config: EmotuneConfig, tmp_path: Path) -> AsyncIterator[Gateway]:
+    gateway = Gateway(config, log_dir=tmp_path, rasa_url=f"http://127.0.0.1:{free_port()}")
+    await gateway.start(port=0)
+    try:
+        yield gateway
+    finally:
+        await gateway.stop()
+
+
+async def open_call(gateway: Gateway, call_id: str) -> tuple[ClientConnection, EmotuneWsClient]:
+    client = EmotuneWsClient()
+    ws = await connect(f"ws://127.0.0.1:{gateway.port}/v1/stream", additional_headers={"Authorization": f"Bearer {TOKEN}"})
+    await ws.send(client.start(call_id=call_id))
+    assert isinstance(client.receive_text(str(await asyncio.wait_for(ws.recv(), 10)))[0], Ready)
+    return ws, client
+
+
+async def collect(ws: ClientConnection, client: EmotuneWsClient, events: list[Any]) -> None:
+    with contextlib.suppress(ConnectionClosed):
+        async for message in ws:
+            if isinstance(message, str):
+                events.extend(e for e in client.receive_text(message) if isinstance(e, BotReply | ClearAudio | Handoff))
+
+
+def call_log(tmp_path: Path) -> list[dict[str, Any]]:
+    (path,) = tmp_path.glob("*.jsonl")
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def pcm16(audio: np.ndarray) -> bytes:
+    return encode_audio(audio, "pcm16")
+
+
+async def stream(ws: ClientConnection, client: EmotuneWsClient, audio: np.ndarray) -> None:
+    """Send 16 kHz audio in real time, 20 ms a frame."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    for i, frame in enumerate(client.audio_frames(pcm16(audio))):
+        await ws.send(frame)
+        await asyncio.sleep(max(0.0, started + (i + 1) * 0.02 - loop.time()))
+
+
+def silence(seconds: float) -> np.ndarray:
+    return np.zeros(int(16000 * seconds), dtype=np.float32)
+
+
+async def silent_caller(ws: ClientConnection, client: EmotuneWsClient, limit_s: float) -> list[Any]:
+    """A caller on an open line who says nothing (the platform streams silence, as phones do),
+    until the server hangs up; returns what the bot sent."""
+    events: list[Any] = []
+    reader = asyncio.create_task(collect(ws, client, events))
+    with contextlib.suppress(ConnectionClosed):
+        await asyncio.wait_for(stream(ws, client, silence(limit_s)), limit_s + 5)
+    await asyncio.wait_for(reader, 5)
+    return events
+
+
+async def test_barge_in_stops_the_greeting_and_no_stale_reply_is_played(tmp_path: Path) -> None:
+    """The caller talks over the greeting (clear), pauses 0.7 s mid-request and goes on: the
+    first half is carried into the second, and the caller gets exactly one reply, for both."""
+    greeting = "Hello, thank you for calling. How can I help you today? Please tell me in a few words."
+    turns = load_sample_call().turns
+    first, second = turns[0], turns[1]
+    async with running(config_for(greeting=greeting), tmp_path) as gateway:
+        ws, client = await open_call(gateway, "barge-in")
+        events: list[Any] = []
+        reader = asyncio.create_task(collect(ws, client, events))
+        async with asyncio.timeout(10):
+            while not events:
+                await asyncio.sleep(0.02)
+        assert isinstance(events[0], BotReply) and events[0].text == greeting
+        await stream(ws, client, np.concatenate([silence(0.2), first.audio, silence(0.7), second.audio, silence(1.0)]))
+        async with asyncio.timeout(40):
+            while sum(isinstance(e, BotReply) for e in events) < 2:
+                await asyncio.sleep(0.05)
+        await stream(ws, client, silence(3.0))  # time for a stale reply to show up, if there were one
+        await ws.send(client.end())
+        await asyncio.wait_for(reader, 20)
+    replies = [e.text for e in events if isinstance(e, BotReply)]
+    assert replies == [greeting, FALLBACK], replies
+    assert any(isinstance(e, ClearAudio) for e in events[1:]), events
+    records = call_log(tmp_path)
+    kinds = [r["type"] for r in records]
+    assert "barge_in" in kinds and "turn_superseded" in kinds, kinds
+    (turn,) = [r for r in records if r["type"] == "turn"]
+    heard = turn["caller_text"].lower()
+    assert "door" in heard and heard.count("door") == 2, heard  # both sentences end in "by the door"
+
+
+async def test_silence_gets_a_reprompt_then_goodbye(tmp_path: Path) -> None:
+    config = config_for(reprompt_after_s=1.0, max_reprompts=1, silence_action="goodbye")
+    config.tts.engine = "none"
+    async with running(config, tmp_path) as gateway:
+        ws, client = await open_call(gateway, "silent")
+        events = await silent_caller(ws, client, 15.0)  # the server hangs up long before
+    replies = [e.text for e in events if isinstance(e, BotReply)]
+    tt = config.turn_taking
+    assert replies == [tt.reprompt, tt.goodbye], replies
+    assert any(r["type"] == "bot_hung_up" for r in call_log(tmp_path))
+
+
+async def test_max_call_length_hands_off(tmp_path: Path) -> None:
+    config = config_for(max_call_s=1.0, max_call_action="handoff")
+    config.tts.engine = "none"
+    async with running(config, tmp_path) as gateway:
+        ws, client = await open_call(gateway, "long")
+        events = await silent_caller(ws, client, 15.0)
+    assert [e.text for e in events if isinstance(e, BotReply)] == [config.turn_taking.max_call_message]
+    assert any(isinstance(e, Handoff) and e.reason == "max_call_length" for e in events), events
+
+
+async def test_dtmf_reaches_the_dialogue_and_a_flood_is_dropped(tmp_path: Path) -> None:
+    """Twilio's keypad events through a real call pipeline (the Twilio core fed its JSON frames
+    directly: the route's signature check is another test's business)."""
+    config = config_for(dtmf={"0": "/request_human"}, dtmf_max_per_s=5.0)
+    config.tts.engine = "none"
+    async with running(config, tmp_path) as gateway:
+        sent: list[Any] = []
+
+        async def send(message: Any) -> None:
+            sent.append(message)
+
+        core = TwilioMediaStream()
+        pipeline = CallPipeline(gateway.services, core, send, "twilio")
+        client = TwilioStreamClient()
+
+        async def feed(frame: str) -> None:
+            for event in core.receive_text(frame):
+                await pipeline.handle(event)
+
+        await feed(client.connected())
+        await feed(client.start())
+        for frame in client.media_frames(encode_audio(resample(silence(0.2), 16000, 8000), "mulaw")):
+            await feed(frame)
+        await asyncio.sleep(0.5)
+        await feed(client.dtmf("0"))
+        for _ in range(30):  # a flood
+            await feed(client.dtmf("5"))
+        await asyncio.sleep(1.5)
+        await pipeline.finish("test over")
+    records = call_log(tmp_path)
+    turns = [r for r in records if r["type"] == "turn"]
+    assert [t["caller_text"] for t in turns] == ["/request_human"], turns
+    dropped = [r for r in records if r["type"] == "dtmf_dropped"]
+    assert 20 <= len(dropped) <= 30, len(dropped)
+
+
+@pytest.mark.parametrize("words", ["uh-huh", "Okay.", "Mm-hmm, okay!"])
+def test_backchannels_are_recognised(words: str) -> None:
+    from connectors.gateway.dialogue_turn import DialogueTurns
+
+    class _Call:
+        services = type("S", (), {"config": EmotuneConfig()})()
+
+    turns = DialogueTurns(_Call())  # type: ignore[arg-type]
+    assert turns.is_backchannel(words)
+    assert not turns.is_backchannel("okay I want a refund")
