@@ -114,6 +114,13 @@ def credential_problems(gateway: GatewayConfig) -> tuple[list[str], list[str]]:
         warnings.append("no EMOTUNE_GATEWAY__FEED_TOKEN: /feed refuses every connection")
     if gateway.metrics_token is None and not dev:
         warnings.append("no EMOTUNE_GATEWAY__METRICS_TOKEN: /metrics refuses every scrape")
+    if dev:
+        open_paths = [name for name, value in (
+            ("/twilio (no signature check)", gateway.twilio.auth_token), ("/v1/stream", gateway.auth_token),
+            ("/feed", gateway.feed_token), ("/metrics", gateway.metrics_token),
+        ) if value is None]  # fmt: skip
+        if open_paths:
+            warnings.append("OPEN TO ANYONE: " + ", ".join(open_paths))
     callers = (gateway.twilio.auth_token, gateway.auth_token, genesys.api_key)
     if not dev and all(value is None for value in callers):
         errors.append(

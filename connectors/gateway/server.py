@@ -306,11 +306,11 @@ class Gateway:
             logger.exception("call %s failed", pipeline.call_id)
             reason = f"error: {exc}"
         finally:
+            if live_key is not None:
+                self.live_calls.discard(live_key)  # before call_ended is published: the id may be reused then
             await pipeline.finish(reason, peer_gone=reason == "peer closed")
             self.active.pop(id(connection), None)
             self.connections.pop(id(connection), None)
-            if live_key is not None:
-                self.live_calls.discard(live_key)
             self.metrics.active_calls.set(len(self.active))
             close = core.close_request
             with contextlib.suppress(ConnectionClosed):
