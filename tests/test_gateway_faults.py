@@ -203,7 +203,8 @@ def test_gateway_refuses_to_start_with_a_broken_model_naming_the_file(tmp_path: 
     config_file.write_text(
         f"model: {{path: {model_dir / 'emotion.onnx'}, variant: fp32}}\ngateway: {{port: {free_port()}}}\n"
     )
-    process = _gateway_process(["--config", str(config_file), "--log-dir", str(tmp_path / "logs")])
+    process = _gateway_process(["--config", str(config_file), "--log-dir", str(tmp_path / "logs")],
+                               env={"EMOTUNE_GATEWAY__AUTH_TOKEN": TOKEN})  # credentials: the model is what fails
     try:
         stdout, stderr = process.communicate(timeout=120)
     finally:

@@ -421,3 +421,15 @@ async def test_a_replayed_audiohook_upgrade_is_refused_by_the_single_replica_cac
     assert await _status(f"ws://{host}/audiohook", signed) == 401
     wrong = {**_audiohook(host), "X-API-KEY": "wrong"}
     assert await _status(f"ws://{host}/audiohook", wrong) == 401
+
+
+async def test_a_reload_keeps_the_credentials_and_cannot_turn_on_dev_mode(gateway: Gateway, tmp_path: Path) -> None:
+    edited = tmp_path / "config.yml"
+    edited.write_text(f"gateway: {{insecure_dev: true, public_url: '{PUBLIC}'}}\nasr: {{engine: none}}\ntts: {{engine: none}}\n")
+    assert gateway.reload(edited)
+    assert not gateway.config.gateway.insecure_dev
+    assert gateway.config.gateway.auth_token is not None and gateway.config.gateway.auth_token.get_secret_value() == CALLER
+    assert await _status(f"ws://127.0.0.1:{gateway.port}/v1/stream") == 401
+    edited.write_text("asr: {engine: none}\ntts: {engine: none}\n")  # the Twilio token stays, public_url gone
+    assert not gateway.reload(edited)
+    assert gateway.config.gateway.public_url == PUBLIC

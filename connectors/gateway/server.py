@@ -36,6 +36,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from websockets.asyncio.server import Server, ServerConnection
@@ -64,7 +65,7 @@ from connectors.gateway.routes import (
 from connectors.protocols.base import CallProtocol, CallStarted, Outgoing, ProtocolViolation
 from connectors.speech.asr import create_recognizer
 from connectors.speech.tts import create_synthesizer
-from emotune.config import EmotuneConfig, load_config
+from emotune.config import SECRET_FIELDS, EmotuneConfig, load_config
 from emotune.errors import AuthenticationError, ConfigError, EmotuneError
 
 __all__ = [
@@ -394,6 +395,21 @@ class Gateway:
             return False
         if self.config.gateway.port is not None:
             new.gateway.port = self.config.gateway.port  # a --port override stays
+        # Security settings: dev mode stays as started (a reload can neither open endpoints without
+        # the start-up banner and loopback check, nor drop a --insecure-dev); the secrets come from
+        # this process's environment, which a reload cannot change, so the running ones stay.
+        new.gateway.insecure_dev = self.config.gateway.insecure_dev
+        for field_path in SECRET_FIELDS:
+            old_parent: Any = self.config
+            new_parent: Any = new
+            for key in field_path[:-1]:
+                old_parent, new_parent = getattr(old_parent, key), getattr(new_parent, key)
+            if getattr(new_parent, field_path[-1]) is None:
+                setattr(new_parent, field_path[-1], getattr(old_parent, field_path[-1]))
+        errors, _ = credential_problems(new.gateway)
+        if errors:
+            logger.error("config reload refused, keeping the running config:\n%s", "\n".join(errors))
+            return False
         listener = ("host", "port", "tls_cert", "tls_key")
         if any(getattr(new.gateway, k) != getattr(self.config.gateway, k) for k in listener):
             logger.warning("gateway host/port/TLS changes need a restart; other settings reloaded")
