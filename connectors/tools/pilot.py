@@ -42,11 +42,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=None, help="gateway port (default: gateway.port)")
     parser.add_argument("--rasa-port", type=int, default=None, help="Rasa port (default: a free one)")
     parser.add_argument("--log-dir", type=Path, default=DEFAULT_LOG_DIR)
+    parser.add_argument("--insecure-dev", action="store_true",
+                        help="as `emotune serve --insecure-dev`: endpoints without a credential accept anyone (loopback only)")
     args = parser.parse_args(argv)
     try:
         config = load_config(args.config)
         if args.port is not None:
             config.gateway.port = args.port
+        if args.insecure_dev:
+            config.gateway.insecure_dev = True
         stack = _stack(args.bot, args.bot_model)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
