@@ -28,7 +28,7 @@ def test_shipped_config_is_valid_and_matches_defaults_where_unset() -> None:
     assert cfg.profile == "contact_center"
     assert cfg.escalation.streak_turns == 3
     assert cfg.tone_policy.tone_for("angry", 0.9) == "calm"
-    assert cfg.model_path().name == "emotion.onnx"
+    assert cfg.model_path().name == "emotune-ser-v2-st"  # a v2 folder
     assert cfg.sidecar_path().name == "emotion.json"
 
 
