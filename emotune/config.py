@@ -429,6 +429,11 @@ class AsrConfig(_Section):
         "int8", description="whisper: CTranslate2 weight type (int8: ~2x faster than float32 on this CPU)."
     )
     cpu_threads: int = Field(1, ge=1, le=16, description="whisper: threads per worker process.")
+    max_new_tokens: int = Field(
+        96, ge=8, le=440,
+        description="whisper: most tokens decoded per turn (a 20-s turn holds ~60 words); bounds the time "
+        "a noisy turn can take when the decoder runs on.",
+    )
     no_speech_threshold: float = Field(
         0.6, ge=0.0, le=1.0,
         description="whisper: a turn whose no-speech probability is above this (and decodes with low "

@@ -236,7 +236,7 @@ class WhisperRecognizer(_PooledRecognizer):
     def __init__(
         self, model: str = "whisper-base", language: str = "en-US", workers: int = 1, beam_size: int = 1,
         compute_type: str = "int8", cpu_threads: int = 1, no_speech_threshold: float = 0.6,
-        timeout_s: float = _DECODE_TIMEOUT_S,
+        timeout_s: float = _DECODE_TIMEOUT_S, max_new_tokens: int = 96,
     ) -> None:
         if importlib.util.find_spec("faster_whisper") is None:
             raise NotBuiltError(
@@ -247,7 +247,8 @@ class WhisperRecognizer(_PooledRecognizer):
         self.model_dir = verified_whisper_folder(model)
         super().__init__(
             workers, asr_worker.start_whisper,
-            (str(self.model_dir), self.language, beam_size, compute_type, cpu_threads, no_speech_threshold),
+            (str(self.model_dir), self.language, beam_size, compute_type, cpu_threads, no_speech_threshold,
+             max_new_tokens),
             timeout_s,
         )
 
@@ -274,7 +275,7 @@ _ENGINES: EngineRegistry[AsrConfig, SpeechRecognizer] = EngineRegistry(
         "whisper": lambda cfg: WhisperRecognizer(
             cfg.model, cfg.language, workers=cfg.concurrency(), beam_size=cfg.beam_size,
             compute_type=cfg.compute_type, cpu_threads=cfg.cpu_threads,
-            no_speech_threshold=cfg.no_speech_threshold, timeout_s=cfg.timeout_s,
+            no_speech_threshold=cfg.no_speech_threshold, timeout_s=cfg.timeout_s, max_new_tokens=cfg.max_new_tokens,
         ),
         "none": lambda cfg: NoRecognizer(),
     },

@@ -39,7 +39,7 @@ def start_decoder(max_active_hmms: int) -> None:
 
 def start_whisper(
     model_dir: str, language: str | None, beam_size: int, compute_type: str, cpu_threads: int,
-    no_speech_threshold: float,
+    no_speech_threshold: float, max_new_tokens: int = 96,
 ) -> None:
     """Process-pool initializer for Whisper: load the CTranslate2 model folder once per worker.
 
@@ -58,7 +58,7 @@ def start_whisper(
         segments, _info = model.transcribe(
             audio, language=language, beam_size=beam_size, without_timestamps=True,
             condition_on_previous_text=False, vad_filter=False, no_speech_threshold=no_speech_threshold,
-            temperature=0.0,
+            temperature=0.0, max_new_tokens=max_new_tokens,
         )
         return " ".join(segment.text.strip() for segment in segments).strip()
 

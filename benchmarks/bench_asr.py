@@ -1,0 +1,194 @@
+"""Speech recognition on the phone line: word error rate and time per turn, Whisper vs pocketsphinx.
+
+Run from the repo root with the toolkit venv::
+
+    .venv/bin/python -m benchmarks.bench_asr            # writes benchmarks/results/bench_asr.json
+
+Every utterance goes through the telephone channel the gateway sees (16 kHz -> 8 kHz G.711 mu-law ->
+back to 16 kHz for the recogniser), clean and with pink noise added on the line at 10 and 5 dB SNR
+(speech level over noise level). The sets: contact-center requests spoken by espeak-ng (the sentences
+pocketsphinx got wrong in issue 13, and more), RAVDESS actors 19-24 (held-out speakers, all emotions),
+and korean_operator clips (Whisper only: pocketsphinx has no Korean). Each engine runs as the
+gateway runs it: one worker process, one thread. WER = (substitutions + deletions + insertions) /
+reference words, over the whole set, after lower-casing and dropping punctuation; for Korean the
+words are eojeol (space-separated) and the character error rate is reported too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import platform
+import statistics
+import sys
+import time
+import unicodedata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from connectors.speech.asr import SpeechRecognizer, create_recognizer  # noqa: E402
+from connectors.speech.tts import EspeakSynthesizer  # noqa: E402
+from emotion_runtime.audio import decode, encode, resample  # noqa: E402
+from emotune.config import AsrConfig, Prosody  # noqa: E402
+
+__all__ = ["main", "wer_counts"]
+
+DATA = REPO_ROOT.parent / "shared" / "data"
+OUT = REPO_ROOT / "benchmarks" / "results" / "bench_asr.json"
+ESPEAK_SENTENCES = [
+    "I want a refund for my last order",
+    "Where is my parcel, it has not arrived",
+    "I would like to cancel my subscription",
+    "Can I speak to a human please",
+    "My card was charged twice this month",
+    "I need to change my delivery address",
+    "The app keeps crashing when I log in",
+    "Thank you, that is all for today",
+]
+RAVDESS_TEXT = {"01": "Kids are talking by the door", "02": "Dogs are sitting by the door"}
+CONDITIONS = [("clean", None), ("pink_10dB", 10.0), ("pink_5dB", 5.0)]
+
+
+def normalise(text: str) -> str:
+    kept = "".join(c if (unicodedata.category(c)[0] in "LN" or c.isspace() or c in "'-") else " " for c in text.lower())
+    return " ".join(kept.replace("-", " ").split())
+
+
+def edit_distance(ref: list[str], hyp: list[str]) -> int:
+    row = list(range(len(hyp) + 1))
+    for i, r in enumerate(ref, 1):
+        prev, row[0] = row[0], i
+        for j, h in enumerate(hyp, 1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (r != h))
+    return row[-1]
+
+
+def wer_counts(reference: str, hypothesis: str) -> tuple[int, int]:
+    """(word edits, reference words) after normalisation."""
+    ref, hyp = normalise(reference).split(), normalise(hypothesis).split()
+    return edit_distance(ref, hyp), len(ref)
+
+
+def pink_noise(n: int, rng: np.random.Generator) -> np.ndarray:
+    spectrum = np.fft.rfft(rng.standard_normal(n))
+    spectrum /= np.sqrt(np.maximum(np.arange(spectrum.shape[0]), 1))
+    noise = np.fft.irfft(spectrum, n)
+    return noise / np.sqrt(np.mean(noise**2))
+
+
+def phone_line(audio_16k: np.ndarray, snr_db: float | None, rng: np.random.Generator) -> np.ndarray:
+    line = resample(audio_16k, 16000, 8000).astype(np.float64)
+    if snr_db is not None:
+        loud = line[np.abs(line) > 0.02 * np.max(np.abs(line))]
+        level = np.sqrt(np.mean(loud**2)) if loud.size else np.sqrt(np.mean(line**2))
+        line = line + pink_noise(line.shape[0], rng) * level * 10 ** (-snr_db / 20)
+    line = np.clip(line, -1.0, 1.0).astype(np.float32)
+    return resample(decode(encode(line, "mulaw"), "mulaw"), 8000, 16000)
+
+
+def load(path: Path) -> np.ndarray:
+    audio, rate = sf.read(str(path), dtype="float32")
+    if audio.ndim > 1:
+        audio = audio.mean(axis=1)
+    return resample(audio, rate, 16000)
+
+
+def english_set(n_ravdess: int) -> list[tuple[str, str, np.ndarray]]:
+    espeak = EspeakSynthesizer("en-us")
+    items = []
+    for text in ESPEAK_SENTENCES:
+        speech = espeak.synthesize(text, Prosody())
+        items.append(("espeak", text, speech.at_rate(16000).samples))
+    clips = sorted(p for actor in range(19, 25) for p in (DATA / "ravdess" / f"Actor_{actor:02d}").glob("03-01-*.flac"))
+    step = max(1, len(clips) // n_ravdess)
+    for path in clips[::step][:n_ravdess]:
+        items.append(("ravdess", RAVDESS_TEXT[path.name.split("-")[4]], load(path)))
+    return items
+
+
+def korean_set(n: int) -> list[tuple[str, str, np.ndarray]]:
+    manifest = DATA / "korean_operator" / "manifest.csv"
+    with manifest.open(encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    step = max(1, len(rows) // n)
+    return [("korean_operator", row["text"], load(manifest.parent / row["path"])) for row in rows[::step][:n]]
+
+
+def run(engine: SpeechRecognizer, items: list[tuple[str, str, np.ndarray]], seed: int) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    for condition, snr in CONDITIONS:
+        rng = np.random.default_rng(seed)
+        per_set: dict[str, dict[str, Any]] = {}
+        for corpus, text, audio in items:
+            line = phone_line(audio, snr, rng)
+            started = time.perf_counter()
+            transcript = engine.transcribe(line)
+            wall = time.perf_counter() - started
+            edits, words = wer_counts(text, transcript.text)
+            chars_ref = normalise(text).replace(" ", "")
+            char_edits = edit_distance(list(chars_ref), list(normalise(transcript.text).replace(" ", "")))
+            entry = per_set.setdefault(corpus, {"edits": 0, "words": 0, "char_edits": 0, "chars": 0,
+                                                "compute_s": [], "examples": []})
+            entry["edits"] += edits
+            entry["words"] += words
+            entry["char_edits"] += char_edits
+            entry["chars"] += len(chars_ref)
+            entry["compute_s"].append(round(wall, 3))
+            entry["examples"].append({"ref": text, "hyp": transcript.text, "audio_s": round(audio.shape[0] / 16000, 2)})
+        for entry in per_set.values():
+            times = entry["compute_s"]
+            entry["wer"] = round(entry["edits"] / max(1, entry["words"]), 4)
+            entry["cer"] = round(entry["char_edits"] / max(1, entry["chars"]), 4)
+            entry["asr_s_p50"] = round(statistics.median(times), 3)
+            entry["asr_s_p95"] = round(sorted(times)[min(len(times) - 1, round(0.95 * (len(times) - 1)))], 3)
+        results[condition] = per_set
+        summary = ", ".join(f"{k} WER {v['wer']:.1%} (p50 {v['asr_s_p50']:.2f} s)" for k, v in per_set.items())
+        print(f"  {engine.name:12s} {condition:10s} {summary}", flush=True)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--ravdess", type=int, default=12, help="RAVDESS clips (actors 19-24)")
+    parser.add_argument("--korean", type=int, default=8, help="korean_operator clips")
+    parser.add_argument("--output", type=Path, default=OUT)
+    parser.add_argument("--seed", type=int, default=13)
+    args = parser.parse_args(argv)
+    english = english_set(args.ravdess)
+    korean = korean_set(args.korean) if args.korean else []
+    report: dict[str, Any] = {
+        "what": "WER through the 8 kHz mu-law phone line, clean and with pink noise on the line",
+        "command": "python -m benchmarks.bench_asr " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "machine": {"cpus": __import__("os").cpu_count(), "platform": platform.platform()},
+        "note": "a 2-vCPU machine shared with other jobs: times are upper bounds",
+        "engines": {},
+    }
+    for name, config, items in (
+        ("whisper", AsrConfig(engine="whisper", workers=1), english),
+        ("pocketsphinx", AsrConfig(engine="pocketsphinx", workers=1), english),
+        ("whisper_ko", AsrConfig(engine="whisper", language="ko-KR", workers=1), korean),
+    ):
+        if not items:
+            continue
+        engine = create_recognizer(config)
+        try:
+            engine.transcribe(items[0][2])  # warm-up (workers up, model loaded)
+            report["engines"][name] = {"config": config.model_dump(), "results": run(engine, items, args.seed)}
+        finally:
+            engine.close()
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    print(f"wrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
