@@ -17,7 +17,7 @@ import importlib.util
 import multiprocessing
 import threading
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,7 +117,9 @@ class _PooledRecognizer:
         self._initializer = initializer
         self._initargs = initargs
         self._lock = threading.Lock()
+        self._warming: list[Future[bool]] = []
         self._pool = self._new_pool()
+        self.wait_ready()
 
     def _new_pool(self) -> ProcessPoolExecutor:
         # spawn: forking a process that runs onnxruntime and asyncio threads is unsafe.
@@ -127,10 +129,20 @@ class _PooledRecognizer:
             initializer=self._initializer,
             initargs=self._initargs,
         )
-        for _ in range(self.workers):
-            # Start every worker (and load its model) now, not on a caller's first turn.
-            pool.submit(asr_worker.ready)
+        # Start every worker (and load its model) now, not on a caller's first turn.
+        self._warming = [pool.submit(asr_worker.ready) for _ in range(self.workers)]
         return pool
+
+    def wait_ready(self, timeout_s: float = 120.0) -> None:
+        """Block until every worker has loaded its model (a gateway takes calls only then);
+        a worker that cannot load is a :class:`SpeechEngineError` naming the cause."""
+        try:
+            for future in self._warming:
+                future.result(timeout=timeout_s)
+        except (BrokenProcessPool, TimeoutError) as exc:
+            raise SpeechEngineError(f"{self.name} workers did not start: {exc!r}") from exc
+        except Exception as exc:  # noqa: BLE001 - the worker's own load error, re-raised with context
+            raise SpeechEngineError(f"{self.name} workers could not load the model: {exc}") from exc
 
     def transcribe(self, samples: np.ndarray, sample_rate: int = ASR_SAMPLE_RATE) -> Transcript:
         pcm = _as_pcm16(samples, sample_rate)
