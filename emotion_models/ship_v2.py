@@ -4,7 +4,8 @@
         --hparams emotion_models/hparams/head_smart_turn.yaml --loco results/v2/smart-turn \\
         --dest models/emotune-ser-v2-st
 
-The head is trained on all class corpora and BAVED (development speakers held out for the epoch and
+The head is trained on the class corpora except korean_operator (the stand-in for an operator's own calls,
+added by ``emotune finetune``) and BAVED (development speakers held out for the epoch and
 the temperature), exported with its parity check (``export_onnx.head``), and the folder gets the
 leave-one-corpus-out results it was chosen by (``results.json``, confusion PNGs) and a model card.
 """
@@ -74,7 +75,10 @@ def _card(dest: Path, sidecar: dict[str, Any], summary: dict[str, Any] | None, c
     return "\n".join(lines) + "\n"
 
 
-def ship(encoder: str, cache: Path, hparams_path: Path, dest: Path, loco: Path | None, adaptation: str | None) -> dict[str, Any]:
+def ship(
+    encoder: str, cache: Path, hparams_path: Path, dest: Path, loco: Path | None, adaptation: str | None,
+    exclude: list[str] | None = None,
+) -> dict[str, Any]:
     from export_onnx.head import write_v2_model
 
     summary = json.loads((loco / "summary.json").read_text()) if loco and (loco / "summary.json").is_file() else None
@@ -82,9 +86,12 @@ def ship(encoder: str, cache: Path, hparams_path: Path, dest: Path, loco: Path |
     overrides = {"adaptation": mode} if mode else {}
     hparams = load_recipe(hparams_path, overrides)
     data = load_training_data(cache)
-    result = run(hparams, data, np.arange(len(data.meta.label)), None)
+    # Corpora kept out of the shipped model: korean_operator stands for an operator's own calls, which a
+    # customer adds with `emotune finetune`; a base that had heard them could not show what they add.
+    rows = np.flatnonzero(~np.isin(data.meta.corpus, exclude or []))
+    result = run(hparams, data, rows, None)
     dest.mkdir(parents=True, exist_ok=True)
-    corpora = sorted(set(data.meta.corpus.tolist()))
+    corpora = sorted(set(data.meta.corpus[rows].tolist()))
     save_head(result["_head"], dest / "head.ckpt", {"encoder": encoder, "trained_on": corpora})
     sidecar = write_v2_model(
         dest, result["_head"], result["_spec"], encoder=encoder, temperature=float(result["temperature"]),
@@ -111,8 +118,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dest", type=Path, required=True)
     parser.add_argument("--loco", type=Path, default=None)
     parser.add_argument("--adaptation", default=None)
+    parser.add_argument("--exclude-corpora", nargs="*", default=["korean_operator"],
+                        help="corpora the shipped head never sees (default: korean_operator, the operator's data)")
     args = parser.parse_args(argv)
-    ship(args.encoder, args.cache, args.hparams, args.dest, args.loco, args.adaptation)
+    ship(args.encoder, args.cache, args.hparams, args.dest, args.loco, args.adaptation, args.exclude_corpora)
     return 0
 
 
