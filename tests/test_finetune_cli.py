@@ -16,6 +16,8 @@ from emotune.config import PROJECT_ROOT
 
 pytest.importorskip("torch")
 
+# The v1 path (fbank network + export + int8): config.yml now ships a v2 model, so name the v1 base.
+V1_BASE = PROJECT_ROOT / "models" / "emotune-ser-v1" / "model.ckpt"
 VOICES = {"neutral": (140, 0.1), "happy": (260, 0.2), "sad": (110, 0.03), "angry": (200, 0.5)}
 
 
@@ -47,7 +49,7 @@ def _emotune(*args: str) -> subprocess.CompletedProcess[str]:
 def test_finetune_produces_a_verified_model(tmp_path: Path) -> None:
     manifest = _manifest(tmp_path)
     out = tmp_path / "model"
-    result = _emotune("finetune", "--data", str(manifest), "--output", str(out), "--epochs", "1")
+    result = _emotune("finetune", "--data", str(manifest), "--output", str(out), "--epochs", "1", "--base", str(V1_BASE))
     assert result.returncode == 0, result.stderr[-3000:]
     for name in ("model.ckpt", "emotion.onnx", "emotion.int8.onnx", "emotion.json", "finetune_report.json",
                  "export_report.json"):
@@ -74,7 +76,8 @@ def test_finetune_refuses_a_bad_manifest_before_training(tmp_path: Path) -> None
     rows.append("calls/missing.wav,angry,agent-line-0")
     rows.append(f"{rows[1].split(',')[0]},furious,agent-line-1")
     manifest.write_text("\n".join(rows) + "\n")
-    result = _emotune("finetune", "--data", str(manifest), "--output", str(tmp_path / "m"), "--epochs", "1")
+    result = _emotune("finetune", "--data", str(manifest), "--output", str(tmp_path / "m"), "--epochs", "1",
+                      "--base", str(V1_BASE))
     assert result.returncode != 0
     assert "missing.wav" in result.stderr
     assert "furious" in result.stderr
