@@ -30,6 +30,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from emotion_runtime.files import sha256_of
 from emotune.errors import ModelFileError
 
 __all__ = [
@@ -176,12 +177,7 @@ def _entry_for_path(path: Path) -> WeightFile:
     return _BY_NAME[name]
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+sha256_file = sha256_of  # one checksum for every model file (emotion_runtime.files)
 
 
 def _refuse(path: Path, item: WeightFile, problem: str) -> ModelFileError:

@@ -11,7 +11,6 @@ output at any of several window lengths and batch sizes.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
 import time
@@ -23,6 +22,7 @@ import torch
 
 from emotion_models.model import EmotionNet, load_checkpoint
 from emotion_runtime.features import DEFAULT_SPEC
+from emotion_runtime.files import sha256_of
 from emotune.errors import ModelError
 
 __all__ = ["ModelExportError", "run", "export_fp32", "verify_parity", "sha256_of", "PARITY_TOLERANCE"]
@@ -43,12 +43,6 @@ def _log(message: str) -> None:
     print(f"[export] {message}", file=sys.stderr, flush=True)
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def export_fp32(model: EmotionNet, path: Path) -> None:
