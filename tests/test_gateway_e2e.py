@@ -317,10 +317,12 @@ async def test_our_protocol_text_turns_reply_with_audio_and_hand_off(gateway: Ga
 
 
 async def test_concurrent_calls_get_their_own_pipelines(gateway: Gateway, sample: list[CallerTurn]) -> None:
+    # Three turns at once share the recogniser's workers (one per core): the callers wait up to 30 s of
+    # wall time (120 s of call audio at 4x) for their answer instead of hanging up after 7.5 s.
     results = await asyncio.gather(
-        place_call(gateway, [sample[0]], "CAparallel1"),
-        place_call(gateway, [sample[5]], "CAparallel2"),
-        place_call(gateway, [sample[1]], "CAparallel3"),
+        place_call(gateway, [sample[0]], "CAparallel1", max_wait_s=120.0),
+        place_call(gateway, [sample[5]], "CAparallel2", max_wait_s=120.0),
+        place_call(gateway, [sample[1]], "CAparallel3", max_wait_s=120.0),
     )
     for sid, result in zip(("CAparallel1", "CAparallel2", "CAparallel3"), results, strict=True):
         log = await records(gateway, sid)
