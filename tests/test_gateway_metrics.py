@@ -164,6 +164,11 @@ async def test_a_call_fills_the_latency_histograms_and_logs_json_with_call_ids(
         with captured_logs(level) as buffer:
             caller = TwilioCaller(f"ws://127.0.0.1:{gateway.port}/twilio", [sample[0]], speed=4.0, call_sid=call_sid)
             result = await caller.run()
+            # The caller may hang up before the gateway has finished the call: wait for it to end.
+            for _ in range(400):
+                if not gateway.active:
+                    break
+                await asyncio.sleep(0.05)
         metrics = await scrape(gateway)
     finally:
         await gateway.stop()
