@@ -14,7 +14,7 @@ import os
 from collections.abc import Mapping
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import (
@@ -32,6 +32,8 @@ from emotune.errors import ConfigError
 
 __all__ = [
     "CORE_EMOTIONS",
+    "PROFILES",
+    "Profile",
     "ModelConfig",
     "StreamingConfig",
     "SmoothingConfig",
@@ -56,6 +58,9 @@ __all__ = [
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 CORE_EMOTIONS = ("neutral", "happy", "sad", "angry")
+# Deployment profiles an operator can select; each may have an entry under `profiles:` in the file.
+Profile = Literal["contact_center", "in_car", "ko_contact_center", "ko_in_car"]
+PROFILES: tuple[str, ...] = get_args(Profile)
 
 Tone = str
 Intensity = Literal["low", "medium", "high"]
@@ -357,6 +362,11 @@ class GatewayConfig(_Section):
 
 class RasaConfig(_Section):
     url: str = Field("http://127.0.0.1:5005", pattern=r"^https?://", description="Rasa server (REST channel).")
+    bot: str = Field(
+        "contact_center", pattern=r"^[a-z][a-z0-9_]*$",
+        description="The Rasa project under bot/ this deployment talks to: `emotune demo` and `emotune pilot` "
+        "train and start it (a gateway on its own only uses url).",
+    )
     replicas: list[str] = Field(
         default_factory=list,
         description="More Rasa instances sharing one tracker store + lock store; a turn that cannot "
@@ -414,6 +424,22 @@ class AsrConfig(_Section):
         "en-US", description="BCP 47 tag of the callers' language (whisper: its code, e.g. en, ko; "
         "'auto' detects per turn)."
     )
+    alternative_languages: list[str] = Field(
+        default_factory=list,
+        description="whisper: other languages callers may speak (e.g. [en] on a Korean line). Each turn's "
+        "language is then detected among language + these and the turn is transcribed in the most probable "
+        "one; a turn not in language is answered with other_language_reply. Empty: always language.",
+    )
+    other_language_reply: str | None = Field(
+        None,
+        description="What the bot says to a turn recognised in one of alternative_languages (the dialogue "
+        "is not called: its bot speaks language only). Null: the turn goes to the dialogue as recognised.",
+    )
+    vad_filter: bool = Field(
+        False,
+        description="whisper: drop the non-speech parts of a turn (faster-whisper's silero VAD) before "
+        "decoding; the gateway's end-pointer has already cut the turn, so this only removes pauses inside it.",
+    )
     workers: int | None = Field(
         None, ge=1, le=64,
         description="Turns recognised at once across all calls (one worker process and decoder each). "
@@ -455,6 +481,15 @@ class AsrConfig(_Section):
     @classmethod
     def _engine_known(cls, name: str) -> str:
         return _known_engine("asr", name)
+
+    @model_validator(mode="after")
+    def _languages_consistent(self) -> AsrConfig:
+        if self.alternative_languages and self.language.strip().lower() == "auto":
+            raise ValueError("alternative_languages needs a fixed language (not 'auto')")
+        if self.alternative_languages and self.engine == "pocketsphinx":
+            raise ValueError("alternative_languages needs an engine that identifies languages (whisper); "
+                             "pocketsphinx knows en-US only")
+        return self
 
     def concurrency(self) -> int:
         return self.workers or os.cpu_count() or 1
@@ -580,7 +615,7 @@ class EmotuneConfig(BaseSettings):
         env_prefix="EMOTUNE_", env_nested_delimiter="__", extra="forbid", validate_assignment=True
     )
 
-    profile: Literal["contact_center", "in_car"] = Field(
+    profile: Profile = Field(
         "contact_center",
         description="Deployment profile; its entry under `profiles:` in the file is merged over the rest.",
     )
@@ -684,17 +719,17 @@ def _deep_merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, 
     return merged
 
 
-def _apply_profile(data: dict[str, Any], source: str) -> dict[str, Any]:
-    """Merge ``profiles[<profile>]`` over the file's sections (profile from env or file)."""
+def _apply_profile(data: dict[str, Any], source: str, requested: str | None = None) -> dict[str, Any]:
+    """Merge ``profiles[<profile>]`` over the file's sections (profile from the caller, env or file)."""
     profiles = data.pop("profiles", None)
     if profiles is None:
         return data
     if not isinstance(profiles, dict):
         raise ConfigError(source, ["profiles: expected a mapping of profile name -> overrides"])
-    profile = os.environ.get("EMOTUNE_PROFILE", data.get("profile", "contact_center"))
-    unknown = sorted(set(profiles) - {"contact_center", "in_car"})
+    profile = requested or os.environ.get("EMOTUNE_PROFILE", data.get("profile", "contact_center"))
+    unknown = sorted(set(profiles) - set(PROFILES))
     if unknown:
-        raise ConfigError(source, [f"profiles.{name}: unknown profile (use contact_center or in_car)" for name in unknown])
+        raise ConfigError(source, [f"profiles.{name}: unknown profile (use {', '.join(PROFILES)})" for name in unknown])
     chosen = profiles.get(profile) or {}
     if not isinstance(chosen, dict):
         raise ConfigError(source, [f"profiles.{profile}: expected a mapping of section overrides"])
@@ -730,7 +765,8 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> EmotuneConf
         secret_problems = _secrets_in_file(data)
         if secret_problems:
             raise ConfigError(source, secret_problems)
-        data = _apply_profile(data, source)
+        # A profile passed by the caller selects its section overrides too, as EMOTUNE_PROFILE does.
+        data = _apply_profile(data, source, overrides.get("profile"))
     data.update(overrides)
     try:
         return EmotuneConfig(**data)

@@ -224,6 +224,7 @@ class DialogueTurns:
         self.count += 1
         turn = self.count
         start_s, end_s = pending.start_s, pending.end_s
+        language: str | None = None  # set when the recogniser heard another language than the line's
         if pending.text is not None:
             text, asr_s = pending.text.strip(), 0.0
         else:
@@ -244,6 +245,7 @@ class DialogueTurns:
                     await self._recognition_failed(turn, pending, exc)
                     return
             text, asr_s = transcript.text, transcript.compute_s
+            language = transcript.language if transcript.other_language else None
         if not text:
             call.record("turn_skipped", turn=turn, start_s=start_s, end_s=end_s, reason="no words recognised")
             return
@@ -256,6 +258,9 @@ class DialogueTurns:
             self._carried.append(text)
             call.record("turn_superseded", turn=turn, start_s=round(start_s, 3), end_s=round(end_s, 3),
                         caller_text=text, reason="the caller spoke again before the reply")
+            return
+        if language is not None and services.config.asr.other_language_reply:
+            await self._other_language(turn, pending, text, language)
             return
         if self._carried and pending.source == "speech":
             text = " ".join([*self._carried, text])
@@ -302,6 +307,16 @@ class DialogueTurns:
         call.record("asr_failed", turn=turn, start_s=round(pending.start_s, 3), end_s=round(pending.end_s, 3),
                     error=str(exc), bot_text=gateway.busy_reply)
         await call.speech.speak(BotReply(text=gateway.busy_reply, tone=tone), tone, pending.ended_at)
+
+    async def _other_language(self, turn: int, pending: Turn, text: str, language: str) -> None:
+        """A turn in one of ``asr.alternative_languages``: the bot speaks the line's language only, so
+        it says so (``asr.other_language_reply``) instead of sending words its NLU cannot read."""
+        call = self.call
+        reply = call.services.config.asr.other_language_reply or ""
+        tone = str(call.metadata(pending.start_s, pending.end_s)["tone"])
+        call.record("turn_other_language", turn=turn, start_s=round(pending.start_s, 3),
+                    end_s=round(pending.end_s, 3), language=language, caller_text=text, bot_text=reply, tone=tone)
+        await call.speech.speak(BotReply(text=reply, tone=tone), tone, pending.ended_at)
 
     async def _shed(self, turn: int, pending: Turn, waited_s: float) -> None:
         """Overload: the turn waited too long for recognition. Ask the caller to repeat (an

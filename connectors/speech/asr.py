@@ -16,7 +16,7 @@ import contextlib
 import importlib.util
 import multiprocessing
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -64,6 +64,8 @@ class Transcript:
     engine: str
     audio_s: float
     compute_s: float
+    language: str | None = None  # the language it was decoded in (None: the engine does not say)
+    other_language: bool = False  # decoded in one of asr.alternative_languages, not the line's own
 
 
 @runtime_checkable
@@ -108,6 +110,7 @@ class _PooledRecognizer:
     """
 
     name = "pooled"
+    language: str | None = None  # the line's own language (None: any, detected per turn)
 
     def __init__(
         self, workers: int, initializer: Callable[..., None], initargs: tuple[Any, ...], timeout_s: float
@@ -152,7 +155,7 @@ class _PooledRecognizer:
         with self._lock:
             pool = self._pool
         try:
-            text, compute_s = pool.submit(asr_worker.decode, pcm.tobytes()).result(timeout=self.timeout_s)
+            text, language, compute_s = pool.submit(asr_worker.decode, pcm.tobytes()).result(timeout=self.timeout_s)
         except (BrokenProcessPool, TimeoutError) as exc:
             with self._lock:
                 if self._pool is pool:  # first to notice rebuilds; later turns use the new pool
@@ -162,7 +165,8 @@ class _PooledRecognizer:
                     self._pool = self._new_pool()
             what = "timed out" if isinstance(exc, TimeoutError) else "failed"
             raise SpeechEngineError(f"{self.name} worker {what} on a {audio_s:.1f} s turn: {exc!r}") from exc
-        return Transcript(text, self.name, audio_s, compute_s)
+        other = self.language is not None and language is not None and language != self.language
+        return Transcript(text, self.name, audio_s, compute_s, language, other)
 
     @staticmethod
     def _kill_workers(pool: ProcessPoolExecutor) -> None:
@@ -241,7 +245,12 @@ def verified_whisper_folder(model: str) -> Path:
 class WhisperRecognizer(_PooledRecognizer):
     """Offline multilingual recognition with Whisper (faster-whisper on CTranslate2), in worker
     processes, one thread each: int8, greedy (beam 1) by default. The model files are checked
-    against their sha256 before any worker loads them; nothing is downloaded."""
+    against their sha256 before any worker loads them; nothing is downloaded.
+
+    ``alternative_languages``: other languages a caller of this line may speak. Each turn's
+    language is identified among ``language`` and these, and the turn is decoded in the most
+    probable one; its :class:`Transcript` says so (``other_language``), so the gateway can answer
+    it instead of sending English words to a Korean bot."""
 
     name = "whisper"
 
@@ -249,6 +258,7 @@ class WhisperRecognizer(_PooledRecognizer):
         self, model: str = "whisper-base", language: str = "en-US", workers: int = 1, beam_size: int = 1,
         compute_type: str = "int8", cpu_threads: int = 1, no_speech_threshold: float = 0.6,
         timeout_s: float = _DECODE_TIMEOUT_S, max_new_tokens: int = 96,
+        alternative_languages: Sequence[str] = (), vad_filter: bool = False,
     ) -> None:
         if importlib.util.find_spec("faster_whisper") is None:
             raise NotBuiltError(
@@ -256,11 +266,14 @@ class WhisperRecognizer(_PooledRecognizer):
                 "or set asr.engine: pocketsphinx"
             )
         self.language = whisper_language(language)
+        alternatives = tuple(dict.fromkeys(code for tag in alternative_languages
+                                           if (code := whisper_language(tag)) not in (None, self.language)))
+        self.alternative_languages = alternatives
         self.model_dir = verified_whisper_folder(model)
         super().__init__(
             workers, asr_worker.start_whisper,
             (str(self.model_dir), self.language, beam_size, compute_type, cpu_threads, no_speech_threshold,
-             max_new_tokens),
+             max_new_tokens, alternatives, vad_filter),
             timeout_s,
         )
 
@@ -288,6 +301,7 @@ _ENGINES: EngineRegistry[AsrConfig, SpeechRecognizer] = EngineRegistry(
             cfg.model, cfg.language, workers=cfg.concurrency(), beam_size=cfg.beam_size,
             compute_type=cfg.compute_type, cpu_threads=cfg.cpu_threads,
             no_speech_threshold=cfg.no_speech_threshold, timeout_s=cfg.timeout_s, max_new_tokens=cfg.max_new_tokens,
+            alternative_languages=cfg.alternative_languages, vad_filter=cfg.vad_filter,
         ),
         "none": lambda cfg: NoRecognizer(),
     },
