@@ -18,7 +18,8 @@ DEBIAN_PACKAGES := espeak-ng chromium postgresql redis-server
 .PHONY: help setup venvs demo test lint typecheck pytest pytest-actions bench clean-venvs debian weights
 
 help:
-	@echo "make demo   - sample call through gateway, emotion runtime and Rasa (sets everything up)"
+	@echo "make demo   - sample call through gateway, emotion runtime and Rasa (sets everything up);"
+	@echo "              PROFILE=ko_contact_center plays the Korean call"
 	@echo "make test   - all tests, ruff and mypy (sets everything up)"
 	@echo "make bench  - runtime benchmark (reads ../shared/data when present)"
 
@@ -71,8 +72,9 @@ debian: $(DEBIAN_STAMP)
 venvs: $(TOOLKIT_STAMP) $(RASA_STAMP)
 setup: venvs debian weights
 
+# make demo PROFILE=ko_contact_center: the profile's bot, models, voice and a sample call in its language.
 demo: setup
-	$(VENV)/bin/emotune demo
+	$(VENV)/bin/emotune demo $(if $(PROFILE),--profile $(PROFILE))
 
 lint: $(TOOLKIT_STAMP)
 	$(VENV)/bin/ruff check .
