@@ -11,7 +11,15 @@ pocketsphinx got wrong in issue 13, and more), RAVDESS actors 19-24 (held-out sp
 and korean_operator clips (Whisper only: pocketsphinx has no Korean). Each engine runs as the
 gateway runs it: one worker process, one thread. WER = (substitutions + deletions + insertions) /
 reference words, over the whole set, after lower-casing and dropping punctuation; for Korean the
-words are eojeol (space-separated) and the character error rate is reported too.
+words are eojeol (space-separated) and the character error rate is reported too (spaces removed:
+Korean spacing varies between writers). korean_operator's transcripts spell numbers in Hangul
+("오월 십칠일") where Whisper writes digits ("5월 17일"): ``cer_numerals`` reads the hypothesis's
+digits as Sino-Korean numerals first (the same words, another spelling); ``cer`` is the raw figure.
+
+Korean recogniser settings (issue 16: what Whisper base can do on a Korean phone line; the
+language is always forced, no prompt with domain words)::
+
+    .venv/bin/python -m benchmarks.bench_asr --only korean --korean 25   # updates the whisper_ko* entries
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ import argparse
 import csv
 import json
 import platform
+import re
 import statistics
 import sys
 import time
@@ -39,7 +48,7 @@ from connectors.speech.tts import EspeakSynthesizer  # noqa: E402
 from emotion_runtime.audio import decode, encode, resample  # noqa: E402
 from emotune.config import AsrConfig, Prosody  # noqa: E402
 
-__all__ = ["main", "wer_counts"]
+__all__ = ["main", "wer_counts", "char_error_rate", "sino_korean", "read_numerals_korean", "KOREAN_SETTINGS"]
 
 DATA = REPO_ROOT.parent / "shared" / "data"
 OUT = REPO_ROOT / "benchmarks" / "results" / "bench_asr.json"
@@ -55,6 +64,13 @@ ESPEAK_SENTENCES = [
 ]
 RAVDESS_TEXT = {"01": "Kids are talking by the door", "02": "Dogs are sitting by the door"}
 CONDITIONS = [("clean", None), ("pink_10dB", 10.0), ("pink_5dB", 5.0)]
+# Whisper settings tried on Korean: name -> AsrConfig fields (language forced to ko in all).
+KOREAN_SETTINGS: dict[str, dict[str, Any]] = {
+    "whisper_ko": {"beam_size": 1},
+    "whisper_ko_beam5": {"beam_size": 5},
+    "whisper_ko_beam5_vad": {"beam_size": 5, "vad_filter": True},
+}
+_HANGUL_DIGITS = "영일이삼사오육칠팔구"
 
 
 def normalise(text: str) -> str:
@@ -75,6 +91,45 @@ def wer_counts(reference: str, hypothesis: str) -> tuple[int, int]:
     """(word edits, reference words) after normalisation."""
     ref, hyp = normalise(reference).split(), normalise(hypothesis).split()
     return edit_distance(ref, hyp), len(ref)
+
+
+def char_counts(reference: str, hypothesis: str) -> tuple[int, int]:
+    """(character edits, reference characters) after normalisation, spaces removed."""
+    ref, hyp = normalise(reference).replace(" ", ""), normalise(hypothesis).replace(" ", "")
+    return edit_distance(list(ref), list(hyp)), len(ref)
+
+
+def char_error_rate(reference: str, hypothesis: str) -> float:
+    edits, chars = char_counts(reference, hypothesis)
+    return edits / max(1, chars)
+
+
+def _below_ten_thousand(n: int) -> str:
+    out = ""
+    for value, unit in ((1000, "천"), (100, "백"), (10, "십"), (1, "")):
+        digit = n // value % 10
+        if digit:
+            out += ("" if digit == 1 and unit else _HANGUL_DIGITS[digit]) + unit  # 십, not 일십
+    return out
+
+
+def sino_korean(n: int) -> str:
+    """A number as it is read in Sino-Korean (17 -> 십칠, 16000 -> 만육천, 20 -> 이십)."""
+    if n < 0:
+        raise ValueError(f"no reading for a negative number: {n}")
+    if n == 0:
+        return _HANGUL_DIGITS[0]
+    out = ""
+    for value, unit in ((10**12, "조"), (10**8, "억"), (10**4, "만"), (1, "")):
+        group = n // value % 10000
+        if group:
+            out += ("" if group == 1 and unit == "만" else _below_ten_thousand(group)) + unit  # 만, not 일만
+    return out
+
+
+def read_numerals_korean(text: str) -> str:
+    """Digits (with thousands commas) in ``text`` replaced by their Sino-Korean reading."""
+    return re.sub(r"\d[\d,]*\d|\d", lambda m: sino_korean(int(m.group().replace(",", ""))), text)
 
 
 def pink_noise(n: int, rng: np.random.Generator) -> np.ndarray:
@@ -115,6 +170,9 @@ def english_set(n_ravdess: int) -> list[tuple[str, str, np.ndarray]]:
 
 
 def korean_set(n: int) -> list[tuple[str, str, np.ndarray]]:
+    """Every (100 // n)-th row of the manifest: the manifest runs speaker by speaker and emotion by
+    emotion in blocks of five sentences, so a stride of 4 (n = 25) covers every speaker, every emotion
+    and all five of each speaker's sentences."""
     manifest = DATA / "korean_operator" / "manifest.csv"
     with manifest.open(encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
@@ -133,24 +191,28 @@ def run(engine: SpeechRecognizer, items: list[tuple[str, str, np.ndarray]], seed
             transcript = engine.transcribe(line)
             wall = time.perf_counter() - started
             edits, words = wer_counts(text, transcript.text)
-            chars_ref = normalise(text).replace(" ", "")
-            char_edits = edit_distance(list(chars_ref), list(normalise(transcript.text).replace(" ", "")))
+            char_edits, chars = char_counts(text, transcript.text)
+            numeral_edits, _ = char_counts(text, read_numerals_korean(transcript.text))
             entry = per_set.setdefault(corpus, {"edits": 0, "words": 0, "char_edits": 0, "chars": 0,
-                                                "compute_s": [], "examples": []})
+                                                "numeral_char_edits": 0, "compute_s": [], "examples": []})
             entry["edits"] += edits
             entry["words"] += words
             entry["char_edits"] += char_edits
-            entry["chars"] += len(chars_ref)
+            entry["numeral_char_edits"] += numeral_edits
+            entry["chars"] += chars
             entry["compute_s"].append(round(wall, 3))
-            entry["examples"].append({"ref": text, "hyp": transcript.text, "audio_s": round(audio.shape[0] / 16000, 2)})
+            entry["examples"].append({"ref": text, "hyp": transcript.text, "audio_s": round(audio.shape[0] / 16000, 2),
+                                      "language": transcript.language})
         for entry in per_set.values():
             times = entry["compute_s"]
             entry["wer"] = round(entry["edits"] / max(1, entry["words"]), 4)
             entry["cer"] = round(entry["char_edits"] / max(1, entry["chars"]), 4)
+            entry["cer_numerals"] = round(entry["numeral_char_edits"] / max(1, entry["chars"]), 4)
             entry["asr_s_p50"] = round(statistics.median(times), 3)
             entry["asr_s_p95"] = round(sorted(times)[min(len(times) - 1, round(0.95 * (len(times) - 1)))], 3)
         results[condition] = per_set
-        summary = ", ".join(f"{k} WER {v['wer']:.1%} (p50 {v['asr_s_p50']:.2f} s)" for k, v in per_set.items())
+        summary = ", ".join(f"{k} WER {v['wer']:.1%} CER {v['cer']:.1%} / {v['cer_numerals']:.1%} "
+                            f"(p50 {v['asr_s_p50']:.2f} s)" for k, v in per_set.items())
         print(f"  {engine.name:12s} {condition:10s} {summary}", flush=True)
     return results
 
@@ -158,30 +220,38 @@ def run(engine: SpeechRecognizer, items: list[tuple[str, str, np.ndarray]], seed
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--ravdess", type=int, default=12, help="RAVDESS clips (actors 19-24)")
-    parser.add_argument("--korean", type=int, default=8, help="korean_operator clips")
+    parser.add_argument("--korean", type=int, default=25, help="korean_operator clips")
+    parser.add_argument("--only", choices=("english", "korean"), default=None,
+                        help="measure one language; the other's entries in --output are kept as they are")
     parser.add_argument("--output", type=Path, default=OUT)
     parser.add_argument("--seed", type=int, default=13)
     args = parser.parse_args(argv)
-    english = english_set(args.ravdess)
-    korean = korean_set(args.korean) if args.korean else []
+    command = "python -m benchmarks.bench_asr " + " ".join(argv if argv is not None else sys.argv[1:])
+    english = english_set(args.ravdess) if args.only != "korean" else []
+    korean = korean_set(args.korean) if args.korean and args.only != "english" else []
+    previous = json.loads(args.output.read_text(encoding="utf-8")) if args.only and args.output.is_file() else {}
     report: dict[str, Any] = {
         "what": "WER through the 8 kHz mu-law phone line, clean and with pink noise on the line",
-        "command": "python -m benchmarks.bench_asr " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": previous.get("command", command) if args.only == "korean" else command,
         "machine": {"cpus": __import__("os").cpu_count(), "platform": platform.platform()},
         "note": "a 2-vCPU machine shared with other jobs: times are upper bounds",
-        "engines": {},
+        "engines": dict(previous.get("engines", {})),
     }
-    for name, config, items in (
+    runs: list[tuple[str, AsrConfig, list[tuple[str, str, np.ndarray]]]] = [
         ("whisper", AsrConfig(engine="whisper", workers=1), english),
         ("pocketsphinx", AsrConfig(engine="pocketsphinx", workers=1), english),
-        ("whisper_ko", AsrConfig(engine="whisper", language="ko-KR", workers=1), korean),
-    ):
+    ]
+    runs += [(name, AsrConfig(engine="whisper", language="ko-KR", workers=1, **fields), korean)
+             for name, fields in KOREAN_SETTINGS.items()]
+    for name, config, items in runs:
         if not items:
             continue
         engine = create_recognizer(config)
         try:
             engine.transcribe(items[0][2])  # warm-up (workers up, model loaded)
-            report["engines"][name] = {"config": config.model_dump(), "results": run(engine, items, args.seed)}
+            started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            report["engines"][name] = {"config": config.model_dump(), "command": command, "measured_at": started,
+                                       "results": run(engine, items, args.seed)}
         finally:
             engine.close()
     args.output.parent.mkdir(parents=True, exist_ok=True)

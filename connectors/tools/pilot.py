@@ -36,7 +36,7 @@ def _stack(bot: str, bot_model: str) -> RasaStack:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="emotune pilot", description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", type=Path, default=PROJECT_ROOT / "config.yml", help="operator config")
-    parser.add_argument("--bot", choices=BOTS, default="contact_center")
+    parser.add_argument("--bot", choices=BOTS, default=None, help="Rasa project (default: the config's rasa.bot)")
     parser.add_argument("--bot-model", required=True,
                         help="full | ci | path to a trained Rasa model (.tar.gz): which dialogue model to serve")
     parser.add_argument("--port", type=int, default=None, help="gateway port (default: gateway.port)")
@@ -51,6 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             config.gateway.port = args.port
         if args.insecure_dev:
             config.gateway.insecure_dev = True
+        args.bot = args.bot or config.rasa.bot
         stack = _stack(args.bot, args.bot_model)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
