@@ -69,6 +69,7 @@ KOREAN_SETTINGS: dict[str, dict[str, Any]] = {
     "whisper_ko": {"beam_size": 1},
     "whisper_ko_beam5": {"beam_size": 5},
     "whisper_ko_beam5_vad": {"beam_size": 5, "vad_filter": True},
+    "whisper_ko_beam5_fp32": {"beam_size": 5, "compute_type": "float32"},
 }
 _HANGUL_DIGITS = "영일이삼사오육칠팔구"
 
@@ -223,6 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--korean", type=int, default=25, help="korean_operator clips")
     parser.add_argument("--only", choices=("english", "korean"), default=None,
                         help="measure one language; the other's entries in --output are kept as they are")
+    parser.add_argument("--korean-settings", nargs="+", choices=list(KOREAN_SETTINGS), default=list(KOREAN_SETTINGS),
+                        help="which Whisper settings to measure on Korean (default: all)")
     parser.add_argument("--output", type=Path, default=OUT)
     parser.add_argument("--seed", type=int, default=13)
     args = parser.parse_args(argv)
@@ -242,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
         ("pocketsphinx", AsrConfig(engine="pocketsphinx", workers=1), english),
     ]
     runs += [(name, AsrConfig(engine="whisper", language="ko-KR", workers=1, **fields), korean)
-             for name, fields in KOREAN_SETTINGS.items()]
+             for name, fields in KOREAN_SETTINGS.items() if name in args.korean_settings]
     for name, config, items in runs:
         if not items:
             continue
