@@ -32,7 +32,7 @@ from connectors.speech.asr import WhisperRecognizer, whisper_language
 from connectors.speech.tts import EspeakSynthesizer, create_synthesizer
 from connectors.tools.demo import KOREAN_SAMPLE_AUDIO, SAMPLE_AUDIO, load_sample_call, sample_for
 from emotune.config import PROJECT_ROOT, EmotuneConfig, TonePolicy, load_config
-from emotune.errors import ConfigError, NotBuiltError, SpeechEngineError
+from emotune.errors import ConfigError, NotBuiltError
 
 CONFIG = PROJECT_ROOT / "config.yml"
 KOREAN_PROFILES = ("ko_contact_center", "ko_in_car")
@@ -146,9 +146,11 @@ def test_an_english_or_mixed_turn_on_the_korean_line(whisper_ko: WhisperRecogniz
     assert whisper_ko.transcribe(silence(1.0)).text == ""  # silence: no words
 
 
-def test_a_language_whisper_does_not_know_is_refused_at_start() -> None:
-    with pytest.raises(SpeechEngineError, match="no language 'xx'"):
+def test_a_language_whisper_does_not_know_is_refused_before_any_worker_starts() -> None:
+    with pytest.raises(ConfigError, match="has no language 'xx'"):
         WhisperRecognizer(language="ko-KR", alternative_languages=["xx"], workers=1)
+    with pytest.raises(ConfigError, match="has no language 'zz'"):
+        WhisperRecognizer(language="zz")
 
 
 def test_korean_numerals_read_like_the_transcripts() -> None:

@@ -222,6 +222,18 @@ def whisper_language(tag: str) -> str | None:
     return code
 
 
+def _check_model_languages(model_dir: Path, codes: Sequence[str | None]) -> None:
+    """Refuse a language the Whisper model has no token for before any worker starts (a worker would
+    fail every turn). Its tokenizer lists one ``<|code|>`` token per language it was trained on."""
+    tokens = (model_dir / "tokenizer.json").read_text(encoding="utf-8")
+    if '"<|en|>"' not in tokens:
+        return  # a tokenizer without language tokens: nothing to check against
+    unknown = [code for code in codes if code is not None and f'"<|{code}|>"' not in tokens]
+    if unknown:
+        raise ConfigError("asr", [f"asr.language / asr.alternative_languages: the Whisper model in {model_dir.name} "
+                                  f"has no language {code!r}" for code in unknown])
+
+
 def verified_whisper_folder(model: str) -> Path:
     """The model folder of ``asr.model``: a registered encoder folder (e.g. ``whisper-base``, every
     file checked against its sha256 by :mod:`emotion_runtime.weights`) or a path to an operator's
@@ -270,6 +282,7 @@ class WhisperRecognizer(_PooledRecognizer):
                                            if (code := whisper_language(tag)) not in (None, self.language)))
         self.alternative_languages = alternatives
         self.model_dir = verified_whisper_folder(model)
+        _check_model_languages(self.model_dir, (self.language, *alternatives))
         super().__init__(
             workers, asr_worker.start_whisper,
             (str(self.model_dir), self.language, beam_size, compute_type, cpu_threads, no_speech_threshold,
