@@ -295,6 +295,9 @@ async def run_demo(
                 elif record["type"] == "bot_audio":
                     print(f"          (bot speech {record['duration_s']:.1f} s, first audio "
                           f"{record['response_s']:.2f} s after the caller's turn ended)", flush=True)
+                elif record["type"] == "turn_other_language":
+                    print(f"[{record['t']:6.1f}s] turn {record['turn']}  caller spoke {record['language']}: "
+                          f"\"{record['caller_text']}\"\n          bot [{record['tone']}]: {record['bot_text']}", flush=True)
                 elif record["type"] == "barge_in":
                     print(f"[{record['t']:6.1f}s] caller barged in: bot audio cleared", flush=True)
                 elif record["type"] == "escalation":
