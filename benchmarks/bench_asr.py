@@ -46,7 +46,7 @@ if str(REPO_ROOT) not in sys.path:
 from connectors.speech.asr import SpeechRecognizer, create_recognizer  # noqa: E402
 from connectors.speech.tts import EspeakSynthesizer  # noqa: E402
 from emotion_runtime.audio import decode, encode, resample  # noqa: E402
-from emotune.config import AsrConfig, Prosody  # noqa: E402
+from emotune.config import AsrConfig, Prosody, load_config  # noqa: E402
 
 __all__ = ["main", "wer_counts", "char_error_rate", "sino_korean", "read_numerals_korean", "KOREAN_SETTINGS"]
 
@@ -64,13 +64,17 @@ ESPEAK_SENTENCES = [
 ]
 RAVDESS_TEXT = {"01": "Kids are talking by the door", "02": "Dogs are sitting by the door"}
 CONDITIONS = [("clean", None), ("pink_10dB", 10.0), ("pink_5dB", 5.0)]
-# Whisper settings tried on Korean: name -> AsrConfig fields (language forced to ko in all).
+# Whisper settings tried on Korean: name -> AsrConfig fields (language forced to ko in all), and
+# "whisper_ko_profile": the ko_contact_center profile's asr section as config.yml ships it (with its
+# per-turn identification of English: a Korean turn taken for English counts in other_language_turns).
 KOREAN_SETTINGS: dict[str, dict[str, Any]] = {
     "whisper_ko": {"beam_size": 1},
     "whisper_ko_beam5": {"beam_size": 5},
     "whisper_ko_beam5_vad": {"beam_size": 5, "vad_filter": True},
     "whisper_ko_beam5_fp32": {"beam_size": 5, "compute_type": "float32"},
+    "whisper_ko_profile": {},
 }
+KOREAN_PROFILE = "ko_contact_center"
 _HANGUL_DIGITS = "영일이삼사오육칠팔구"
 
 
@@ -181,6 +185,13 @@ def korean_set(n: int) -> list[tuple[str, str, np.ndarray]]:
     return [("korean_operator", row["text"], load(manifest.parent / row["path"])) for row in rows[::step][:n]]
 
 
+def korean_config(name: str) -> AsrConfig:
+    """The recogniser settings ``name`` of :data:`KOREAN_SETTINGS`, one worker as in the gateway."""
+    if name == "whisper_ko_profile":
+        return load_config(REPO_ROOT / "config.yml", profile=KOREAN_PROFILE).asr.model_copy(update={"workers": 1})
+    return AsrConfig(engine="whisper", language="ko-KR", workers=1, **KOREAN_SETTINGS[name])
+
+
 def run(engine: SpeechRecognizer, items: list[tuple[str, str, np.ndarray]], seed: int) -> dict[str, Any]:
     results: dict[str, Any] = {}
     for condition, snr in CONDITIONS:
@@ -195,7 +206,9 @@ def run(engine: SpeechRecognizer, items: list[tuple[str, str, np.ndarray]], seed
             char_edits, chars = char_counts(text, transcript.text)
             numeral_edits, _ = char_counts(text, read_numerals_korean(transcript.text))
             entry = per_set.setdefault(corpus, {"edits": 0, "words": 0, "char_edits": 0, "chars": 0,
-                                                "numeral_char_edits": 0, "compute_s": [], "examples": []})
+                                                "numeral_char_edits": 0, "other_language_turns": 0,
+                                                "compute_s": [], "examples": []})
+            entry["other_language_turns"] += int(transcript.other_language)
             entry["edits"] += edits
             entry["words"] += words
             entry["char_edits"] += char_edits
@@ -244,8 +257,8 @@ def main(argv: list[str] | None = None) -> int:
         ("whisper", AsrConfig(engine="whisper", workers=1), english),
         ("pocketsphinx", AsrConfig(engine="pocketsphinx", workers=1), english),
     ]
-    runs += [(name, AsrConfig(engine="whisper", language="ko-KR", workers=1, **fields), korean)
-             for name, fields in KOREAN_SETTINGS.items() if name in args.korean_settings]
+    for name in args.korean_settings:
+        runs.append((name, korean_config(name), korean))
     for name, config, items in runs:
         if not items:
             continue
