@@ -239,6 +239,11 @@ class TwilioConfig(_Section):
     auth_token: SecretStr | None = Field(
         None, description="Twilio auth token for X-Twilio-Signature; set EMOTUNE_GATEWAY__TWILIO__AUTH_TOKEN."
     )
+    agent_context: bool = Field(
+        False, description="Your agent desktop fetches the hand-off context (GET /v1/handoff/{CallSid} with "
+        "the feed token, or reads the x-emotune-* SIP headers / Client parameters of the transfer): only then "
+        "does the bot tell a Twilio caller that their colleague sees a summary (docs/handoff.md).",
+    )
     require_stream_token: bool = Field(
         True, description="A stream's start must carry the per-call token the gateway's TwiML (GET "
         "/twilio/voice, your number's voice webhook) put in a <Parameter>: a replayed signed upgrade cannot "

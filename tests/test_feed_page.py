@@ -174,12 +174,25 @@ async def test_page_draws_live_events_in_headless_chromium(gateway: Gateway) -> 
                                          "tone": "calm", "fallback": False})  # fmt: skip
             gateway.feed.publish("CA9", {"type": "escalation", "t": 5.0, "reason": "sustained_anger",
                                          "summary": "Caller sounded angry."})  # fmt: skip
+            gateway.feed.publish("CA9", {"type": "handoff", "t": 5.1, "reason": "sustained_anger", "delivered": True,
+                                         "lookup": "/v1/handoff/CA9", "context": {
+                                             "version": 1, "reason": "sustained_anger", "task": "refund",
+                                             "intent": "request_refund", "summary": "Caller sounded angry. Topic: refund.",
+                                             "slots": {"order_number": "482107"},
+                                             "tickets": [{"reference": "719857", "kind": "refund"}],
+                                             "last_caller_words": ["I want a refund", "this is ridiculous"],
+                                             "emotion_history": [{"turn": 2, "label": "angry"}],
+                                             "caller_told": "briefed"}})  # fmt: skip
             gateway.feed.publish("CA7", emotion(2.0, "sad", 0.9))  # other call: must not show
             await browser.wait_for(ws, "document.getElementById('event-count').textContent === '3'")
             await browser.wait_for(ws, "document.querySelectorAll('#turns tr').length === 1")
             row = await browser.evaluate(ws, "document.querySelector('#turns tr').textContent")
             assert "where is my refund" in row and "calm" in row
             assert "ESCALATION" in await browser.evaluate(ws, "document.getElementById('escalations').textContent")
+            handoff = await browser.wait_for(ws, "document.getElementById('handoffs').textContent")
+            for shown in ("HAND-OFF (sustained_anger)", "context delivered to the agent", "Topic: refund",
+                          "order_number: 482107", "refund 719857", "this is ridiculous", "/v1/handoff/CA9"):
+                assert shown in handoff, (shown, handoff)
             assert (await browser.evaluate(ws, "document.getElementById('latest-label').textContent")).startswith(
                 "angry"
             )

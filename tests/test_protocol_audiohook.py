@@ -160,6 +160,11 @@ def test_handoff_and_server_disconnect() -> None:
     (handoff,) = server.send_handoff("sustained_anger", "Caller upset about billing")
     (event,) = client.receive_text(str(handoff))
     assert event.entities[0]["type"] == "emotune.handoff"  # type: ignore[attr-defined]
+    assert "context" not in event.entities[0]["data"]  # type: ignore[attr-defined]
+    assert not server.delivers_handoff_context  # monitor-only: nothing guarantees an agent reads it
+    (handoff,) = server.send_handoff("requested", "Asked for a human", context={"version": 1, "task": "refund"})
+    (event,) = client.receive_text(str(handoff))
+    assert event.entities[0]["data"]["context"] == {"version": 1, "task": "refund"}  # type: ignore[attr-defined]
     (disconnect,) = server.close("completed")
     assert client.receive_text(str(disconnect)) == [DisconnectRequested("completed", "")]
     assert server.close_request is None  # waits for the client's close transaction

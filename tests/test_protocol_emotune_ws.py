@@ -279,3 +279,38 @@ def test_every_error_code_is_in_the_spec_table() -> None:
         assert ("yes" if fatal else "no") in row.split("|")[2]
         if fatal:
             assert str(close_code) in row
+
+
+def test_profile_must_be_one_the_gateway_serves() -> None:
+    profiles = ("contact_center", "in_car", "ko_contact_center")
+    server = EmotuneWsServer(profiles=profiles)
+    (started_call,) = server.receive_text(EmotuneWsClient().start(profile=None, metadata={"tier": "gold"}))
+    assert isinstance(started_call, CallStarted)  # no profile named: the gateway's default (the first)
+    assert started_call.metadata == {"profile": "contact_center", "language": "en-US", "client_metadata": {"tier": "gold"}}
+    server = EmotuneWsServer(profiles=profiles)
+    (korean,) = server.receive_text(EmotuneWsClient().start(profile="ko_contact_center"))
+    assert isinstance(korean, CallStarted) and korean.metadata["profile"] == "ko_contact_center"
+    for bad in ("kiosk", 7, ""):
+        server, client = EmotuneWsServer(profiles=profiles), EmotuneWsClient()
+        body = json.loads(client.start())
+        body["profile"] = bad
+        (violation,) = server.receive_text(json.dumps(body))
+        assert isinstance(violation, ProtocolViolation) and violation.fatal and violation.code == "bad_start"
+        (error,) = deliver(server, client)
+        assert isinstance(error, ServerError) and error.code == "bad_start" and error.fatal
+        assert "contact_center, in_car, ko_contact_center" in error.message, error.message
+        assert server.close_request is not None and server.close_request.code == CloseCode.PROTOCOL_ERROR
+    with pytest.raises(ValueError):
+        EmotuneWsServer(profiles=())
+
+
+def test_handoff_carries_the_bots_context_unchanged() -> None:
+    server, client = started()
+    assert server.delivers_handoff_context
+    context = {"version": 1, "reason": "requested", "slots": {"order_number": "482107"}, "caller_told": "briefed",
+               "last_caller_words": ["I want a person"], "tickets": []}  # fmt: skip
+    (message,) = server.send_handoff("requested", "Caller asked for a human.", context=context)
+    assert json.loads(str(message))["context"] == context
+    assert client.receive_text(str(message)) == [Handoff("requested", "Caller asked for a human.", None, context)]
+    (bad,) = client.receive_text(json.dumps({"type": "handoff", "reason": "r", "summary": "s", "context": [1]}))
+    assert isinstance(bad, ProtocolViolation)

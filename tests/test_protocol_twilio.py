@@ -25,7 +25,7 @@ from connectors.protocols import (
     transfer_twiml,
     validate_twilio_signature,
 )
-from connectors.protocols.twilio import compute_twilio_signature
+from connectors.protocols.twilio import compute_twilio_signature, handoff_references
 from emotune.errors import (
     AuthenticationError,
     ConfigError,
@@ -112,7 +112,44 @@ def test_handoff_queues_transfer_with_twiml() -> None:
     assert core.take_events() == []
     # An explicit target wins over the configured one.
     core.send_handoff("asked_for_human", "", target="client:agent_7")
-    assert "<Client>agent_7</Client>" in core.take_events()[0].twiml  # type: ignore[attr-defined]
+    assert "<Client><Identity>agent_7</Identity>" in core.take_events()[0].twiml  # type: ignore[attr-defined]
+    assert not core.delivers_handoff_context  # the operator has not said its desktop fetches the context
+
+
+CONTEXT = {
+    "version": 1, "reason": "sustained_anger", "task": "refund", "summary": "Caller sounded angry. Order 482107.",
+    "slots": {"order_number": "482107", "account_number": "48213706"},
+    "tickets": [{"reference": "719857", "kind": "refund"}, {"reference": "720001", "kind": "complaint"}],
+    "last_caller_words": ["this is ridiculous"],
+}  # fmt: skip
+
+
+def test_transfer_names_the_handoff_but_never_carries_the_callers_data() -> None:
+    core = TwilioMediaStream(transfer_to="sip:agent@pbx.example.com", agent_context=True)
+    client = TwilioStreamClient()
+    core.receive_text(client.start())
+    assert core.delivers_handoff_context
+    core.send_handoff("sustained_anger", "summary", context=CONTEXT)
+    (transfer,) = core.take_events()
+    assert isinstance(transfer, TransferRequested)
+    sid = client.call_sid
+    assert (f"<Sip>sip:agent@pbx.example.com?x-emotune-call-sid={sid}&amp;x-emotune-reason=sustained_anger"
+            "&amp;x-emotune-task=refund&amp;x-emotune-tickets=719857%2C720001</Sip>") in transfer.twiml  # fmt: skip
+    for private in ("482107", "48213706", "ridiculous", "angry."):
+        assert private not in transfer.twiml
+    # A client: target gets the same references as <Parameter>s of the Voice SDK call.
+    core.send_handoff("requested", "s", target="client:agent_7", context={"task": None, "tickets": []})
+    twiml = core.take_events()[0].twiml  # type: ignore[attr-defined]
+    assert (f'<Client><Identity>agent_7</Identity><Parameter name="emotune_call_sid" value="{sid}"/>'
+            '<Parameter name="emotune_reason" value="requested"/></Client>') in twiml  # fmt: skip
+    # A SIP URI that already has headers keeps them; a value with characters outside the safe set
+    # (a reason a bot made up) is left out rather than escaped into the signalling.
+    xml = transfer_twiml("sip:q@pbx.example.com?x-site=leeds", references={"call-sid": "CA1"})
+    assert "<Sip>sip:q@pbx.example.com?x-site=leeds&amp;x-emotune-call-sid=CA1</Sip>" in xml
+    refs = handoff_references("CA1", "angry <script>", {"tickets": [{"reference": "1 2"}]})
+    assert refs == {"call-sid": "CA1"}
+    # A phone number carries nothing: its agent looks the call SID up.
+    assert transfer_twiml("+15550100", references={"call-sid": "CA1"}).count("CA1") == 0
 
 
 def test_handoff_without_target_is_a_config_error() -> None:

@@ -80,6 +80,7 @@ class Handoff(Event):
     reason: str
     summary: str
     target: str | None = None
+    context: Mapping[str, Any] | None = None  # the bot's hand-off context (docs/handoff.md)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,16 +120,18 @@ class EmotuneWsClient:
         self,
         call_id: str | None = None,
         token: str | None = None,
-        profile: str = "contact_center",
+        profile: str | None = "contact_center",
         output_audio: AudioFormat | None = None,
         metadata: Mapping[str, Any] | None = None,
     ) -> str:
+        """``profile=None`` leaves the choice to the gateway (its default profile)."""
         body: dict[str, Any] = {
             "type": "start",
             "version": PROTOCOL_VERSION,
             "audio": format_json(self.audio),
-            "profile": profile,
         }
+        if profile is not None:
+            body["profile"] = profile
         if call_id is not None:
             body["call_id"] = call_id
         if token is not None:
@@ -203,11 +206,15 @@ class EmotuneWsClient:
                 ]
             if kind == "handoff":
                 target = message.get("target")
+                context = message.get("context")
+                if context is not None and not isinstance(context, dict):
+                    raise ProtocolError("handoff: 'context' must be an object")
                 return [
                     Handoff(
                         get_field(message, "reason", str, "handoff"),
                         get_field(message, "summary", str, "handoff"),
                         target if isinstance(target, str) else None,
+                        context,
                     )
                 ]
             if kind == "error":

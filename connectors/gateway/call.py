@@ -24,7 +24,7 @@ import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ from connectors.gateway.call_log import CallLog
 from connectors.gateway.dialogue_turn import DialogueTurns, Turn
 from connectors.gateway.emotion import EmotionFactory
 from connectors.gateway.feed import FeedHub
+from connectors.gateway.handoffs import HandoffStore
 from connectors.gateway.logging_json import set_call_id
 from connectors.gateway.metrics import GatewayMetrics
 from connectors.gateway.speech_out import SpeechOut
@@ -92,6 +93,10 @@ class CallServices:
     # Turns in speech recognition at once across all calls (asr.workers); None: no limit. Waiting
     # here, not inside the engine, lets a turn that waited past gateway.turn_deadline_s be shed.
     asr_slots: asyncio.Semaphore | None = None
+    # Hand-off contexts kept for the agent desktop's lookup (GET /v1/handoff/{call_id}).
+    handoffs: HandoffStore = field(default_factory=HandoffStore)
+    # A call's start names a profile -> that profile's services (gateway/profiles.py); None: one profile.
+    profiles: Callable[[str], Awaitable[CallServices]] | None = None
 
 
 class CallPipeline:
@@ -111,6 +116,7 @@ class CallPipeline:
         self.call_id: str | None = None
         self.conversation_id: str | None = None  # minted at start: the Rasa sender id
         self.audio_format: AudioFormat | None = None
+        self.client_metadata: dict[str, Any] = {}  # our protocol's start.metadata, for Rasa
         self.parties: dict[str, Party] = {}
         self.log: CallLog | None = None
         # Bot turns only where the protocol can play audio back; AudioHook is listen-only.
@@ -165,7 +171,7 @@ class CallPipeline:
         if isinstance(event, AudioReceived):
             await self.audio_in.on_audio(event)
         elif isinstance(event, CallStarted):
-            self._on_started(event)
+            await self._on_started(event)
         elif isinstance(event, MarkAcknowledged):
             self.speech.mark_played(event.name)
             self.record("mark_played", name=event.name)
@@ -190,7 +196,13 @@ class CallPipeline:
         else:
             await self._on_core_event(event)
 
-    def _on_started(self, event: CallStarted) -> None:
+    async def _on_started(self, event: CallStarted) -> None:
+        profile = event.metadata.get("profile")
+        if isinstance(profile, str) and self.services.profiles is not None:
+            self.services = await self.services.profiles(profile)  # its bot, tone policy, voice
+        client_metadata = event.metadata.get("client_metadata")
+        if isinstance(client_metadata, dict):
+            self.client_metadata = {**client_metadata}
         self.call_id = event.call_id
         # The conversation id Rasa sees is ours, never the client's call id (a client could otherwise
         # join or poison another caller's conversation); the client's id is kept as metadata.
@@ -285,9 +297,13 @@ class CallPipeline:
         return caller.latest
 
     def metadata(self, start_s: float | None = None, end_s: float | None = None) -> dict[str, Any]:
-        """Rasa message metadata: the turn's smoothed emotion + intensity, tone, escalation rule."""
+        """Rasa message metadata: the turn's smoothed emotion + intensity, tone, escalation rule,
+        what this call's platform does with a hand-off context, and the client's own metadata."""
         metadata = self.services.config.turn_metadata(self.turn_emotion(start_s, end_s))
         metadata["channel"] = self.protocol_name
+        metadata["capabilities"] = {"handoff_context": self.core.delivers_handoff_context}
+        if self.client_metadata:
+            metadata["client"] = self.client_metadata
         return metadata
 
     # -- end ---------------------------------------------------------------------------------------

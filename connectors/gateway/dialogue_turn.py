@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from connectors.dialogue.rasa_client import BotReply
+from connectors.gateway.handoffs import HANDOFF_PATH
 from connectors.gateway.turn_taking import SAMPLE_RATE
 from emotion_runtime.audio import resample
 from emotune.errors import ConfigError, EmotuneError, SpeechEngineError
@@ -43,6 +44,9 @@ if TYPE_CHECKING:
 __all__ = ["DialogueTurns", "Turn"]
 
 logger = logging.getLogger(__name__)
+
+# Hand-off context fields holding the caller's words or identifiers (redacted on the feed by default).
+_PRIVATE_CONTEXT = frozenset({"summary", "last_caller_words", "slots", "tickets"})
 
 
 @dataclass(frozen=True)
@@ -342,8 +346,9 @@ class DialogueTurns:
         target = call.services.config.gateway.twilio.transfer_to
         call.record("escalation", reason=reason, summary=summary, target=target,
                     emotion_history=handoff.get("emotion_history"))
+        context = self._keep_context(handoff)
         try:
-            messages = call.core.send_handoff(reason, summary, target)
+            messages = call.core.send_handoff(reason, summary, target, context)
         except ConfigError as exc:
             # Twilio without gateway.twilio.transfer_to: nothing to dial, but closing the stream
             # below still hands the call back to Twilio, which goes on with the TwiML after
@@ -359,6 +364,20 @@ class DialogueTurns:
             self.transferred = self.transfer_applied if self.transfer_applied is not None else bool(messages)
         # The platform now owns the call (Twilio: the transfer replaces the stream); end our side.
         await call.flush(call.core.close("handed off to a human"))
+
+    def _keep_context(self, handoff: Mapping[str, Any]) -> dict[str, Any]:
+        """The context for the human (docs/handoff.md): the bot's ``custom.handoff``, or the gateway's
+        own reason and summary when the gateway handed off. Kept for the agent desktop's lookup
+        (``GET /v1/handoff/{call_id}``) and published as a ``handoff`` feed event, where the caller's
+        words and numbers are redacted unless the operator opted in (as in every call file)."""
+        call = self.call
+        context = {**handoff, "conversation_id": handoff.get("conversation_id") or call.conversation_id}
+        if call.call_id is not None:
+            call.services.handoffs.put(call.call_id, call.protocol_name, context)
+        shown = {k: call.private(v) if k in _PRIVATE_CONTEXT else v for k, v in context.items()}
+        call.record("handoff", reason=str(context.get("reason", "escalation")), context=shown,
+                    lookup=f"{HANDOFF_PATH}{call.call_id}", delivered=call.core.delivers_handoff_context)
+        return context
 
     async def drain(self, limit_s: float) -> None:
         """Wait (at most ``limit_s``) until the turns already queued have been answered."""

@@ -8,6 +8,7 @@ happened in the call, then every new message as JSON text frames::
     {"type": "emotion", "call_id": ..., "t": <call time s>, "event": {label, probabilities, ...}}
     {"type": "turn", "call_id": ..., "t": ..., "caller_text": ..., "bot_text": ..., "tone": ...}
     {"type": "escalation", ...}    {"type": "call_ended", ...}
+    {"type": "handoff", "reason": ..., "context": {...}, "lookup": "/v1/handoff/<call>", "delivered": bool}
 
 ``/feed/*`` subscribes to every call (for a wallboard). Slow subscribers never slow a call down:
 each has a bounded queue and loses its oldest messages first.

@@ -13,18 +13,21 @@ supervisors' (``/feed``), ``gateway.metrics_token`` the scraper's (``/metrics``)
 
 from __future__ import annotations
 
+import http
+import json
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from websockets.http11 import Request
 
+from connectors.gateway.handoffs import HANDOFF_PATH, HandoffStore
 from connectors.gateway.nonce_store import ClaimedNonce, RedisNonceStore
 from connectors.protocols.audiohook import AudioHookServer
 from connectors.protocols.base import CallProtocol, EscalationTracker
-from connectors.protocols.emotune_ws import EmotuneWsServer, verify_bearer_token
+from connectors.protocols.emotune_ws import DEFAULT_PROFILES, EmotuneWsServer, verify_bearer_token
 from connectors.protocols.http_signatures import NonceCache, verify_api_key, verify_signature
 from connectors.protocols.twilio import (
     STREAM_TOKEN_PARAMETER,
@@ -38,9 +41,8 @@ from emotune.config import EmotuneConfig, GatewayConfig
 from emotune.errors import AuthenticationError
 
 __all__ = [
-    "Route", "bearer_token", "build_routes", "check_feed", "check_metrics", "credential_problems", "secret",
-    "signed_url",
-    "twilio_voice_twiml",
+    "Route", "bearer_token", "build_routes", "check_feed", "check_metrics", "credential_problems", "handoff_lookup",
+    "secret", "signed_url", "twilio_voice_twiml",
 ]
 
 STREAM_TOKEN_TTL_S = 120  # Twilio opens the stream right after it fetched the TwiML
@@ -84,6 +86,23 @@ def check_feed(gateway: GatewayConfig, request: Request) -> None:
     """Supervisors only: the callers' token is not accepted here."""
     _check(secret(gateway.feed_token), bearer_token(request, query_fallback=True), "the feed",
            "EMOTUNE_GATEWAY__FEED_TOKEN", gateway.insecure_dev)
+
+
+def handoff_lookup(gateway: GatewayConfig, store: HandoffStore, request: Request) -> tuple[http.HTTPStatus, bytes]:
+    """``GET /v1/handoff/{call_id}``: the hand-off context the agent desktop fetches when the
+    transferred call rings (docs/handoff.md). The supervisors' token (``gateway.feed_token``), in the
+    header only: the body holds the caller's words and numbers. 404 once unknown or expired."""
+    try:
+        _check(secret(gateway.feed_token), bearer_token(request), "/v1/handoff", "EMOTUNE_GATEWAY__FEED_TOKEN",
+               gateway.insecure_dev)  # fmt: skip
+    except AuthenticationError as exc:
+        return http.HTTPStatus.UNAUTHORIZED, json.dumps({"error": str(exc)}).encode()
+    call_id = unquote(urlsplit(request.path).path.removeprefix(HANDOFF_PATH))
+    record = store.get(call_id) if call_id else None
+    if record is None:
+        message = f"no hand-off context for call {call_id[:128]!r} (none happened, or it expired after {store.ttl_s:.0f} s)"
+        return http.HTTPStatus.NOT_FOUND, json.dumps({"error": message}).encode()
+    return http.HTTPStatus.OK, json.dumps(record.as_json()).encode()
 
 
 def check_metrics(gateway: GatewayConfig, request: Request) -> None:
@@ -156,8 +175,11 @@ def twilio_voice_twiml(gateway: GatewayConfig, request: Request, now: float) -> 
     return stream_twiml(base + "/twilio", mint_stream_token(token, call_sid, int(now) + STREAM_TOKEN_TTL_S))
 
 
-def build_routes(current: Callable[[], EmotuneConfig]) -> dict[str, Route]:
-    """Path -> route; ``current()`` returns the running config."""
+def build_routes(
+    current: Callable[[], EmotuneConfig], profiles: Callable[[], Sequence[str]] | None = None
+) -> dict[str, Route]:
+    """Path -> route; ``current()`` returns the running config, ``profiles()`` the profiles a call on
+    our protocol may name (the default first)."""
     nonces = NonceCache()
     used_stream_tokens: dict[str, float] = {}  # one start per minted token (until it expires)
     shared: dict[str, RedisNonceStore] = {}
@@ -189,7 +211,9 @@ def build_routes(current: Callable[[], EmotuneConfig]) -> dict[str, Route]:
         used_stream_tokens[offered] = expiry
 
     def make_twilio(request: Request) -> CallProtocol:
-        return TwilioMediaStream(transfer_to=current().gateway.twilio.transfer_to, check_start=check_twilio_start)
+        twilio = current().gateway.twilio
+        return TwilioMediaStream(transfer_to=twilio.transfer_to, check_start=check_twilio_start,
+                                 agent_context=twilio.agent_context)  # fmt: skip
 
     def audiohook_auth(request: Request, scheme: str) -> Awaitable[None] | None:
         gateway = current().gateway
@@ -238,7 +262,8 @@ def build_routes(current: Callable[[], EmotuneConfig]) -> dict[str, Route]:
         verify_bearer_token(request.headers.get("Authorization"), token)
 
     def make_stream(request: Request) -> CallProtocol:
-        return EmotuneWsServer(auth_token=None, authenticated=True, max_frame_bytes=current().gateway.max_frame_bytes)
+        return EmotuneWsServer(auth_token=None, authenticated=True, max_frame_bytes=current().gateway.max_frame_bytes,
+                               profiles=tuple(profiles()) if profiles is not None else DEFAULT_PROFILES)
 
     return {
         "/twilio": Route("twilio", make_twilio, twilio_auth),

@@ -10,6 +10,8 @@ Paths (one port)::
                    only because the page's browser WebSocket cannot send headers)
     /feed.html     the feed page (plain HTTP GET), /healthz  liveness + active calls,
     /metrics       Prometheus text format (the metrics token, Bearer)
+    /v1/handoff/{call}  the hand-off context of a transferred call, for the agent desktop (the feed
+                   token, Bearer; docs/handoff.md)
 
 Every endpoint fails closed: without its credential it refuses everyone, unless ``insecure_dev``.
 
@@ -50,15 +52,18 @@ from connectors.dialogue.transfer import TwilioRestTransfer
 from connectors.gateway.call import CallPipeline, CallServices
 from connectors.gateway.emotion import EmotionFactory, EmotionService
 from connectors.gateway.feed import ALL_CALLS, STATIC_DIR, FeedHub
+from connectors.gateway.handoffs import HANDOFF_PATH
 from connectors.gateway.logging_json import call_scope, configure_logging
 from connectors.gateway.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from connectors.gateway.metrics import GatewayMetrics, watch_loop_lag
+from connectors.gateway.profiles import CallProfiles
 from connectors.gateway.routes import (
     Route,
     build_routes,
     check_feed,
     check_metrics,
     credential_problems,
+    handoff_lookup,
     secret,
     twilio_voice_twiml,
 )
@@ -98,8 +103,10 @@ class Gateway:
         log_dir: Path | None = DEFAULT_LOG_DIR,
         rasa_url: str | None = None,
         end_silence_s: float = 0.6,
+        config_path: Path | None = None,
     ) -> None:
-        """``emotion_factory`` replaces the shared emotion hub (tests that need no model)."""
+        """``emotion_factory`` replaces the shared emotion hub (tests that need no model);
+        ``config_path``: the file whose other ``profiles:`` a call may choose (gateway/profiles.py)."""
         self.config = config
         self.feed = FeedHub()
         self.metrics = GatewayMetrics()
@@ -130,7 +137,9 @@ class Gateway:
         self.connections: dict[int, ServerConnection] = {}
         self.stopping = False
         self.server: Server | None = None
-        self.routes = build_routes(lambda: self.config)
+        self.profiles = CallProfiles(self.services, config_path)
+        self.services.profiles = self.profiles.services_for
+        self.routes = build_routes(lambda: self.config, lambda: self.profiles.names)
         self._lag_probe: asyncio.Task[None] | None = None
 
     # -- plain HTTP and the upgrade check --------------------------------------------------------
@@ -198,6 +207,11 @@ class Gateway:
                 self.metrics.refusals_total.inc("auth")
                 return self._http_response(http.HTTPStatus.UNAUTHORIZED, f"{exc}\n".encode(), "text/plain")
             return self._http_response(http.HTTPStatus.OK, twiml.encode(), "text/xml; charset=utf-8")
+        if path.startswith(HANDOFF_PATH):
+            status, body = handoff_lookup(self.config.gateway, self.services.handoffs, request)
+            if status == http.HTTPStatus.UNAUTHORIZED:
+                self.metrics.refusals_total.inc("auth")
+            return self._http_response(status, body, "application/json")
         if path == "/healthz":
             body = json.dumps({"status": "ok", "active_calls": len(self.active)}).encode()
             return self._http_response(http.HTTPStatus.OK, body, "application/json")
@@ -425,6 +439,7 @@ class Gateway:
             threading.Thread(target=old_recognizer.close, name="asr-close", daemon=True).start()
         self.services.synthesizer = create_synthesizer(new.tts)
         self.rasa.reconfigure(new.rasa)
+        self.profiles.reload(path)
         logger.info("config reloaded from %s", path)
         return True
 
@@ -446,6 +461,7 @@ class Gateway:
         if self.emotion is not None:
             await self.emotion.stop()
         await self.rasa.close()
+        await self.profiles.close()
         await asyncio.to_thread(self.services.recognizer.close)
 
     async def _drain(self, key: int, pipeline: CallPipeline, limit_s: float) -> None:
@@ -586,7 +602,7 @@ async def serve(
     """
     check_startup(config)
     pid_path = pid_file(config)
-    gateway = Gateway(config, emotion_factory=emotion_factory, log_dir=log_dir)
+    gateway = Gateway(config, emotion_factory=emotion_factory, log_dir=log_dir, config_path=config_path)
     write_pid_file(pid_path)
     loop = asyncio.get_running_loop()
     if config_path is not None:

@@ -452,11 +452,21 @@ class AudioHookServer(CallProtocol):
             )
         return self.send_event(entities)
 
-    def send_handoff(self, reason: str, summary: str, target: str | None = None) -> list[Outgoing]:
-        """Monitor mode cannot move the call; we tell the agent-assist side instead."""
+    def send_handoff(
+        self,
+        reason: str,
+        summary: str,
+        target: str | None = None,
+        context: Mapping[str, Any] | None = None,
+    ) -> list[Outgoing]:
+        """Monitor mode cannot move the call; we tell the agent-assist side instead (an
+        ``emotune.handoff`` entity, with the context when there is one). Genesys routes on its own
+        entity types only, so nothing here reaches an agent by itself: no claim to the caller."""
         data: dict[str, Any] = {"reason": reason, "summary": summary}
         if target:
             data["target"] = target
+        if context is not None:
+            data["context"] = dict(context)
         return self.send_event([{"type": "emotune.handoff", "data": data}])
 
     def send_pause(self) -> list[Outgoing]:

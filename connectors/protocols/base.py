@@ -336,6 +336,10 @@ class CallProtocol(ABC):
 
     name: ClassVar[str] = "abstract"
     capabilities: ClassVar[frozenset[str]] = frozenset()
+    # Whether the hand-off context reaches the human on this call (docs/handoff.md): the gateway
+    # tells the bot so in every turn's metadata (capabilities.handoff_context), and the bot only
+    # promises the caller a briefed colleague when it is true.
+    delivers_handoff_context: bool = False
 
     def __init__(self) -> None:
         self._outbox: list[Outgoing] = []
@@ -394,8 +398,15 @@ class CallProtocol(ABC):
     ) -> list[Outgoing]:
         return []
 
-    def send_handoff(self, reason: str, summary: str, target: str | None = None) -> list[Outgoing]:
-        """Hand the caller to a human (how depends on the protocol; see each core)."""
+    def send_handoff(
+        self,
+        reason: str,
+        summary: str,
+        target: str | None = None,
+        context: Mapping[str, Any] | None = None,
+    ) -> list[Outgoing]:
+        """Hand the caller to a human (how depends on the protocol; see each core). ``context``
+        is the bot's hand-off context (docs/handoff.md), carried as far as the protocol allows."""
         return []
 
     @abstractmethod

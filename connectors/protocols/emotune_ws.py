@@ -12,7 +12,7 @@ import hmac
 import json
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from emotune.errors import AuthenticationError, ProtocolError
@@ -44,6 +44,7 @@ __all__ = [
     "SAMPLE_RATES",
     "ERROR_CODES",
     "DEFAULT_AUDIO",
+    "DEFAULT_PROFILES",
     "EmotuneWsServer",
     "verify_bearer_token",
     "parse_format",
@@ -57,6 +58,7 @@ SAMPLE_RATES = (8000, 16000, 48000)
 MAX_TEXT_CHARS = 4000
 DEFAULT_AUDIO = AudioFormat("pcm16", 16000, 1)
 _CALL_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+DEFAULT_PROFILES = ("contact_center", "in_car")  # a core outside a gateway (the gateway passes its own)
 
 # code -> (websocket close code if fatal, fatal?)  -- the table in docs/protocol.md
 ERROR_CODES: dict[str, tuple[int, bool]] = {
@@ -128,10 +130,13 @@ class EmotuneWsServer(CallProtocol):
     ``auth_token``: when set and the upgrade was not already authenticated
     (``authenticated=False``), ``start`` must carry ``"token"`` (browsers cannot set headers).
     ``output_audio``: default format of bot speech unless the client asks for another.
+    ``profiles``: the profiles a ``start`` may name (the gateway's configured ones), the first
+    being the default when ``start`` names none; any other name is refused with ``bad_start``.
     """
 
     name = PROTOCOL_NAME
     capabilities = frozenset({"audio", "mark", "clear", "emotion", "transcript", "bot_reply", "handoff"})
+    delivers_handoff_context = True  # the ``handoff`` message carries it to the client app
 
     def __init__(
         self,
@@ -141,8 +146,12 @@ class EmotuneWsServer(CallProtocol):
         max_message_chars: int = DEFAULT_MAX_MESSAGE_CHARS,
         max_frame_bytes: int = 64_000,
         audio_frame_ms: int = 20,
+        profiles: Collection[str] = DEFAULT_PROFILES,
     ) -> None:
         super().__init__()
+        if not profiles:
+            raise ValueError("an emotune-ws core needs at least one profile")
+        self.profiles = tuple(profiles)
         self.auth_token = auth_token
         self.authenticated = authenticated or auth_token is None
         self.input_audio: AudioFormat | None = None
@@ -255,9 +264,11 @@ class EmotuneWsServer(CallProtocol):
             raise ProtocolError(
                 "start.call_id must be 1..128 characters of letters, digits, '.', '_', ':' or '-'"
             )
-        profile = message.get("profile", "contact_center")
-        if profile not in ("contact_center", "in_car"):
-            raise ProtocolError("start.profile must be 'contact_center' or 'in_car'")
+        profile = message.get("profile", self.profiles[0])
+        if not isinstance(profile, str) or profile not in self.profiles:
+            raise ProtocolError(
+                f"start.profile {str(profile)[:40]!r} is not served here; this gateway serves: {', '.join(self.profiles)}"
+            )
         metadata = message.get("metadata", {})
         if not isinstance(metadata, dict):
             raise ProtocolError("start.metadata must be an object")
@@ -371,10 +382,19 @@ class EmotuneWsServer(CallProtocol):
             body["custom"] = dict(custom)
         return self._json(body)
 
-    def send_handoff(self, reason: str, summary: str, target: str | None = None) -> list[Outgoing]:
+    def send_handoff(
+        self,
+        reason: str,
+        summary: str,
+        target: str | None = None,
+        context: Mapping[str, Any] | None = None,
+    ) -> list[Outgoing]:
+        """The ``handoff`` message; ``context`` (the bot's, docs/handoff.md) travels unchanged."""
         body: dict[str, Any] = {"type": "handoff", "reason": reason, "summary": summary}
         if target:
             body["target"] = target
+        if context is not None:
+            body["context"] = dict(context)
         return self._json(body)
 
     def send_error(self, code: str, message: str) -> list[Outgoing]:

@@ -12,7 +12,10 @@ Wire format (JSON text frames only):
 Escalation cannot be done on the stream: a transfer is a REST update of the live call with TwiML
 ``<Response><Dial>target</Dial></Response>``. :meth:`TwilioMediaStream.send_handoff` clears bot
 audio and queues a :class:`~connectors.protocols.base.TransferRequested` event carrying that TwiML
-(see :func:`transfer_twiml`); the gateway performs the REST call.
+(see :func:`transfer_twiml`); the gateway performs the REST call. A ``<Dial>`` carries no body, so
+the hand-off context travels by reference: the call SID, reason, task and ticket references as
+``x-emotune-*`` SIP headers (``<Sip>``) or ``<Parameter>`` s (``<Client>``); the agent desktop
+fetches the whole context from the gateway's ``GET /v1/handoff/{CallSid}`` (docs/handoff.md).
 
 The websocket upgrade is authenticated with ``X-Twilio-Signature``: base64 HMAC-SHA1, keyed by the
 account auth token, over the full URL Twilio connected to (a GET upgrade has no POST parameters):
@@ -29,7 +32,7 @@ import json
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 from xml.sax.saxutils import escape
 
 from emotune.errors import (
@@ -72,6 +75,7 @@ __all__ = [
     "validate_twilio_signature",
     "verify_stream_token",
     "transfer_twiml",
+    "handoff_references",
 ]
 
 TWILIO_AUDIO = AudioFormat("mulaw", 8000, 1)
@@ -110,7 +114,8 @@ class TwilioMediaStream(CallProtocol):
 
     ``transfer_to``: default escalation target (E.164 number, ``sip:`` URI or ``client:name``);
     ``chunk_ms``: size of outbound media messages (Twilio plays any size; 20 ms keeps barge-in
-    ``clear`` responsive).
+    ``clear`` responsive); ``agent_context``: the operator's agent desktop fetches the hand-off
+    context (``gateway.twilio.agent_context``), so it does reach the human.
     """
 
     name = "twilio"
@@ -123,6 +128,7 @@ class TwilioMediaStream(CallProtocol):
         max_message_chars: int = DEFAULT_MAX_MESSAGE_CHARS,
         transfer_announcement: str | None = "Connecting you to a colleague now.",
         check_start: Callable[[str, Mapping[str, str]], None] | None = None,
+        agent_context: bool = False,
     ) -> None:
         """``check_start(call_sid, custom_parameters)`` raises AuthenticationError to refuse a
         ``start`` (the gateway checks its per-call stream token there); the stream is closed 1008."""
@@ -136,6 +142,7 @@ class TwilioMediaStream(CallProtocol):
         self.max_message_chars = max_message_chars
         self.transfer_announcement = transfer_announcement
         self.check_start = check_start
+        self.delivers_handoff_context = agent_context
         self.state = "awaiting_start"  # -> streaming -> stopped
         self.stream_sid: str | None = None
         self.account_sid: str | None = None
@@ -344,8 +351,15 @@ class TwilioMediaStream(CallProtocol):
         # Twilio answers a clear by echoing every pending mark; they stay pending until then.
         return [json.dumps({"event": "clear", "streamSid": self._require_stream()})]
 
-    def send_handoff(self, reason: str, summary: str, target: str | None = None) -> list[Outgoing]:
-        """Stop bot audio and queue a :class:`TransferRequested` (take it with ``take_events()``).
+    def send_handoff(
+        self,
+        reason: str,
+        summary: str,
+        target: str | None = None,
+        context: Mapping[str, Any] | None = None,
+    ) -> list[Outgoing]:
+        """Stop bot audio and queue a :class:`TransferRequested` (take it with ``take_events()``);
+        its TwiML names the hand-off (:func:`handoff_references`) for the agent's side.
 
         Raises ConfigError when neither ``target`` nor the configured ``transfer_to`` is set.
         """
@@ -356,7 +370,8 @@ class TwilioMediaStream(CallProtocol):
                 "gateway.twilio.transfer_to",
                 ["not set: a Twilio call cannot be transferred without a target"],
             )
-        twiml = transfer_twiml(chosen, announcement=self.transfer_announcement)
+        references = handoff_references(self.call_id or "", reason, context)
+        twiml = transfer_twiml(chosen, announcement=self.transfer_announcement, references=references)
         self._events.append(
             TransferRequested(
                 call_id=self.call_id or "",
@@ -399,13 +414,51 @@ def _check_transfer_target(target: str) -> None:
         )
 
 
-def transfer_twiml(target: str, announcement: str | None = None, timeout_s: int = 30) -> str:
-    """TwiML that transfers the live call to ``target`` (number, ``sip:`` URI or ``client:id``)."""
+_REFERENCE_VALUE = re.compile(r"^[A-Za-z0-9_.:,-]{1,64}$")
+
+
+def handoff_references(call_sid: str, reason: str, context: Mapping[str, Any] | None) -> dict[str, str]:
+    """What the transfer itself tells the agent's side: identifiers only (the call SID to fetch the
+    context with, the reason, the task, ticket references), never the caller's words or numbers,
+    which SIP signalling would carry in clear text. Values outside ``[A-Za-z0-9_.:,-]`` are left out."""
+    tickets = (context or {}).get("tickets") or []
+    fields = {
+        "call-sid": call_sid,
+        "reason": reason,
+        "task": (context or {}).get("task"),
+        "tickets": ",".join(str(t.get("reference")) for t in tickets if isinstance(t, Mapping))[:64] or None,
+    }
+    return {k: v for k, v in fields.items() if isinstance(v, str) and _REFERENCE_VALUE.match(v)}
+
+
+def transfer_twiml(
+    target: str,
+    announcement: str | None = None,
+    timeout_s: int = 30,
+    references: Mapping[str, str] | None = None,
+) -> str:
+    """TwiML that transfers the live call to ``target`` (number, ``sip:`` URI or ``client:id``).
+
+    ``references`` (:func:`handoff_references`) become ``x-emotune-<name>`` SIP headers on a
+    ``sip:`` target (query parameters of the URI, which Twilio sends as INVITE headers) or
+    ``<Parameter name="emotune_<name>">`` s on a ``client:`` target; a phone number carries
+    nothing (its agent looks the call SID up)."""
     _check_transfer_target(target)
+    refs = dict(references or {})
     if _SIP.match(target):
-        noun = f"<Sip>{escape(target)}</Sip>"
+        headers = "&".join(f"x-emotune-{name}={quote(value, safe='')}" for name, value in refs.items())
+        uri = target + (("&" if "?" in target else "?") + headers if headers else "")
+        noun = f"<Sip>{escape(uri)}</Sip>"
     elif target.startswith("client:"):
-        noun = f"<Client>{escape(target.removeprefix('client:'))}</Client>"
+        identity = escape(target.removeprefix("client:"))
+        if refs:
+            parameters = "".join(
+                f'<Parameter name="emotune_{name.replace("-", "_")}" value="{escape(value, {chr(34): "&quot;"})}"/>'
+                for name, value in refs.items()
+            )
+            noun = f"<Client><Identity>{identity}</Identity>{parameters}</Client>"
+        else:
+            noun = f"<Client>{identity}</Client>"
     else:
         noun = f"<Number>{escape(target)}</Number>"
     say = f"<Say>{escape(announcement)}</Say>" if announcement else ""
