@@ -180,11 +180,14 @@ async def _pace(callers: list[Caller], ticks: int) -> list[float]:
     return lags
 
 
-def _gateway(workdir: Path, name: str, max_calls: int, core: int | None, rasa_url: str) -> tuple[subprocess.Popen[bytes], int, Path]:
+def _gateway(
+    workdir: Path, name: str, max_calls: int, core: int | None, rasa_url: str, model: str | None = None
+) -> tuple[subprocess.Popen[bytes], int, Path]:
     port = free_port()
     config = workdir / f"config-{name}.yml"
     config.write_text(
-        f"gateway: {{port: {port}, max_calls: {max_calls}}}\n"
+        (f"model: {{path: '{model}'}}\n" if model else "")
+        + f"gateway: {{port: {port}, max_calls: {max_calls}}}\n"
         "asr: {engine: none}\ntts: {engine: none}\n"
         f"rasa: {{url: '{rasa_url}', replicas: [], timeout_s: 10, handoff_after_fallbacks: 0}}\n"
     )
@@ -225,11 +228,12 @@ def _summary(callers: list[Caller], measure_from: float) -> dict[str, Any]:
 
 
 async def run_level(
-    n: int, audio: bytes, workdir: Path, seconds: float, warmup_s: float, gateway_core: int | None
+    n: int, audio: bytes, workdir: Path, seconds: float, warmup_s: float, gateway_core: int | None,
+    model: str | None = None,
 ) -> dict[str, Any]:
     config = EmotuneConfig()
     window_s, hop_s = config.streaming.window_s, config.streaming.hop_s
-    process, port, stderr = _gateway(workdir, f"n{n}", n + 10, gateway_core, "http://127.0.0.1:9")
+    process, port, stderr = _gateway(workdir, f"n{n}", n + 10, gateway_core, "http://127.0.0.1:9", model)
     try:
         await wait_healthy(port, process)
         rss_idle = rss_mb(process.pid)
@@ -385,13 +389,14 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
                                   args.gateway_core, args.max_seconds, args.rasa_root)
             return {"benchmark": "gateway emotion path soak", "command": _command(), "machine": machine,
                     "call_s": args.call_seconds, "rasa_share": args.rasa_share, **soak}
-        levels = [await run_level(n, audio, workdir, args.seconds, args.warmup, args.gateway_core)
+        levels = [await run_level(n, audio, workdir, args.seconds, args.warmup, args.gateway_core, args.model)
                   for n in args.callers]
     held = [lv["callers"] for lv in levels if lv["held"]]
     return {
         "benchmark": "gateway emotion path, real-time emotune-ws callers, measured at the client",
         "command": _command(),
         "machine": machine,
+        "model": str(args.model or EmotuneConfig().model.path),
         "seconds_per_level": args.seconds,
         "warmup_s": args.warmup,
         "held_if": f"p99 frame->event < {HELD_P99_S * 1000:.0f} ms, 0 windows dropped, client clock max lag "
@@ -415,6 +420,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-seconds", type=float, default=900.0, help="soak time bound")
     parser.add_argument("--rasa-root", type=Path, default=None,
                         help="checkout whose bot/ Rasa serves in the soak (default: this one)")
+    parser.add_argument("--model", default=None,
+                        help="emotion model the gateway loads (default: the code default, v1)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     default = "100" if args.soak else "50,100,150,200,250,300"

@@ -167,7 +167,10 @@ class StreamingResampler:
             # Integer upsampling (telephony 8 -> 16 kHz): every new input sample yields ``up``
             # outputs, one per phase, so each phase is a plain convolution (no gather matrix).
             self._next = self._consumed * self.up
-            out = np.stack([np.convolve(buf, phase, mode="valid") for phase in self._phases], axis=1).reshape(-1)
+            # outputs[n, r] = sum_j buf[n + k-1 - j] * phases[r, j]: one matrix product over a
+            # sliding view (no copy), several times faster than one np.convolve per phase.
+            windows = np.lib.stride_tricks.sliding_window_view(buf, k)
+            out = (windows @ self._phases[:, ::-1].T).reshape(-1)
             self._history = buf[buf.shape[0] - (k - 1) :] if k > 1 else buf[:0]
             return out.astype(np.float32, copy=False)
         positions = np.arange(self._next, self._consumed * self.up, self.down, dtype=np.int64)

@@ -516,6 +516,16 @@ class TurnTakingConfig(_Section):
         description="silero: probability below which a frame counts as silence (hysteresis with "
         "speech_threshold, so soft word endings do not end a turn).",
     )
+    vad_tick_ms: int = Field(
+        20, ge=5, le=200,
+        description="silero in the gateway: how often every call's waiting VAD frames are scored together "
+        "(one batched run off the event loop).",
+    )
+    vad_max_delay_s: float = Field(
+        1.0, gt=0.0, le=10.0,
+        description="silero in the gateway: frames that waited longer (overload) are dropped and counted "
+        "(emotune_errors_total{kind=\"vad_frames_dropped\"}).",
+    )
     end_silence_s: float = Field(0.6, gt=0.0, le=5.0, description="Silence that ends a turn.")
     min_speech_s: float = Field(0.25, ge=0.0, description="Shorter bursts (a click, a cough) are not turns.")
     max_turn_s: float = Field(20.0, gt=1.0, description="A turn is cut here, even if the caller goes on.")

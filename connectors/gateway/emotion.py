@@ -28,6 +28,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from connectors.gateway.metrics import GatewayMetrics
+from connectors.gateway.ticker import Ticker
 from emotion_runtime import EmotionEvent, EmotionModel, EmotionStream, PendingWindow, StreamHub
 from emotune.config import EmotuneConfig
 
@@ -102,10 +103,8 @@ class EmotionService:
         self.hub = StreamHub(model, max_pending=max(64, 8 * gateway.max_calls), max_delay_s=gateway.emotion_max_delay_s)
         self._executor = ThreadPoolExecutor(self.threads, thread_name_prefix="emotion")
         self._channels: dict[int, _Channel] = {}  # id(stream) -> channel
-        self._task: asyncio.Task[None] | None = None
         self._reported = (0, 0)  # hub drop counters already added to the metrics
-        self._ticks = 0
-        self._ticked: asyncio.Condition | None = None
+        self.ticker = Ticker("emotion-hub", self.tick_s, self.tick, self._tick_failed)
 
     @classmethod
     def from_config(cls, config: EmotuneConfig, metrics: GatewayMetrics | None = None) -> EmotionService:
@@ -138,47 +137,19 @@ class EmotionService:
 
     # -- the tick --------------------------------------------------------------------------------
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="emotion-hub")
+        self.ticker.start()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self.ticker.stop()
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     async def after_ticks(self, n: int, timeout_s: float = 2.0) -> None:
         """Wait until ``n`` more ticks have completed (at most ``timeout_s``; not at all if stopped)."""
-        if self._task is None or self._ticked is None:
-            return
-        target = self._ticks + n
-        ticked = self._ticked
-        async with ticked:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(ticked.wait_for(lambda: self._ticks >= target), timeout_s)
+        await self.ticker.after_ticks(n, timeout_s)
 
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        self._ticked = asyncio.Condition()
-        next_tick = loop.time()
-        while True:
-            next_tick += self.tick_s
-            delay = next_tick - loop.time()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            else:
-                next_tick = loop.time()  # scoring took longer than a tick: no catch-up burst
-            try:
-                await self.tick()
-            except Exception:  # noqa: BLE001 - one bad batch must not stop every call's labels
-                logger.exception("emotion tick failed")
-                if self.metrics is not None:
-                    self.metrics.errors_total.inc("emotion_tick")
-            self._ticks += 1
-            async with self._ticked:
-                self._ticked.notify_all()
+    def _tick_failed(self) -> None:
+        if self.metrics is not None:
+            self.metrics.errors_total.inc("emotion_tick")
 
     async def tick(self) -> int:
         """Score every due window once; returns how many events went out."""

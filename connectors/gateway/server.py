@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import http
 import json
 import logging
@@ -67,6 +68,7 @@ from connectors.gateway.routes import (
     secret,
     twilio_voice_twiml,
 )
+from connectors.gateway.vad_hub import VadHub
 from connectors.protocols.base import CallProtocol, CallStarted, Outgoing, ProtocolViolation
 from connectors.speech.asr import create_recognizer
 from connectors.speech.tts import create_synthesizer
@@ -116,6 +118,7 @@ class Gateway:
         if emotion_factory is None:
             self.emotion = EmotionService.from_config(config, self.metrics)
             emotion_factory = self.emotion.open
+        self.vad_hub = VadHub(config, self.metrics)
         self.services = CallServices(
             config=config,
             recognizer=create_recognizer(config.asr),
@@ -128,6 +131,7 @@ class Gateway:
             end_silence_s=end_silence_s,
             metrics=self.metrics,
             asr_slots=asyncio.Semaphore(config.asr.concurrency()),
+            vad_hub=self.vad_hub,
         )
         self.active: dict[int, CallPipeline] = {}
         # Call slots held from the moment a handshake passed authentication until its socket closes:
@@ -390,6 +394,10 @@ class Gateway:
         )
         if self.emotion is not None:
             self.emotion.start()
+        self.vad_hub.start()
+        # Models, sessions and config are loaded and live for the process: exclude them from the
+        # cyclic GC's scans, whose full passes otherwise stall the event loop for tens of ms.
+        gc.freeze()
         self._lag_probe = asyncio.get_running_loop().create_task(
             watch_loop_lag(self.metrics.event_loop_lag), name="loop-lag"
         )
@@ -460,6 +468,7 @@ class Gateway:
             self._lag_probe.cancel()
         if self.emotion is not None:
             await self.emotion.stop()
+        await self.vad_hub.stop()
         await self.rasa.close()
         await self.profiles.close()
         await asyncio.to_thread(self.services.recognizer.close)

@@ -20,6 +20,7 @@ Two classifiers:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -32,7 +33,7 @@ from emotune.errors import AudioError, ModelFileError, NotBuiltError
 if TYPE_CHECKING:
     from emotune.config import EmotuneConfig
 
-__all__ = ["FRAME_S", "SAMPLE_RATE", "EnergyVad", "FrameVad", "SegmentEvent", "SileroVad", "TurnSegmenter"]
+__all__ = ["FRAME_S", "SAMPLE_RATE", "EnergyVad", "FrameVad", "SegmentEvent", "SileroVad", "TurnSegmenter", "score_silero"]
 
 SAMPLE_RATE = 16000  # the speech recognisers' rate (turn audio is resampled to it once per turn)
 FRAME_S = 0.02  # the energy VAD decides per 20 ms frame, the telephony frame size
@@ -70,7 +71,8 @@ class SileroVad:
 
     8 and 16 kHz are native (256 / 512-sample frames, with the previous frame's last 32 / 64
     samples as context, as the model was trained). One onnxruntime session is shared by every
-    call (it is stateless; the recurrent state lives here), one thread, no batching across calls.
+    call (it is stateless; the recurrent state lives here), one thread; :func:`score_silero`
+    batches many streams' frames into one run.
     """
 
     _sessions: dict[str, object] = {}
@@ -108,21 +110,44 @@ class SileroVad:
         return session
 
     def reset(self) -> None:
-        self._state = np.zeros((2, 1, 128), dtype=np.float32)
+        self._state = np.zeros((2, 128), dtype=np.float32)  # this stream's recurrent state
         self._context = np.zeros(self._context_samples, dtype=np.float32)
 
     def levels(self, frames: np.ndarray) -> np.ndarray:
-        out = np.zeros(frames.shape[0], dtype=np.float64)
-        loud = energy_db(frames) > _SILERO_FLOOR_DB
-        run = self._session.run  # type: ignore[attr-defined]
-        for i in range(frames.shape[0]):
-            frame = frames[i].astype(np.float32, copy=False)
-            if loud[i]:
-                x = np.concatenate([self._context, frame])[None, :]
-                prob, self._state = run(None, {"input": x, "state": self._state, "sr": self._sr})
-                out[i] = float(prob[0, 0])
-            self._context = frame[-self._context_samples :]
-        return out
+        return score_silero([(self, frames)])[0]
+
+
+def score_silero(batch: Sequence[tuple[SileroVad, np.ndarray]]) -> list[np.ndarray]:
+    """Speech probabilities for several streams' frames, one network run per frame position.
+
+    ``batch``: (stream, frames [n_i, frame_samples]) pairs, each stream at most once. The streams'
+    i-th frames go through the network together (the recurrent state makes a stream's own frames
+    sequential), so many calls cost a few batched runs instead of one run per call and frame:
+    about 19 instead of 62 us per 8 kHz frame here. Frames of digital silence skip the network.
+    Updates each stream's state; run it where nothing else touches these streams.
+    """
+    out = [np.zeros(frames.shape[0], dtype=np.float64) for _, frames in batch]
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, (vad, _) in enumerate(batch):
+        groups.setdefault((id(vad._session), vad.sample_rate), []).append(i)
+    for members in groups.values():
+        first = batch[members[0]][0]
+        run = first._session.run  # type: ignore[attr-defined]
+        loud = {i: energy_db(batch[i][1]) > _SILERO_FLOOR_DB for i in members}
+        for position in range(max(batch[i][1].shape[0] for i in members)):
+            active = [i for i in members if batch[i][1].shape[0] > position]
+            voiced = [i for i in active if loud[i][position]]
+            if voiced:
+                x = np.stack([np.concatenate([batch[i][0]._context, batch[i][1][position]]) for i in voiced])
+                state = np.stack([batch[i][0]._state for i in voiced], axis=1)
+                prob, state = run(None, {"input": x.astype(np.float32, copy=False), "state": state, "sr": first._sr})
+                for k, i in enumerate(voiced):
+                    out[i][position] = float(prob[k, 0])
+                    batch[i][0]._state = state[:, k, :].copy()
+            for i in active:
+                vad = batch[i][0]
+                vad._context = batch[i][1][position, -vad._context_samples :].astype(np.float32)
+    return out
 
 
 @dataclass(frozen=True)
@@ -202,21 +227,31 @@ class TurnSegmenter:
         """The caller is inside a turn (speech started, the end-pointing silence not yet over)."""
         return self._in_turn
 
+    @property
+    def batched(self) -> bool:
+        """Its VAD is scored in batches with other calls' (the gateway's VAD hub) rather than in :meth:`push`."""
+        return isinstance(self.vad, SileroVad)
+
     def push(self, samples: np.ndarray) -> list[SegmentEvent]:
         """Feed float samples at the input rate; returns onsets and finished turns."""
+        frames = self.take_frames(samples)
+        return self.advance(frames, self.vad.levels(frames)) if frames.shape[0] else []
+
+    def take_frames(self, samples: np.ndarray) -> np.ndarray:
+        """Float samples at the input rate -> the whole VAD frames they complete, [n, frame_samples]."""
         x = np.asarray(samples, dtype=np.float32)
         if self._resampler is not None:
             x = self._resampler.process(x)
         buf = np.concatenate([self._pending, x]) if self._pending.size else x  # whole frames in: no copy
         n_frames = buf.shape[0] // self._frame
         self._pending = buf[n_frames * self._frame :]
+        return buf[: n_frames * self._frame].reshape(n_frames, self._frame)
+
+    def advance(self, frames: np.ndarray, scores: np.ndarray) -> list[SegmentEvent]:
+        """The state machine over frames from :meth:`take_frames` and their VAD scores, in order."""
         events: list[SegmentEvent] = []
-        if not n_frames:
-            return events
-        frames = buf[: n_frames * self._frame].reshape(n_frames, self._frame)
-        levels = self.vad.levels(frames).tolist()
         start_level, hold_level = self.vad.start_level, self.vad.hold_level
-        for i, level in enumerate(levels):
+        for i, level in enumerate(np.asarray(scores).tolist()):
             frame = frames[i]
             self.frames_seen += 1
             if not self._in_turn:
