@@ -146,6 +146,28 @@ async def test_barge_in_stops_the_greeting_and_no_stale_reply_is_played(tmp_path
     assert "door" in heard and heard.count("door") == 2, heard  # both sentences end in "by the door"
 
 
+async def test_a_typed_turn_is_answered_while_the_caller_keeps_talking(tmp_path: Path) -> None:
+    """Text from the platform is not the caller's speech: speech onsets never make it stale."""
+    turns = load_sample_call().turns
+    async with running(config_for(), tmp_path) as gateway:
+        ws, client = await open_call(gateway, "typed-over-speech")
+        events: list[Any] = []
+        reader = asyncio.create_task(collect(ws, client, events))
+        talking = asyncio.create_task(stream(ws, client, np.concatenate([t.audio for t in turns[:3]])))
+        await asyncio.sleep(1.0)
+        await ws.send(client.text("I want to check my order"))
+        await talking
+        async with asyncio.timeout(30):
+            while sum(isinstance(e, BotReply) for e in events) < 1:
+                await asyncio.sleep(0.05)
+        await ws.send(client.end())
+        await asyncio.wait_for(reader, 20)
+    records = call_log(tmp_path)
+    typed = [r for r in records if r["type"] == "turn" and r["caller_text"] == "I want to check my order"]
+    assert typed, [r["type"] for r in records]
+    assert not [r for r in records if r["type"] == "turn_superseded" and "order" in r["caller_text"]]
+
+
 async def test_silence_gets_a_reprompt_then_goodbye(tmp_path: Path) -> None:
     config = config_for(reprompt_after_s=1.0, max_reprompts=1, silence_action="goodbye")
     config.tts.engine = "none"

@@ -181,7 +181,7 @@ class CallPipeline:
         elif isinstance(event, TextTurn):
             if self.dialogue:
                 now = self.call_time()
-                self.turns.put(Turn(now, now, text=event.text))
+                self.turns.put(Turn(now, now, text=event.text, source="text"))
         elif isinstance(event, DtmfReceived):
             self.record("dtmf", digit=event.digit, party=event.channel)
             if self.dialogue and event.channel == "caller" and not self.turns.handoff_requested:
