@@ -69,6 +69,7 @@ CONDITIONS = [("clean", None), ("pink_10dB", 10.0), ("pink_5dB", 5.0)]
 # per-turn identification of English: a Korean turn taken for English counts in other_language_turns).
 KOREAN_SETTINGS: dict[str, dict[str, Any]] = {
     "whisper_ko": {"beam_size": 1},
+    "whisper_ko_30s": {"beam_size": 1, "context": "30s"},
     "whisper_ko_beam5": {"beam_size": 5},
     "whisper_ko_beam5_vad": {"beam_size": 5, "vad_filter": True},
     "whisper_ko_beam5_fp32": {"beam_size": 5, "compute_type": "float32"},
@@ -255,6 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     runs: list[tuple[str, AsrConfig, list[tuple[str, str, np.ndarray]]]] = [
         ("whisper", AsrConfig(engine="whisper", workers=1), english),
+        ("whisper_30s", AsrConfig(engine="whisper", workers=1, context="30s"), english),
         ("pocketsphinx", AsrConfig(engine="pocketsphinx", workers=1), english),
     ]
     for name in args.korean_settings:

@@ -445,6 +445,15 @@ class AsrConfig(_Section):
         description="whisper: drop the non-speech parts of a turn (faster-whisper's silero VAD) before "
         "decoding; the gateway's end-pointer has already cut the turn, so this only removes pauses inside it.",
     )
+    context: Literal["turn", "30s"] = Field(
+        "turn",
+        description="whisper: what the encoder sees. turn: the turn plus context_margin_s of silence (about "
+        "4x faster on short turns; accuracy in benchmarks/results/bench_asr.json); 30s: Whisper's own 30-s "
+        "padding (faster-whisper's transcribe; vad_filter applies here only).",
+    )
+    context_margin_s: float = Field(
+        2.0, ge=0.5, le=10.0, description="whisper, context turn: silence appended after the turn's audio."
+    )
     workers: int | None = Field(
         None, ge=1, le=64,
         description="Turns recognised at once across all calls (one worker process and decoder each). "

@@ -68,3 +68,28 @@ def test_whisper_config_errors(tmp_path: Path) -> None:
         verified_whisper_folder(str(tmp_path))
     with pytest.raises(ValidationError, match="compute_type"):
         EmotuneConfig(asr={"compute_type": "float8"})
+
+
+def test_turn_context_drops_decoding_loops() -> None:
+    from connectors.speech.asr_worker import drop_repeats
+
+    assert drop_repeats("Kids are talking by the door. Kids are talking by the door. Kids") == (
+        "Kids are talking by the door."
+    )
+    assert drop_repeats("Where is my order? I ordered it on Monday.") == "Where is my order? I ordered it on Monday."
+    assert drop_repeats("환불해 주세요. 환불해 주세요.") == "환불해 주세요."
+    assert drop_repeats("") == ""
+
+
+def test_both_encoder_contexts_hear_the_turn_and_silence_is_no_words(whisper: WhisperRecognizer) -> None:
+    """``asr.context``: the turn-long encoder input (default) and Whisper's own 30 s agree on a
+    phone-line turn; a second of line silence gives no words in either."""
+    full = create_recognizer(AsrConfig(engine="whisper", workers=1, context="30s"))
+    try:
+        turn = load_sample_call().turns[0]  # "Kids are talking by the door"
+        line = resample(decode_audio(encode_audio(resample(turn.audio, 16000, 8000), "mulaw"), "mulaw"), 8000, 16000)
+        for recognizer in (whisper, full):
+            assert words(recognizer.transcribe(line).text) == words(turn.text)
+            assert recognizer.transcribe(np.zeros(16000, dtype=np.float32)).text == ""
+    finally:
+        full.close()

@@ -270,7 +270,8 @@ class WhisperRecognizer(_PooledRecognizer):
         self, model: str = "whisper-base", language: str = "en-US", workers: int = 1, beam_size: int = 1,
         compute_type: str = "int8", cpu_threads: int = 1, no_speech_threshold: float = 0.6,
         timeout_s: float = _DECODE_TIMEOUT_S, max_new_tokens: int = 96,
-        alternative_languages: Sequence[str] = (), vad_filter: bool = False,
+        alternative_languages: Sequence[str] = (), vad_filter: bool = False, context: str = "turn",
+        context_margin_s: float = 2.0,
     ) -> None:
         if importlib.util.find_spec("faster_whisper") is None:
             raise NotBuiltError(
@@ -286,7 +287,7 @@ class WhisperRecognizer(_PooledRecognizer):
         super().__init__(
             workers, asr_worker.start_whisper,
             (str(self.model_dir), self.language, beam_size, compute_type, cpu_threads, no_speech_threshold,
-             max_new_tokens, alternatives, vad_filter),
+             max_new_tokens, alternatives, vad_filter, context, context_margin_s),
             timeout_s,
         )
 
@@ -314,7 +315,8 @@ _ENGINES: EngineRegistry[AsrConfig, SpeechRecognizer] = EngineRegistry(
             cfg.model, cfg.language, workers=cfg.concurrency(), beam_size=cfg.beam_size,
             compute_type=cfg.compute_type, cpu_threads=cfg.cpu_threads,
             no_speech_threshold=cfg.no_speech_threshold, timeout_s=cfg.timeout_s, max_new_tokens=cfg.max_new_tokens,
-            alternative_languages=cfg.alternative_languages, vad_filter=cfg.vad_filter,
+            alternative_languages=cfg.alternative_languages, vad_filter=cfg.vad_filter, context=cfg.context,
+            context_margin_s=cfg.context_margin_s,
         ),
         "none": lambda cfg: NoRecognizer(),
     },

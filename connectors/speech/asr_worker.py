@@ -9,13 +9,14 @@ taking the gateway with it, and a timed-out turn can be killed with its process.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
-__all__ = ["start_decoder", "start_whisper", "ready", "decode"]
+__all__ = ["start_decoder", "start_whisper", "ready", "decode", "drop_repeats"]
 
 # One turn's PCM16 -> (text, language code or None when the engine does not say).
 _decode: Callable[[bytes], tuple[str, str | None]] | None = None
@@ -41,14 +42,17 @@ def start_decoder(max_active_hmms: int) -> None:
 def start_whisper(
     model_dir: str, language: str | None, beam_size: int, compute_type: str, cpu_threads: int,
     no_speech_threshold: float, max_new_tokens: int = 96, alternative_languages: tuple[str, ...] = (),
-    vad_filter: bool = False,
+    vad_filter: bool = False, context: str = "30s", context_margin_s: float = 2.0,
 ) -> None:
     """Process-pool initializer for Whisper: load the CTranslate2 model folder once per worker.
 
     The folder was verified (sha256 of every file) by the parent before the pool was started; a
     local folder never touches a model hub (``local_files_only``). With ``alternative_languages``
     each turn's language is identified first, among ``language`` and those only (a Korean line
-    never decodes a turn as Japanese), and the turn is decoded in the most probable of them."""
+    never decodes a turn as Japanese), and the turn is decoded in the most probable of them.
+
+    ``context="turn"``: the encoder sees the turn plus ``context_margin_s`` of silence instead of
+    Whisper's 30 s (:func:`_turn_context_decoder`); ``"30s"``: faster-whisper's own transcribe."""
     global _decode
     from faster_whisper import WhisperModel
 
@@ -67,6 +71,11 @@ def start_whisper(
         # Ties go to the line's own language (max keeps the first of equal scores).
         return max(allowed, key=lambda code: scores.get(code, 0.0))
 
+    if context == "turn":
+        _decode = _turn_context_decoder(model, allowed or (language,), beam_size, max_new_tokens,
+                                        no_speech_threshold, context_margin_s)
+        return
+
     def run(pcm16: bytes) -> tuple[str, str | None]:
         audio = np.frombuffer(pcm16, dtype=np.int16).astype(np.float32) / 32768.0
         segments, info = model.transcribe(
@@ -78,6 +87,81 @@ def start_whisper(
         return text, info.language
 
     _decode = run
+
+
+# Whisper's 30-s window is 3,000 mel frames (1,500 encoder positions); a turn uses the first ones.
+_MEL_FRAMES_30S = 3000
+_TOKENS_PER_SECOND = 8  # decoding bound per second of turn: Korean ~4, English ~3 tokens/s here
+_LOG_PROB_FLOOR = -1.0  # with a high no-speech probability, a hypothesis this unlikely per token is silence
+
+
+def _turn_context_decoder(
+    model: Any, languages: tuple[str | None, ...], beam_size: int, max_new_tokens: int,
+    no_speech_threshold: float, margin_s: float,
+) -> Callable[[bytes], tuple[str, str | None]]:
+    """Decode a turn with the encoder input cut to the turn plus ``margin_s`` of silence.
+
+    Whisper pads every input to 30 s, so a 2-s turn costs as much encoder work as 30 s (~650 ms
+    here on one thread, int8). CTranslate2's encoder takes a shorter input; the decoder then sees
+    only the turn's positions: ~4x faster on short turns (benchmarks/results/bench_asr.json, which
+    also shows the accuracy cost). Without the 30 s of trailing silence the decoder sometimes
+    fails to stop and repeats the utterance, so decoding is bounded by the turn's length and
+    exact repeats of a sentence are dropped (:func:`drop_repeats`)."""
+    import ctranslate2
+    from faster_whisper.tokenizer import Tokenizer
+
+    sample_rate = model.feature_extractor.sampling_rate
+    margin = np.zeros(int(margin_s * sample_rate), dtype=np.float32)
+
+    def run(pcm16: bytes) -> tuple[str, str | None]:
+        audio = np.frombuffer(pcm16, dtype=np.int16).astype(np.float32) / 32768.0
+        mel = model.feature_extractor(np.concatenate([audio, margin]))[:, :_MEL_FRAMES_30S]
+        mel = mel[:, : mel.shape[1] // 2 * 2]  # the encoder halves the frame count
+        encoded = model.model.encode(ctranslate2.StorageView.from_array(np.ascontiguousarray(mel[None])),
+                                     to_cpu=False)
+        language = languages[0]
+        if len(languages) > 1 or language is None:
+            scores = dict(model.model.detect_language(encoded)[0])
+            candidates = languages if language is not None else tuple(k[2:-2] for k in scores)
+            # Ties go to the line's own language (max keeps the first of equal scores).
+            language = max(candidates, key=lambda code: scores.get(f"<|{code}|>", 0.0))
+        tokenizer = Tokenizer(model.hf_tokenizer, True, task="transcribe", language=language)
+        prompt = [*tokenizer.sot_sequence, tokenizer.no_timestamps]
+        budget = min(max_new_tokens, int(audio.shape[0] / sample_rate * _TOKENS_PER_SECOND) + 8)
+        result = model.model.generate(
+            encoded, [prompt], beam_size=beam_size, max_length=len(prompt) + budget, suppress_blank=True,
+            suppress_tokens=[-1], return_scores=True, return_no_speech_prob=True,
+        )[0]
+        tokens = [t for t in result.sequences_ids[0] if t < tokenizer.eot]
+        # CTranslate2's score is the log-probability per token (length_penalty 1). Silence and line
+        # noise decode as a confident short word ("you", "Okay.") with a high no-speech probability.
+        score = result.scores[0] if result.scores else 0.0
+        if result.no_speech_prob > no_speech_threshold and score < _LOG_PROB_FLOOR:
+            return "", language
+        return drop_repeats(tokenizer.decode(tokens).strip()), language
+
+    return run
+
+
+_SENTENCE_END = re.compile(r"(?<=[.?!。？！])\s+")
+
+
+def drop_repeats(text: str) -> str:
+    """``"Kids are talking. Kids are talking. Kids"`` -> ``"Kids are talking."``: a sentence equal
+    to the one before it, or a trailing fragment that begins it again, is a decoding loop."""
+    kept: list[str] = []
+    for sentence in (part.strip() for part in _SENTENCE_END.split(text)):
+        key = _letters(sentence)
+        if not key:
+            continue
+        if kept and _letters(kept[-1]).startswith(key):
+            continue
+        kept.append(sentence)
+    return " ".join(kept)
+
+
+def _letters(text: str) -> str:
+    return re.sub(r"\W", "", text.lower())
 
 
 def ready() -> bool:
