@@ -4,7 +4,9 @@ run stops by itself (defaults: 5 then 20 callers, 3 waves each, about 15 minutes
 callers, 2 turns, 1 wave).
 
 Reports: calls held in real time (the caller never fell > 100 ms behind its 20 ms frame clock),
-turn latency (caller turn end -> first bot audio) p50/p95/p99 and the part the gateway adds
+the time to the first reply **at the client** (from the caller's last voiced frame of a turn to the
+first bot audio frame it received: what the caller hears), the gateway's own
+turn latency (caller turn end -> first bot audio, from its log) p50/p95/p99 and the part the gateway adds
 (that minus Rasa's time), label latency (from the gateway's /metrics histogram), gateway RSS over
 time (gateway process; also with its ASR worker processes), RSS after each of --rounds waves
 of calls (growth after the first wave would be a leak), and caller turns that got neither a reply nor an explicit error (must be 0).
@@ -230,6 +232,7 @@ async def run_level(
     held = sum(1 for c, r in zip(calls, results, strict=True) if not isinstance(r, BaseException)
                and c.max_lag_s <= LATE_LIMIT_S)
     rss_values = [v for _, v in rss]
+    waits = [w for r in results if not isinstance(r, BaseException) for w in r.reply_waits_s]
     report: dict[str, Any] = {
         "callers": callers,
         "rounds": rounds,
@@ -240,6 +243,9 @@ async def run_level(
         "max_caller_lag_s": round(max(c.max_lag_s for c in calls), 4),
         "turns": counts,
         "turns_unanswered": unanswered,
+        # What the caller hears, measured at the client: from its last voiced frame of a turn to the
+        # first bot audio frame received (end-pointing silence, ASR, Rasa, TTS and the wire included).
+        "time_to_first_reply_s": percentiles(waits),
         "turn_latency_s": percentiles(analysis["response_s"]),
         "turn_latency_added_by_gateway_s": percentiles(analysis["gateway_added_s"]),
         "label_latency_s": {
@@ -261,6 +267,7 @@ async def run_level(
         "failed_calls": failed_calls,
     }
     print(f"[{callers} callers x {rounds}] {held}/{len(calls)} held in real time, turns {counts}, "
+          f"time to first reply at the client {report['time_to_first_reply_s']}, "
           f"turn latency p50/p95/p99 {report['turn_latency_s']}, gateway-added {report['turn_latency_added_by_gateway_s']}, "
           f"label p95 {report['label_latency_s']['p95']}, RSS {report['rss_mb']}, "
           f"unanswered turns {unanswered}", flush=True)

@@ -49,6 +49,17 @@ class CallerTurn:
             raise AudioError("a caller turn needs non-empty mono audio")
         return encode_audio(resample(self.audio, self.sample_rate, TWILIO_RATE), "mulaw")
 
+    def speech_end_s(self) -> float:
+        """Where the speech ends inside the clip: the end of its last 20-ms frame within 25 dB of the
+        loudest (recorded clips carry trailing room noise, which is not speech)."""
+        frame = self.sample_rate * _FRAME_MS // 1000
+        frames = self.audio[: self.audio.shape[0] // frame * frame].reshape(-1, frame).astype(np.float64)
+        if not frames.size:
+            return self.audio.shape[0] / self.sample_rate
+        level = 10 * np.log10(np.mean(frames**2, axis=1) + 1e-12)
+        last = int(np.flatnonzero(level > level.max() - 25.0)[-1])
+        return (last + 1) * frame / self.sample_rate
+
 
 @dataclass
 class CallerResult:
@@ -62,6 +73,9 @@ class CallerResult:
     closed_by_gateway: bool = False
     close_code: int | None = None
     duration_s: float = 0.0
+    # Per turn, from the last voiced frame the caller sent to the first bot audio that arrived
+    # after it: the wait the caller hears (end-pointing, recognition, dialogue, synthesis, network).
+    reply_waits_s: list[float] = field(default_factory=list)
 
 
 class _Phone:
@@ -140,6 +154,7 @@ class TwilioCaller:
         self._phone = _Phone(speed)
         self._silence = encode_audio(np.zeros(_FRAME_BYTES, dtype=np.float32), "mulaw")
         self._got_reply = asyncio.Event()
+        self._speech_ended_at: float | None = None  # the current turn's end of speech, until audio comes
 
     async def _receive(self, ws: ClientConnection) -> None:
         try:
@@ -152,6 +167,9 @@ class TwilioCaller:
                         self.on_event(event)
                     if isinstance(event, OutboundMedia):
                         seconds = len(event.payload) / TWILIO_RATE
+                        if self._speech_ended_at is not None:
+                            self.result.reply_waits_s.append(time.monotonic() - self._speech_ended_at)
+                            self._speech_ended_at = None
                         self.result.bot_audio_s += seconds
                         self._phone.add_audio(seconds)
                         self._got_reply.set()
@@ -188,9 +206,12 @@ class TwilioCaller:
         for index, turn in enumerate(self.turns):
             audio = turn.mulaw()
             self._got_reply.clear()
+            speech_end = int(turn.speech_end_s() * TWILIO_RATE)
             for i in range(0, len(audio), _FRAME_BYTES):
                 frame = audio[i : i + _FRAME_BYTES].ljust(_FRAME_BYTES, self._silence[:1])
                 deadline = await self._send_frame(ws, frame, deadline)
+                if i < speech_end <= i + _FRAME_BYTES and not self.barge_in:
+                    self._speech_ended_at = time.monotonic()  # the last voiced frame is out
             if self.barge_in and index < len(self.turns) - 1:
                 # Talk over the bot: start the next turn as soon as its reply starts playing.
                 waited = 0.0
