@@ -168,6 +168,37 @@ async def test_a_typed_turn_is_answered_while_the_caller_keeps_talking(tmp_path:
     assert not [r for r in records if r["type"] == "turn_superseded" and "order" in r["caller_text"]]
 
 
+def hold_music(seconds: float) -> np.ndarray:
+    """Chords with harmonics at 16 kHz: steady, tonal and loud (it passes any energy gate)."""
+    t = np.arange(int(16000 * seconds)) / 16000
+    chords = [(261.6, 329.6, 392.0), (220.0, 261.6, 329.6), (174.6, 220.0, 261.6), (196.0, 246.9, 293.7)]
+    out = np.zeros_like(t)
+    for i, chord in enumerate(chords * int(seconds)):
+        part = (t >= 2 * i) & (t < 2 * i + 2)
+        out[part] = sum(np.sin(2 * np.pi * f * h * t[part]) / h for f in chord for h in (1, 2, 3))
+    return (0.1 * out / np.sqrt(np.mean(out**2))).astype(np.float32)
+
+
+async def test_hold_music_gets_no_emotion_label_and_speech_does(tmp_path: Path) -> None:
+    """The neural VAD gates the caller's emotion windows: music on the line is not an emotion."""
+    config = config_for()
+    config.tts.engine = "none"
+    speech = np.concatenate([t.audio for t in load_sample_call().turns[:2]])
+    async with running(config, tmp_path) as gateway:
+        ws, client = await open_call(gateway, "hold-music")
+        reader = asyncio.create_task(collect(ws, client, []))
+        await stream(ws, client, np.concatenate([hold_music(6.0), speech, silence(1.0)]))
+        await ws.send(client.end())
+        await asyncio.wait_for(reader, 30)
+    records = call_log(tmp_path)
+    music_end = 6.0
+    labelled = [r["event"] for r in records if r["type"] == "emotion"]
+    gated = [r for r in records if r["type"] == "emotion_not_speech"]
+    assert gated and all(r["end_s"] <= music_end + 1.0 for r in gated), gated
+    assert not [e for e in labelled if e["end_s"] <= music_end], labelled  # no label on music alone
+    assert [e for e in labelled if e["start_s"] >= music_end], labelled  # the caller's speech is labelled
+
+
 async def test_silence_gets_a_reprompt_then_goodbye(tmp_path: Path) -> None:
     config = config_for(reprompt_after_s=1.0, max_reprompts=1, silence_action="goodbye")
     config.tts.engine = "none"

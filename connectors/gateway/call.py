@@ -239,10 +239,22 @@ class CallPipeline:
     def _emotion_sink(self, name: str) -> Callable[[dict[str, Any], float], Awaitable[None]]:
         async def sink(emotion: dict[str, Any], due_at: float) -> None:
             party = self.parties.get(name)
-            if party is not None and not self.ended:
+            if party is not None and not self.ended and not self._not_speech(party, emotion):
                 await self.on_emotion(party, emotion)
 
         return sink
+
+    def _not_speech(self, party: Party, emotion: dict[str, Any]) -> bool:
+        """The caller's window was mostly not speech by the neural VAD (hold music, line or cabin
+        noise pass the emotion stream's energy gate): no label, only a log record."""
+        if party.name != "caller" or not self.dialogue or not self.segmenter.batched:
+            return False
+        share = self.segmenter.speech_share(float(emotion["start_s"]), float(emotion["end_s"]))
+        if share is None or share >= self.services.config.streaming.min_voiced_ratio:
+            return False
+        self.record("emotion_not_speech", start_s=emotion["start_s"], end_s=emotion["end_s"],
+                    speech_share=round(share, 2))
+        return True
 
     async def on_emotion(self, party: Party, emotion: dict[str, Any]) -> None:
         party.latest = emotion

@@ -20,6 +20,8 @@ Two classifiers:
 
 from __future__ import annotations
 
+import itertools
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
@@ -206,6 +208,8 @@ class TurnSegmenter:
         self._onset_sent = False
         self._turn_start_frame = 0
         self.frames_seen = 0
+        # Speech flag of each recent frame (a minute): what share of an emotion window was speech.
+        self._speech = deque[bool](maxlen=round(60.0 / self.frame_s))
 
     @classmethod
     def from_config(cls, config: EmotuneConfig, sample_rate: int) -> TurnSegmenter:
@@ -254,6 +258,7 @@ class TurnSegmenter:
         for i, level in enumerate(np.asarray(scores).tolist()):
             frame = frames[i]
             self.frames_seen += 1
+            self._speech.append(level >= start_level)
             if not self._in_turn:
                 self._frames.append(frame)
                 if len(self._frames) > self._preroll_frames + 1:
@@ -276,6 +281,17 @@ class TurnSegmenter:
             if self._silent_run >= self._end_frames or len(self._frames) >= self._max_frames:
                 events.extend(self._end_turn())
         return events
+
+    def speech_share(self, start_s: float, end_s: float) -> float | None:
+        """Share of the frames in [start_s, end_s) (stream time) the VAD called speech; None when
+        none of them has been scored yet (or they are older than the last minute)."""
+        first_kept = self.frames_seen - len(self._speech)
+        lo = max(int(start_s / self.frame_s), first_kept)
+        hi = min(int(np.ceil(end_s / self.frame_s)), self.frames_seen)
+        if hi <= lo:
+            return None
+        flags = list(itertools.islice(self._speech, lo - first_kept, hi - first_kept))
+        return sum(flags) / len(flags)
 
     def _end_turn(self) -> list[SegmentEvent]:
         frames, voiced = self._frames, self._voiced
