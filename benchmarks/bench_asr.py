@@ -28,11 +28,9 @@ import argparse
 import csv
 import json
 import platform
-import re
 import statistics
 import sys
 import time
-import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -44,11 +42,12 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from connectors.speech.asr import SpeechRecognizer, create_recognizer  # noqa: E402
+from connectors.speech.asr_scoring import char_counts, read_numerals_korean, wer_counts  # noqa: E402
 from connectors.speech.tts import EspeakSynthesizer  # noqa: E402
 from emotion_runtime.audio import decode, encode, resample  # noqa: E402
 from emotune.config import AsrConfig, Prosody, load_config  # noqa: E402
 
-__all__ = ["main", "wer_counts", "char_error_rate", "sino_korean", "read_numerals_korean", "KOREAN_SETTINGS"]
+__all__ = ["main", "KOREAN_SETTINGS", "korean_config"]
 
 DATA = REPO_ROOT.parent / "shared" / "data"
 OUT = REPO_ROOT / "benchmarks" / "results" / "bench_asr.json"
@@ -61,6 +60,18 @@ ESPEAK_SENTENCES = [
     "I need to change my delivery address",
     "The app keeps crashing when I log in",
     "Thank you, that is all for today",
+]
+# What a Korean bot says, spoken by espeak-ng's ko voice: how intelligible the offline Korean voice is
+# (to Whisper, a proxy for a listener), as ESPEAK_SENTENCES are for the English voice.
+KOREAN_ESPEAK_SENTENCES = [
+    "주문하신 상품은 내일 오후에 도착할 예정입니다.",
+    "죄송합니다. 잘 듣지 못했습니다. 다시 한 번 말씀해 주시겠어요?",
+    "상담원에게 연결해 드리겠습니다.",
+    "환불은 영업일 기준 삼일 안에 처리됩니다.",
+    "배송지 주소를 변경해 드렸습니다.",
+    "카드 결제가 두 번 청구된 것을 확인했습니다.",
+    "다른 도움이 필요하시면 말씀해 주세요.",
+    "잠시 쉬어 가시는 것도 좋습니다.",
 ]
 RAVDESS_TEXT = {"01": "Kids are talking by the door", "02": "Dogs are sitting by the door"}
 CONDITIONS = [("clean", None), ("pink_10dB", 10.0), ("pink_5dB", 5.0)]
@@ -76,66 +87,6 @@ KOREAN_SETTINGS: dict[str, dict[str, Any]] = {
     "whisper_ko_profile": {},
 }
 KOREAN_PROFILE = "ko_contact_center"
-_HANGUL_DIGITS = "영일이삼사오육칠팔구"
-
-
-def normalise(text: str) -> str:
-    kept = "".join(c if (unicodedata.category(c)[0] in "LN" or c.isspace() or c in "'-") else " " for c in text.lower())
-    return " ".join(kept.replace("-", " ").split())
-
-
-def edit_distance(ref: list[str], hyp: list[str]) -> int:
-    row = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        prev, row[0] = row[0], i
-        for j, h in enumerate(hyp, 1):
-            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (r != h))
-    return row[-1]
-
-
-def wer_counts(reference: str, hypothesis: str) -> tuple[int, int]:
-    """(word edits, reference words) after normalisation."""
-    ref, hyp = normalise(reference).split(), normalise(hypothesis).split()
-    return edit_distance(ref, hyp), len(ref)
-
-
-def char_counts(reference: str, hypothesis: str) -> tuple[int, int]:
-    """(character edits, reference characters) after normalisation, spaces removed."""
-    ref, hyp = normalise(reference).replace(" ", ""), normalise(hypothesis).replace(" ", "")
-    return edit_distance(list(ref), list(hyp)), len(ref)
-
-
-def char_error_rate(reference: str, hypothesis: str) -> float:
-    edits, chars = char_counts(reference, hypothesis)
-    return edits / max(1, chars)
-
-
-def _below_ten_thousand(n: int) -> str:
-    out = ""
-    for value, unit in ((1000, "천"), (100, "백"), (10, "십"), (1, "")):
-        digit = n // value % 10
-        if digit:
-            out += ("" if digit == 1 and unit else _HANGUL_DIGITS[digit]) + unit  # 십, not 일십
-    return out
-
-
-def sino_korean(n: int) -> str:
-    """A number as it is read in Sino-Korean (17 -> 십칠, 16000 -> 만육천, 20 -> 이십)."""
-    if n < 0:
-        raise ValueError(f"no reading for a negative number: {n}")
-    if n == 0:
-        return _HANGUL_DIGITS[0]
-    out = ""
-    for value, unit in ((10**12, "조"), (10**8, "억"), (10**4, "만"), (1, "")):
-        group = n // value % 10000
-        if group:
-            out += ("" if group == 1 and unit == "만" else _below_ten_thousand(group)) + unit  # 만, not 일만
-    return out
-
-
-def read_numerals_korean(text: str) -> str:
-    """Digits (with thousands commas) in ``text`` replaced by their Sino-Korean reading."""
-    return re.sub(r"\d[\d,]*\d|\d", lambda m: sino_korean(int(m.group().replace(",", ""))), text)
 
 
 def pink_noise(n: int, rng: np.random.Generator) -> np.ndarray:
@@ -176,14 +127,17 @@ def english_set(n_ravdess: int) -> list[tuple[str, str, np.ndarray]]:
 
 
 def korean_set(n: int) -> list[tuple[str, str, np.ndarray]]:
-    """Every (100 // n)-th row of the manifest: the manifest runs speaker by speaker and emotion by
-    emotion in blocks of five sentences, so a stride of 4 (n = 25) covers every speaker, every emotion
-    and all five of each speaker's sentences."""
+    """Every (100 // n)-th row of korean_operator's manifest (it runs speaker by speaker and emotion by
+    emotion in blocks of five sentences, so a stride of 4, n = 25, covers every speaker, every emotion
+    and all five of each speaker's sentences), then the Korean bot sentences in espeak-ng's ko voice."""
     manifest = DATA / "korean_operator" / "manifest.csv"
     with manifest.open(encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     step = max(1, len(rows) // n)
-    return [("korean_operator", row["text"], load(manifest.parent / row["path"])) for row in rows[::step][:n]]
+    items = [("korean_operator", row["text"], load(manifest.parent / row["path"])) for row in rows[::step][:n]]
+    espeak = EspeakSynthesizer("ko")
+    return items + [("espeak_ko", text, espeak.synthesize(text, Prosody()).at_rate(16000).samples)
+                    for text in KOREAN_ESPEAK_SENTENCES]
 
 
 def korean_config(name: str) -> AsrConfig:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from test_korean_speech import hangul_share
 
-from benchmarks.bench_asr import char_error_rate, read_numerals_korean
+from connectors.speech.asr_scoring import char_error_rate, read_numerals_korean
 from connectors.tools.demo import KOREAN_SAMPLE_AUDIO, load_sample_call, run_demo
 from connectors.tools.report import read_call_log
 from emotune.config import PROJECT_ROOT, load_config
