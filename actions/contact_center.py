@@ -33,6 +33,7 @@ from rasa_sdk.types import DomainDict
 
 from actions.backend import BackendUnavailable, Order, Repository, Subscription, open_repository
 from actions.backend.policy import refund_decision
+from actions.language import ENGLISH, Phrases, phrases_for
 from actions.numbers import ACCOUNT_DIGITS, ORDER_DIGITS, digits_in, number_kind, spoken_digits
 from actions.replies import current_tone, utter_with_payload
 
@@ -52,20 +53,25 @@ logger = logging.getLogger(__name__)
 # the task stops and a colleague is offered.
 MAX_ID_FAILURES = 3
 _WANTED_DIGITS = {"order": ORDER_DIGITS, "account": ACCOUNT_DIGITS}
-_WHERE = {"order": "in your order confirmation email", "account": "at the top of every bill"}
-# category -> (words that suggest it, how the bot says it)
-COMPLAINT_CATEGORIES: dict[str, tuple[tuple[str, ...], str]] = {
-    "delivery": (("deliver", "parcel", "package", "courier", "arriv", "late", "ship", "driver", "never came",
-                  "never got", "lost"), "a delivery"),  # fmt: skip
-    "product": (("product", "broken", "damaged", "faulty", "defect", "doesn't work", "does not work", "quality",
-                 "wrong item", "wrong size", "item"), "a product"),  # fmt: skip
-    "billing": (("bill", "charg", "invoice", "payment", "price", "overcharg", "fee", "money"), "billing"),
-    "service": (("service", "rude", "staff", "agent", "support", "waiting", "on hold", "nobody", "help"),
-                "our service"),  # fmt: skip
-    "other": ((), "something else"),
+# category -> words that suggest it, English and Korean (a caller may mix them); how the bot says the
+# category is in actions/language.py. The first category with a match wins.
+COMPLAINT_CATEGORIES: dict[str, tuple[str, ...]] = {
+    "delivery": ("deliver", "parcel", "package", "courier", "arriv", "late", "ship", "driver", "never came",
+                 "never got", "lost",
+                 "배송", "택배", "배달", "도착", "늦", "기사", "분실", "안 왔", "안 와", "못 받"),  # fmt: skip
+    "product": ("product", "broken", "damaged", "faulty", "defect", "doesn't work", "does not work", "quality",
+                "wrong item", "wrong size", "item",
+                "상품", "제품", "물건", "고장", "파손", "망가", "불량", "품질", "작동", "사이즈"),  # fmt: skip
+    "billing": ("bill", "charg", "invoice", "payment", "price", "overcharg", "fee", "money",
+                "요금", "청구", "결제", "가격", "돈", "영수증"),  # fmt: skip
+    "service": ("service", "rude", "staff", "agent", "support", "waiting", "on hold", "nobody", "help",
+                "서비스", "불친절", "무례", "직원", "상담", "응대", "기다"),  # fmt: skip
+    "other": (),
 }
-_YES = re.compile(r"^\s*(yes|yeah|yep|yup|sure|ok|okay|please|correct|go ahead|do it)\b", re.I)
-_NO = re.compile(r"^\s*(no|nope|nah|don't|do not|not now|cancel that)\b", re.I)
+# Yes / no said while a confirmation is asked, when NLU gave another intent (English and Korean).
+_YES = re.compile(r"^\s*(?:(yes|yeah|yep|yup|sure|ok|okay|please|correct|go ahead|do it)\b"
+                  r"|(?:네|예|응)(?![가-힣])|그래|좋아|맞아)", re.I)
+_NO = re.compile(r"^\s*(?:(no|nope|nah|don't|do not|not now|cancel that)\b|아니|아뇨|싫어|하지 마|됐어)", re.I)
 
 
 # Responses chosen by what the backend or the caller said (literal names: tests check each exists).
@@ -92,29 +98,30 @@ _REFUND_REFUSAL_RESPONSES = {
 
 
 # ----------------------------------------------------------------------------- what the bot says
-def money(pence: int) -> str:
-    return f"£{pence // 100}.{pence % 100:02d}"
+def money(pence: int, phrases: Phrases = ENGLISH) -> str:
+    return phrases.money(pence)
 
 
-def day_words(day: date | None) -> str:
-    """'Saturday 13 December': how a person says a date."""
-    return f"{day:%A} {day.day} {day:%B}" if day else "an unknown day"
+def day_words(day: date | None, phrases: Phrases = ENGLISH) -> str:
+    """'Saturday 13 December' (English): how a person says a date."""
+    return phrases.day_words(day)
 
 
-def order_facts(order: Order) -> dict[str, str]:
-    """Template values of the order replies (the same for every tone)."""
+def order_facts(order: Order, phrases: Phrases = ENGLISH) -> dict[str, str]:
+    """Template values of the order replies (the same for every tone), in the bot's language."""
     return {
         "order": spoken_digits(order.order_number),
         "item": order.item,
-        "amount": money(order.total_pence),
-        "expected_on": day_words(order.expected_on),
-        "delivered_on": day_words(order.delivered_on),
-        "carrier": order.carrier or "the courier",
+        "amount": phrases.money(order.total_pence),
+        "expected_on": phrases.day_words(order.expected_on),
+        "delivered_on": phrases.day_words(order.delivered_on),
+        "carrier": order.carrier or phrases.courier,
     }
 
 
-def subscription_facts(sub: Subscription) -> dict[str, str]:
-    return {"plan": sub.plan, "price": money(sub.monthly_pence), "ends_on": day_words(sub.ends_on or sub.renews_on)}
+def subscription_facts(sub: Subscription, phrases: Phrases = ENGLISH) -> dict[str, str]:
+    return {"plan": sub.plan, "price": phrases.money(sub.monthly_pence),
+            "ends_on": phrases.day_words(sub.ends_on or sub.renews_on)}  # fmt: skip
 
 
 def _order_payload(order: Order) -> dict[str, Any]:
@@ -131,7 +138,7 @@ def _order_payload(order: Order) -> dict[str, Any]:
 
 def complaint_category_of(text: str | None) -> str | None:
     lowered = (text or "").lower()
-    for category, (words, _) in COMPLAINT_CATEGORIES.items():
+    for category, words in COMPLAINT_CATEGORIES.items():
         if any(word in lowered for word in words):
             return category
     return None
@@ -261,7 +268,7 @@ class ValidateRefundForm(_TaskFormValidation):
             decision = refund_decision(order, date.today(), repo.open_refund_for(number))
         except BackendUnavailable:
             return self._end("backend_down", order_number=None)
-        facts = order_facts(order)
+        facts = order_facts(order, phrases_for(tracker))
         if decision.existing is not None:
             facts["reference"] = spoken_digits(decision.existing.reference)
         result["task_facts"] = {**facts, "refund": decision.code}
@@ -293,7 +300,7 @@ class ValidateCancelForm(_TaskFormValidation):
         if sub is None:
             result.update(self._end("no_subscription"))
             return result
-        result["task_facts"] = {**subscription_facts(sub), "subscription_id": sub.subscription_id}
+        result["task_facts"] = {**subscription_facts(sub, phrases_for(tracker)), "subscription_id": sub.subscription_id}
         if sub.status != "active":
             result.update(self._end("already_cancelled"))
         return result
@@ -356,11 +363,13 @@ class _AskNumber(Action, ABC):
             utter_with_payload(dispatcher, self.question, tracker, task)
             return []
         kind = str(problem.get("kind") or self.want)
+        kind = kind if kind in _WANTED_DIGITS else "order"
+        phrases = phrases_for(tracker)
         values = {
-            "kind": f"{kind} number",
-            "digits": str(_WANTED_DIGITS.get(kind, ORDER_DIGITS)),
+            "kind": phrases.number_kinds[kind],
+            "digits": str(_WANTED_DIGITS[kind]),
             "heard": spoken_digits(str(problem.get("heard") or "")),
-            "where": _WHERE.get(kind, _WHERE["order"]),
+            "where": phrases.number_where[kind],
         }
         task["task"]["problem"] = problem["code"]
         response = _NUMBER_PROBLEM_RESPONSES.get(str(problem["code"]), self.question)
@@ -496,7 +505,7 @@ class ActionSubmitOrderStatus(_SubmitTask):
             self._early_end(dispatcher, tracker, "unidentified")
             return []
         self.say(dispatcher, tracker, _ORDER_STATUS_RESPONSES[order.status], order.status,
-                 {"order": _order_payload(order)}, **order_facts(order))  # fmt: skip
+                 {"order": _order_payload(order)}, **order_facts(order, phrases_for(tracker)))  # fmt: skip
         return []
 
 
@@ -514,7 +523,8 @@ class ActionSubmitRefund(_SubmitTask):
         if order is None:
             self._early_end(dispatcher, tracker, "unidentified")
             return []
-        facts = order_facts(order)
+        phrases = phrases_for(tracker)
+        facts = order_facts(order, phrases)
         decision = refund_decision(order, date.today(), repo.open_refund_for(number))
         if not decision.eligible:
             # Includes a refund already open for this order (asked twice in this conversation, or before).
@@ -534,7 +544,7 @@ class ActionSubmitRefund(_SubmitTask):
         )  # fmt: skip
         self.say(dispatcher, tracker, "utter_refund_opened", "opened",
                  {"order": _order_payload(order), "ticket": ticket.as_payload()},
-                 amount=money(order.total_pence), reference=spoken_digits(ticket.reference))  # fmt: skip
+                 amount=phrases.money(order.total_pence), reference=spoken_digits(ticket.reference))  # fmt: skip
         return _with_ticket(tracker, ticket.as_payload())
 
 
@@ -551,7 +561,8 @@ class ActionSubmitCancel(_SubmitTask):
         if sub is None or outcome == "no_subscription":
             self.say(dispatcher, tracker, "utter_cancel_no_subscription", "no_subscription")
             return []
-        facts = subscription_facts(sub)
+        phrases = phrases_for(tracker)
+        facts = subscription_facts(sub, phrases)
         sub_payload = {"subscription_id": sub.subscription_id, "plan": sub.plan, "status": sub.status,
                        "ends_on": (sub.ends_on or sub.renews_on).isoformat()}  # fmt: skip
         if sub.status != "active":
@@ -562,7 +573,7 @@ class ActionSubmitCancel(_SubmitTask):
             self.say(dispatcher, tracker, "utter_cancel_declined", "declined", {"subscription": sub_payload}, **facts)
             return []
         current, ticket = repo.request_cancellation(sub, tracker.sender_id)
-        facts = subscription_facts(current)
+        facts = subscription_facts(current, phrases)
         sub_payload.update(status=current.status, ends_on=(current.ends_on or current.renews_on).isoformat())
         self.say(dispatcher, tracker, "utter_cancel_done", "cancelled",
                  {"subscription": sub_payload, "ticket": ticket.as_payload()},
@@ -586,7 +597,8 @@ class ActionSubmitComplaint(_SubmitTask):
             subject=f"{category}/{order or account}", order_number=order, category=category,
             details=_complaint_text(tracker),
         )  # fmt: skip
-        spoken = COMPLAINT_CATEGORIES.get(category, COMPLAINT_CATEGORIES["other"])[1]
+        spoken_categories = phrases_for(tracker).complaint_categories
+        spoken = spoken_categories.get(category, spoken_categories["other"])
         self.say(dispatcher, tracker, "utter_complaint_logged", "logged", {"ticket": ticket.as_payload()},
                  category=spoken, reference=spoken_digits(ticket.reference))  # fmt: skip
         return _with_ticket(tracker, ticket.as_payload())

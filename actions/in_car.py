@@ -15,6 +15,7 @@ from rasa_sdk.forms import FormValidationAction
 from rasa_sdk.types import DomainDict
 
 from actions.emotion import EmotionMetadataError, EmotionReading, read_emotion
+from actions.language import phrases_for
 from actions.music import mood_target, pick_tracks, read_context
 from actions.replies import entity_value, utter_with_payload
 
@@ -68,7 +69,8 @@ class ActionPlayMusic(Action):
         }
         payload = {"media": {"action": "play", "playlist": playlist, "chosen_for_mood": genre is None,
                              "tracks": [t.as_payload() for t in tracks], "reason": reason}}  # fmt: skip
-        utter_with_payload(dispatcher, "utter_play_music", tracker, payload, playlist=playlist)
+        utter_with_payload(dispatcher, "utter_play_music", tracker, payload,
+                           playlist=phrases_for(tracker).playlist(playlist))  # fmt: skip
         return []
 
 
@@ -94,10 +96,17 @@ class ValidateDestinationForm(FormValidationAction):
         self, value: object, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> dict[str, object]:
         place = _DESTINATION_PREFIX.sub("", str(value or "")).strip(" .!?")
+        place = _DESTINATION_SUFFIX.sub("", place).strip(" .!?")
         return {"destination": place if len(place) >= 2 else None}
 
 
 _DESTINATION_PREFIX = re.compile(r"^\s*(?:please\s+)?(?:(?:take|drive|bring) me\s+)?(?:(?:go|get|head)\s+)?(?:to\s+)?", re.I)
+# Korean puts the request after the place: "강남역으로 가 줘", "회사까지 안내해 주세요". A bare
+# particle is dropped only where no place name ends in it (으로, 까지), "로"/"에" only before a verb.
+_DESTINATION_SUFFIX = re.compile(
+    r"\s*(?:(?:으로|로|까지|에)\s*(?:좀\s*)?(?:가\s*줘|가\s*주세요|가\s*주실래요|가자|갈래|가고\s*싶어|가야\s*돼|"
+    r"안내해\s*줘|안내해\s*주세요|안내|데려다\s*줘|데려다\s*주세요)(?:요)?|으로|까지|(?:이요|요))$"
+)
 
 
 class ActionNavigate(Action):
@@ -136,6 +145,10 @@ class ActionCallContact(Action):
         return [SlotSet("contact", contact)]
 
 
+# Words asking for a warmer cabin (English and Korean); anything else cools it a little.
+_WARMER_WORDS = ("cold", "freezing", "warmer", "heat", "추워", "춥", "따뜻", "히터", "난방", "쌀쌀")
+
+
 class ActionSetClimate(Action):
     """Sets the cabin temperature (clamped to what the unit accepts) or nudges it warmer/cooler."""
 
@@ -147,14 +160,15 @@ class ActionSetClimate(Action):
     ) -> list[EventType]:
         requested = parse_temperature(entity_value(tracker, "temperature"))
         text = ((tracker.latest_message or {}).get("text") or "").lower()
+        phrases = phrases_for(tracker)
         if requested is not None:
             target = min(max(requested, MIN_TEMPERATURE_C), MAX_TEMPERATURE_C)
             climate: dict[str, object] = {"action": "set", "celsius": target}
-            shown = f"{target:g} degrees"
-        elif any(word in text for word in ("cold", "freezing", "warmer", "heat")):
-            climate, shown = {"action": "adjust", "delta_celsius": 2.0}, "two degrees warmer"
+            shown = phrases.degrees.format(value=target)
+        elif any(word in text for word in _WARMER_WORDS):
+            climate, shown = {"action": "adjust", "delta_celsius": 2.0}, phrases.warmer
         else:
             # "too hot", "cooler", "AC on" and anything unclear cool the cabin a little.
-            climate, shown = {"action": "adjust", "delta_celsius": -2.0}, "two degrees cooler"
+            climate, shown = {"action": "adjust", "delta_celsius": -2.0}, phrases.cooler
         utter_with_payload(dispatcher, "utter_climate_set", tracker, {"climate": climate}, setting=shown)
         return []

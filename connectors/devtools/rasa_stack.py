@@ -40,7 +40,8 @@ __all__ = ["BOTS", "REPO_ROOT", "RasaStack", "free_port", "log_tail", "port_in_u
 logger = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-BOTS = ("contact_center", "in_car")
+# The Korean bots load a tokenizer from bot/components/ (importable: PYTHONPATH is the repo root, _env).
+BOTS = ("contact_center", "in_car", "ko_contact_center", "ko_in_car")
 _TAIL_LINES = 40
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -24,6 +25,8 @@ def test_rasa_data_validate(bot: str) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "rasa", "data", "validate", "--config", "config.yml"],
         cwd=bot_dir,
+        # The Korean bots' tokenizer is bot/components/ (RasaStack puts the repo root on PYTHONPATH too).
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
         capture_output=True,
         text=True,
         timeout=300,

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tracker_fixtures import REPO_ROOT, load_domain
+from tracker_fixtures import BOTS, REPO_ROOT, load_domain
 
 TONES = ("standard", "calm", "warm", "upbeat")
 
@@ -28,7 +28,7 @@ def brief(variation: dict[str, Any]) -> bool | None:
     return None
 
 
-@pytest.mark.parametrize("bot", ["contact_center", "in_car"])
+@pytest.mark.parametrize("bot", BOTS)
 def test_every_response_has_each_tone_once(bot: str) -> None:
     domain = load_domain(bot)
     assert domain["slots"]["tone"]["values"] == list(TONES)
@@ -48,8 +48,9 @@ def test_every_response_has_each_tone_once(bot: str) -> None:
         assert len(set(texts)) == len(TONES), f"{name}: tones must actually read differently"
 
 
-def test_in_car_brief_mode_never_asks() -> None:
-    domain = load_domain("in_car")
+@pytest.mark.parametrize("bot", ["in_car", "ko_in_car"])
+def test_in_car_brief_mode_never_asks(bot: str) -> None:
+    domain = load_domain(bot)
     for name, variations in domain["responses"].items():
         for variation in variations:
             asks = "?" in variation["text"]
@@ -78,12 +79,12 @@ def _responses_uttered_by_actions() -> set[str]:
 
 
 def test_actions_only_utter_responses_a_domain_has() -> None:
-    known = set(load_domain("contact_center")["responses"]) | set(load_domain("in_car")["responses"])
+    known = set().union(*(load_domain(bot)["responses"] for bot in BOTS))
     missing = _responses_uttered_by_actions() - known
     assert not missing, f"actions utter responses no domain defines: {missing}"
 
 
-@pytest.mark.parametrize("bot", ["contact_center", "in_car"])
+@pytest.mark.parametrize("bot", BOTS)
 def test_domain_actions_exist_in_actions_package(bot: str) -> None:
     from rasa_sdk import Action
     from rasa_sdk.utils import all_subclasses

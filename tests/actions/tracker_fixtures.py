@@ -22,7 +22,7 @@ __all__ = [
 ]
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-BOTS = ("contact_center", "in_car")
+BOTS = ("contact_center", "in_car", "ko_contact_center", "ko_in_car")
 
 
 def load_domain(bot: str) -> dict[str, Any]:
