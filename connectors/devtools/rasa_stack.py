@@ -359,7 +359,7 @@ class RasaStack:
         command = [
             str(self.rasa_bin), "run",
             "--enable-api",
-            "--auth-token", self.api_token,
+            f"--auth-token={self.api_token}",  # "=": a token may start with "-" (argparse would take it for an option)
             "--model", str(model),
             "--interface", "127.0.0.1",
             "--port", str(self.rasa_port),
