@@ -78,12 +78,15 @@ def _entity_f1_text(f1: float | None) -> str:
     return "n/a (no entities)" if f1 is None else f"{f1:.3f}"
 
 
-def write_report(bot: str, chosen: RunSummary, others: list[RunSummary], folds: int, target: float) -> str:
-    """Writes the bot's nlu_cross_validation.md/.json; returns the one-line summary."""
+def write_report(bot: str, chosen: RunSummary, others: list[RunSummary], folds: int, target: float,
+                 bot_dir: Path | None = None) -> str:  # fmt: skip
+    """Writes the bot's nlu_cross_validation.md/.json (in ``bot/<bot>/`` unless ``bot_dir``); returns the
+    one-line summary."""
+    target_dir = bot_dir or BOT_DIR / bot
     report = chosen.intent_report
     weighted = chosen.intent_f1
     # Our own components (bot/components/) import by module path: the repo root must be on PYTHONPATH.
-    uses_ours = "bot.components." in (BOT_DIR / bot / chosen.config).read_text(encoding="utf-8")
+    uses_ours = "bot.components." in (target_dir / chosen.config).read_text(encoding="utf-8")
     env = "PYTHONPATH=../.. " if uses_ours else ""
     versus = "".join(f" --versus {run.config}=<out-{Path(run.config).stem}>" for run in others)
     target_arg = f" --target {target:.2f}" if target != TARGET_F1 else ""
@@ -127,7 +130,6 @@ def write_report(bot: str, chosen: RunSummary, others: list[RunSummary], folds: 
         data["entity_report"] = chosen.entity_report
     if others:
         data["comparison"] = {run.config: run.as_comparison() for run in [chosen, *others]}
-    target_dir = BOT_DIR / bot
     (target_dir / "nlu_cross_validation.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     (target_dir / "nlu_cross_validation.json").write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n",
                                                          encoding="utf-8")  # fmt: skip
