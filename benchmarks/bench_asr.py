@@ -84,6 +84,7 @@ KOREAN_SETTINGS: dict[str, dict[str, Any]] = {
     "whisper_ko_beam5": {"beam_size": 5},
     "whisper_ko_beam5_vad": {"beam_size": 5, "vad_filter": True},
     "whisper_ko_beam5_fp32": {"beam_size": 5, "compute_type": "float32"},
+    "whisper_ko_beam5_30s": {"beam_size": 5, "context": "30s"},
     "whisper_ko_profile": {},
 }
 KOREAN_PROFILE = "ko_contact_center"
