@@ -5,8 +5,9 @@ Run from the repo root with the toolkit venv (on a shared machine, niced)::
     nice -n 10 .venv/bin/python -m benchmarks.bench_tts      # writes benchmarks/results/bench_tts.json
 
 The replies are the contact-center bot's responses (``bot/contact_center/domain.yml``, every
-variant, each spoken in the tone it is written for; slots filled with fixed example values), taken
-evenly over the file (``--replies``). Each is synthesised by each engine, sent through the phone
+variant, each spoken in the tone it is written for; slots filled with fixed example values), every
+k-th of those that fill (k odd, so the four tone variants of a response rotate; with 96 fillable
+replies and ``--replies 40``, k = 1: the first ten responses in all four tones). Each is synthesised by each engine, sent through the phone
 line the gateway uses (24 / 22.05 kHz -> 8 kHz G.711 mu-law -> 16 kHz) and recognised by our Whisper
 recogniser (base, int8, beam 1, one worker, as the gateway runs it); WER as in ``bench_asr``.
 
@@ -101,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     policy = EmotuneConfig().tone_policy
     every = [(filled, tone) for text, tone in domain_replies(DOMAIN) if (filled := fill_slots(text))]
     step = max(1, len(every) // max(1, args.replies))
+    step -= 1 if step > 1 and step % 2 == 0 else 0  # odd: the four tone variants of a response rotate
     replies = every[::step][: args.replies]
 
     rss_before = _rss_mb()
@@ -151,7 +153,8 @@ def main(argv: list[str] | None = None) -> int:
                                  "sentences_synthesized": made if name == "kokoro" else None,
                                  "uncached_ms": round(wall * 1000, 1), "uncached_cpu_ms": round(cpu * 1000, 1),
                                  "cached_ms": round(cached_wall * 1000, 2),
-                                 "cached_cpu_ms": round(cached_cpu * 1000, 2)})  # fmt: skip
+                                 "cached_cpu_ms": round(cached_cpu * 1000, 2),
+                                 "rss_mb": _rss_mb(), "rss_peak_mb": _rss_mb("VmHWM")})  # fmt: skip
                     print(f"  {name:9s} {tone:8s} WER {e}/{w} {wall * 1000:7.0f} ms ({speech.duration_s:4.1f} s audio) "
                           f"cached {cached_wall * 1000:6.1f} ms | {heard}", flush=True)  # fmt: skip
                 audio = sum(r["audio_s"] for r in rows)
@@ -167,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
                     "audio_s_total": round(audio, 1),
                     "rows": rows,
                 }
+            report["memory_mb"]["rss_end"] = _rss_mb()
             report["memory_mb"]["rss_peak"] = _rss_mb("VmHWM")
             report["memory_mb"]["kokoro_added"] = round(report["memory_mb"]["rss_peak"] - rss_before, 1)
             report["kokoro"]["cache"] = {"hits": kokoro.cache.hits, "misses": kokoro.cache.misses,
