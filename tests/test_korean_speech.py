@@ -13,7 +13,7 @@ import contextlib
 import re
 import shutil
 import tomllib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -21,12 +21,12 @@ import pytest
 import yaml
 from pydantic import SecretStr
 from test_asr_tts import median_pitch_hz
-from test_call_flow import TOKEN, call_log, silence, stream
+from test_call_flow import TOKEN, call_log, running, silence, stream
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from connectors.devtools.emotune_ws_client import BotReply, EmotuneWsClient, Ready
-from connectors.devtools.rasa_stack import BOTS, free_port
+from connectors.devtools.rasa_stack import BOTS
 from connectors.gateway import Gateway
 from connectors.speech.asr import WhisperRecognizer, whisper_language
 from connectors.speech.asr_scoring import char_error_rate, read_numerals_korean, sino_korean
@@ -163,18 +163,13 @@ def test_korean_numerals_read_like_the_transcripts() -> None:
 
 
 # ---- the gateway on the Korean profile ------------------------------------------------------------
-@contextlib.asynccontextmanager
-async def running(config: EmotuneConfig, tmp_path: Path) -> AsyncIterator[Gateway]:
+def on_test_line(config: EmotuneConfig) -> EmotuneConfig:
+    """The caller's token, the words kept in the call log, and no hand-off for Rasa being absent."""
     config.gateway.auth_token = SecretStr(TOKEN)
     config.gateway.log_level = "DEBUG"  # the call log keeps the words (redacted otherwise)
     config.rasa.timeout_s = 1.0
     config.rasa.handoff_after_fallbacks = 0
-    gateway = Gateway(config, log_dir=tmp_path, rasa_url=f"http://127.0.0.1:{free_port()}")
-    await gateway.start(port=0)
-    try:
-        yield gateway
-    finally:
-        await gateway.stop()
+    return config
 
 
 async def open_call(gateway: Gateway, call_id: str) -> tuple[ClientConnection, EmotuneWsClient]:
@@ -216,7 +211,7 @@ async def test_an_english_caller_on_the_korean_line_is_answered_in_korean(tmp_pa
     config.asr.workers = 1
     english = load_sample_call(SAMPLE_AUDIO).turns[1]
     korean = load_sample_call(KOREAN_SAMPLE_AUDIO).turns[0]
-    async with running(config, tmp_path) as gateway:
+    async with running(on_test_line(config), tmp_path) as gateway:
         ws, client = await open_call(gateway, "ko-english-caller")
         speaking = asyncio.create_task(say(ws, client, english.audio, then_silence_s=25.0))
         reply, audio_bytes = await next_reply(ws, client, timeout_s=25.0)
@@ -271,7 +266,7 @@ async def test_a_plugin_voice_selected_by_the_profile_speaks_for_the_gateway(
     monkeypatch.setenv("EMOTUNE_PROFILE", "ko_contact_center")
     config = load_config(path)
     assert config.tts.engine == "acme-korean"
-    async with running(config, tmp_path) as gateway:
+    async with running(on_test_line(config), tmp_path) as gateway:
         assert gateway.services.synthesizer.name == "acme-korean"
         ws, client = await open_call(gateway, "ko-plugin-voice")
         speaking = asyncio.create_task(say(ws, client, silence(1.0), then_silence_s=10.0))
