@@ -74,8 +74,12 @@ def _per_class_rows(report: dict[str, Any]) -> list[str]:
             for name, row in sorted(rows.items(), key=lambda kv: kv[1]["f1-score"])]  # fmt: skip
 
 
-def _entity_f1_text(f1: float | None) -> str:
-    return "n/a (no entities)" if f1 is None else f"{f1:.3f}"
+def _entity_f1_text(f1: float | None, bot_has_entities: bool) -> str:
+    if f1 is not None:
+        return f"{f1:.3f}"
+    # A run of a bot with entities without an entity report: Rasa dropped every annotation (e.g. not
+    # aligned with that pipeline's tokens), so nothing was learned or evaluated.
+    return "none learned (no entity report)" if bot_has_entities else "n/a (no entities)"
 
 
 def write_report(bot: str, chosen: RunSummary, others: list[RunSummary], folds: int, target: float,
@@ -112,11 +116,12 @@ def write_report(bot: str, chosen: RunSummary, others: list[RunSummary], folds: 
             "| config | intent F1 (weighted) | intent F1 (macro) | accuracy | entity F1 (weighted) | errors |",
             "|---|---|---|---|---|---|",
         ]
+        has_entities = any(run.entity_report is not None for run in [chosen, *others])
         for run in [chosen, *others]:
             row = run.as_comparison()
             mark = " (chosen)" if run is chosen else ""
             lines.append(f"| `{run.config}`{mark} | {row['intent_f1_weighted']:.3f} | {row['intent_f1_macro']:.3f} | "
-                         f"{row['intent_accuracy']:.3f} | {_entity_f1_text(run.entity_f1)} | {row['errors']} |")  # fmt: skip
+                         f"{row['intent_accuracy']:.3f} | {_entity_f1_text(run.entity_f1, has_entities)} | {row['errors']} |")  # fmt: skip
     lines += ["", "| intent | precision | recall | F1 | examples |", "|---|---|---|---|---|"]
     lines += _per_class_rows(report)
     if chosen.entity_report is not None:
