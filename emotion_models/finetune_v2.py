@@ -133,6 +133,7 @@ def run(
         "before": _mean(folds, "before") if folds else None,
         "after": _mean(folds, "after") if folds else None,
         "speaker_independent_validation": bool(folds),
+        "adaptation": str((sidecar.get("adaptation") or {}).get("mode", "none")),
         "wall_seconds": round(time.monotonic() - started, 1),
     }
     (output / "finetune_report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
@@ -150,10 +151,14 @@ def _card(base_dir: Path, output: Path, manifest_csv: str | Path, report: dict[s
         "",
         "## What it saw",
         f"Everything the base model saw (see its MODEL_CARD.md) plus `{manifest_csv}`: {json.dumps(report['data']['per_class'])}.",
-        "The head inherits the terms of both: non-commercial unless every source allows more.",
+        "The head inherits the terms of both: non-commercial unless every source allows more (the",
+        "fine-tuning data's licence is its provider's: state it here before shipping the model).",
         "",
         "## Speakers it never heard (leave one speaker out; `finetune_report.json`)",
     ]
+    if report.get("adaptation", "none") == "none":
+        lines += ["", "With per-call adaptation `none` a window's label does not depend on the rest of the call, so "
+                  "the mixed- and single-emotion rows are equal by construction."]
     if report.get("after"):
         lines += ["", "| cell | UA before | UA after | angry recall before | after | ECE after |", "| --- | --- | --- | --- | --- | --- |"]
         for cell in CELLS:
