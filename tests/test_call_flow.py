@@ -19,6 +19,7 @@ from pydantic import SecretStr
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from connectors.devtools.caller import voiced_span
 from connectors.devtools.emotune_ws_client import BotReply, ClearAudio, EmotuneWsClient, Handoff, Ready
 from connectors.devtools.rasa_stack import free_port
 from connectors.devtools.twilio_client import TwilioStreamClient
@@ -89,11 +90,9 @@ async def stream(ws: ClientConnection, client: EmotuneWsClient, audio: np.ndarra
 
 
 def voiced_part(audio: np.ndarray) -> np.ndarray:
-    """``audio`` (16 kHz) from its first to its last 20-ms frame within 25 dB of its loudest."""
-    frames = audio[: audio.shape[0] // 320 * 320].reshape(-1, 320)
-    level = 10 * np.log10(np.mean(frames.astype(np.float64) ** 2, axis=1) + 1e-12)
-    voiced = np.flatnonzero(level > level.max() - 25.0)
-    return audio[voiced[0] * 320 : (voiced[-1] + 1) * 320]
+    """``audio`` (16 kHz) without its leading and trailing room noise."""
+    start_s, end_s = voiced_span(audio, 16000)
+    return audio[int(start_s * 16000) : int(end_s * 16000)]
 
 
 def silence(seconds: float) -> np.ndarray:

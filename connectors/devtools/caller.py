@@ -28,7 +28,7 @@ from emotion_runtime.audio import encode as encode_audio
 from emotion_runtime.audio import resample
 from emotune.errors import AudioError, ProtocolError
 
-__all__ = ["CallerTurn", "CallerResult", "TwilioCaller", "TWILIO_RATE"]
+__all__ = ["CallerTurn", "CallerResult", "TwilioCaller", "TWILIO_RATE", "voiced_span"]
 
 TWILIO_RATE = 8000
 _FRAME_MS = 20
@@ -50,15 +50,20 @@ class CallerTurn:
         return encode_audio(resample(self.audio, self.sample_rate, TWILIO_RATE), "mulaw")
 
     def speech_end_s(self) -> float:
-        """Where the speech ends inside the clip: the end of its last 20-ms frame within 25 dB of the
-        loudest (recorded clips carry trailing room noise, which is not speech)."""
-        frame = self.sample_rate * _FRAME_MS // 1000
-        frames = self.audio[: self.audio.shape[0] // frame * frame].reshape(-1, frame).astype(np.float64)
-        if not frames.size:
-            return self.audio.shape[0] / self.sample_rate
-        level = 10 * np.log10(np.mean(frames**2, axis=1) + 1e-12)
-        last = int(np.flatnonzero(level > level.max() - 25.0)[-1])
-        return (last + 1) * frame / self.sample_rate
+        """Where the speech ends inside the clip (see :func:`voiced_span`)."""
+        return voiced_span(self.audio, self.sample_rate)[1]
+
+
+def voiced_span(audio: np.ndarray, sample_rate: int) -> tuple[float, float]:
+    """(start, end) in seconds of the clip's speech: its first to last 20-ms frame within 25 dB of the
+    loudest (recorded clips carry leading and trailing room noise, which is not speech)."""
+    frame = sample_rate * _FRAME_MS // 1000
+    frames = audio[: audio.shape[0] // frame * frame].reshape(-1, frame).astype(np.float64)
+    if not frames.size:
+        return 0.0, audio.shape[0] / sample_rate
+    level = 10 * np.log10(np.mean(frames**2, axis=1) + 1e-12)
+    voiced = np.flatnonzero(level > level.max() - 25.0)
+    return int(voiced[0]) * frame / sample_rate, (int(voiced[-1]) + 1) * frame / sample_rate
 
 
 @dataclass

@@ -67,9 +67,7 @@ def start_whisper(
         if len(allowed) < 2:
             return language
         _top, _probability, ranked = model.detect_language(audio)
-        scores = dict(ranked)
-        # Ties go to the line's own language (max keeps the first of equal scores).
-        return max(allowed, key=lambda code: scores.get(code, 0.0))
+        return most_probable(allowed, dict(ranked))
 
     if context == "turn":
         _decode = _turn_context_decoder(model, allowed or (language,), beam_size, max_new_tokens,
@@ -112,6 +110,7 @@ def _turn_context_decoder(
 
     sample_rate = model.feature_extractor.sampling_rate
     margin = np.zeros(int(margin_s * sample_rate), dtype=np.float32)
+    tokenizers: dict[str | None, Any] = {}
 
     def run(pcm16: bytes) -> tuple[str, str | None]:
         audio = np.frombuffer(pcm16, dtype=np.int16).astype(np.float32) / 32768.0
@@ -121,11 +120,12 @@ def _turn_context_decoder(
                                      to_cpu=False)
         language = languages[0]
         if len(languages) > 1 or language is None:
-            scores = dict(model.model.detect_language(encoded)[0])
-            candidates = languages if language is not None else tuple(k[2:-2] for k in scores)
-            # Ties go to the line's own language (max keeps the first of equal scores).
-            language = max(candidates, key=lambda code: scores.get(f"<|{code}|>", 0.0))
-        tokenizer = Tokenizer(model.hf_tokenizer, True, task="transcribe", language=language)
+            scores = {token[2:-2]: p for token, p in model.model.detect_language(encoded)[0]}  # "<|ko|>"
+            language = most_probable(languages if language is not None else tuple(scores), scores)
+        tokenizer = tokenizers.get(language)
+        if tokenizer is None:
+            tokenizer = tokenizers[language] = Tokenizer(model.hf_tokenizer, True, task="transcribe",
+                                                         language=language)
         prompt = [*tokenizer.sot_sequence, tokenizer.no_timestamps]
         budget = min(max_new_tokens, int(audio.shape[0] / sample_rate * _TOKENS_PER_SECOND) + 8)
         result = model.model.generate(
@@ -158,6 +158,11 @@ def drop_repeats(text: str) -> str:
             continue
         kept.append(sentence)
     return " ".join(kept)
+
+
+def most_probable(allowed: tuple[str | None, ...], probabilities: dict[str, float]) -> str | None:
+    """The allowed language Whisper finds most probable; ties go to the line's own (the first)."""
+    return max(allowed, key=lambda code: probabilities.get(code or "", 0.0))
 
 
 def _letters(text: str) -> str:
