@@ -39,7 +39,14 @@ from emotion_models.corpora import CLASSES
 from emotion_models.encoder_cache import WindowSet, load_window_set
 from emotion_models.evaluate import metrics
 from emotion_models.head import EmotionHead, HeadConfig
-from emotion_runtime.adaptation import AdaptationSpec, causal_offsets, speaker_share_weights
+from emotion_runtime.adaptation import (
+    ADAPTATION_MODES,
+    AdaptationSpec,
+    CallAdaptation,
+    causal_offsets,
+    gated_offsets,
+    speaker_share_weights,
+)
 from emotune.errors import ConfigError, DataError
 from emotune.escalation import StreakRule
 
@@ -107,10 +114,35 @@ def call_orders(meta: WindowSet, indices: np.ndarray, condition: str, seed: int 
     return calls
 
 
-def offsets_for(spec: AdaptationSpec, pooled: np.ndarray, calls: Sequence[np.ndarray]) -> np.ndarray:
+def offsets_for(spec: AdaptationSpec, pooled: np.ndarray, calls: Sequence[np.ndarray], labels: np.ndarray) -> np.ndarray:
+    """Training offsets of every window of ``calls``; a gated spec is gated by the labels."""
     out = np.zeros(pooled.shape, dtype=np.float16)
     for call in calls:
-        out[call] = causal_offsets(spec, pooled[call]).astype(np.float16)
+        if spec.gated:
+            out[call] = gated_offsets(spec, pooled[call], labels[call] == spec.neutral_index).astype(np.float16)
+        else:
+            out[call] = causal_offsets(spec, pooled[call]).astype(np.float16)
+    return out
+
+
+def scored_offsets(
+    head: EmotionHead, spec: AdaptationSpec, states: np.ndarray, pooled: np.ndarray, calls: Sequence[np.ndarray],
+    temperature: float = 1.0,
+) -> np.ndarray:
+    """Offsets as the runtime computes them: a gated spec is gated by the head's own scores, window by
+    window (one :class:`CallAdaptation` per call, all calls advanced together one window at a time)."""
+    if not spec.gated:
+        return offsets_for(spec, pooled, calls, np.zeros(len(pooled), dtype=int))
+    out = np.zeros(pooled.shape, dtype=np.float16)
+    adaptations = [CallAdaptation(spec) for _ in calls]
+    for step in range(max((len(c) for c in calls), default=0)):
+        live = [i for i, call in enumerate(calls) if step < len(call)]
+        rows = np.asarray([calls[i][step] for i in live])
+        offsets = np.stack([adaptations[i].update(pooled[r]) for i, r in zip(live, rows, strict=True)])
+        probs, _ = predict(head, states[rows], offsets, temperature)
+        for i, p in zip(live, probs, strict=True):
+            adaptations[i].heard(p)
+        out[rows] = offsets.astype(np.float16)
     return out
 
 
@@ -124,8 +156,13 @@ def fit_adaptation(mode: str, prior_windows: float, pooled: np.ndarray, meta: Wi
     elif mode == "speaker_share":
         labelled = meta.label >= 0
         weights = speaker_share_weights(pooled[labelled], meta.speaker[labelled], meta.label[labelled])
+    elif mode == "neutral_baseline":
+        neutral = CLASSES.index("neutral")
+        neutral_mean = pooled[meta.label == neutral].mean(axis=0).astype(np.float32)
+        ones = np.ones_like(global_mean)
+        return AdaptationSpec(mode, float(prior_windows), global_mean, ones, neutral_mean, neutral_index=neutral)
     else:
-        raise ConfigError("adaptation", [f"mode {mode!r} is not one of none, call_mean, speaker_share"])
+        raise ConfigError("adaptation", [f"mode {mode!r} is not one of {', '.join(ADAPTATION_MODES)}"])
     return AdaptationSpec(mode, float(prior_windows), global_mean, weights)
 
 
@@ -323,7 +360,7 @@ def evaluate(
         ws = data.windows[channel]
         pooled = ws.pooled
         for condition in CONDITIONS:
-            offsets = offsets_for(spec, pooled, call_orders(meta, rows, condition))
+            offsets = scored_offsets(head, spec, ws.states, pooled, call_orders(meta, rows, condition), temperature)
             probs, _ = predict(head, ws.states[rows], offsets[rows], temperature)
             entry = metrics(meta.label[rows].tolist(), probs.argmax(axis=1).tolist(), CLASSES)
             entry["ece"] = round(expected_calibration_error(probs, meta.label[rows]), 4)
@@ -361,7 +398,9 @@ def run(
     else:
         spec = base[1]
     offsets = {
-        (channel, condition): offsets_for(spec, pooled[channel], call_orders(meta, train_rows, condition, hparams["seed"]))
+        (channel, condition): offsets_for(
+            spec, pooled[channel], call_orders(meta, train_rows, condition, hparams["seed"]), meta.label
+        )
         for channel in CHANNELS
         for condition in CONDITIONS
     }
@@ -403,7 +442,10 @@ def run(
     if len(labelled_dev):
         # Temperature on the development windows (both channels and conditions), never the test set.
         dev_probs, dev_labels = [], []
-        for (channel, _), offset in offsets.items():
+        for (channel, condition), offset in offsets.items():
+            if spec.gated:  # scored as at run time, not gated by the labels
+                calls = call_orders(meta, labelled_dev, condition, hparams["seed"])
+                offset = scored_offsets(head, spec, data.windows[channel].states, pooled[channel], calls)
             probs, _ = predict(head, data.windows[channel].states[labelled_dev], offset[labelled_dev])
             dev_probs.append(probs)
             dev_labels.append(meta.label[labelled_dev])

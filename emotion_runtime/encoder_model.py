@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from emotion_runtime.adaptation import AdaptationSpec, CallAdaptation
+from emotion_runtime.adaptation import NEUTRAL_GATE, AdaptationSpec, CallAdaptation
 from emotion_runtime.encoder import EncoderSession, StreamingEncoderRows, encoder_mel, pool_states
 from emotion_runtime.files import open_session, sha256_of
 from emotion_runtime.model import V2_FORMAT, EmotionModel, Prediction
@@ -126,6 +126,7 @@ class EncoderHeadModel(EmotionModel):
             scaled = logits[0] / self.temperature
             shifted = np.exp(scaled - scaled.max())
             probabilities.append(shifted / shifted.sum())
+            call.heard(probabilities[-1])
             arousal.append(float(np.asarray(level).reshape(-1)[0]))
         probs = np.stack(probabilities).astype(np.float32)
         return Prediction(probs, np.asarray(arousal, dtype=np.float32), probs @ self._valence)
@@ -136,9 +137,11 @@ def load_adaptation(folder: Path, sidecar: dict[str, Any]) -> AdaptationSpec:
     try:
         info = sidecar["adaptation"]
         with np.load(folder / sidecar["files"]["adaptation"]["path"], allow_pickle=False) as stats:
+            neutral = stats["neutral_mean"].astype(np.float32) if "neutral_mean" in stats else None
             return AdaptationSpec(
                 str(info["mode"]), float(info["prior_windows"]),
-                stats["global_mean"].astype(np.float32), stats["weights"].astype(np.float32),
+                stats["global_mean"].astype(np.float32), stats["weights"].astype(np.float32), neutral,
+                float(info.get("gate", NEUTRAL_GATE)), int(info.get("neutral_index", 0)),
             )  # fmt: skip
     except (KeyError, OSError, ValueError) as exc:
         raise SidecarError(f"cannot read the adaptation statistics of {folder}: {exc}") from exc

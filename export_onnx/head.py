@@ -104,7 +104,10 @@ def write_v2_model(
         raise ModelExportError(f"unknown encoder {encoder!r}; known: {', '.join(ENCODERS)}")
     dest.mkdir(parents=True, exist_ok=True)
     parity = export_head(head, dest / "head.onnx", example_states)
-    np.savez(dest / "adaptation.npz", global_mean=spec.global_mean, weights=spec.weights)
+    arrays = {"global_mean": spec.global_mean, "weights": spec.weights}
+    if spec.neutral_mean is not None:
+        arrays["neutral_mean"] = spec.neutral_mean
+    np.savez(dest / "adaptation.npz", allow_pickle=False, **arrays)
     enc = ENCODERS[encoder]
     sidecar = {
         "format": SIDECAR_FORMAT,

@@ -9,7 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from emotion_runtime.adaptation import AdaptationSpec, CallAdaptation, causal_offsets, speaker_share_weights
+from emotion_runtime.adaptation import (
+    AdaptationSpec,
+    CallAdaptation,
+    causal_offsets,
+    gated_offsets,
+    speaker_share_weights,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -40,6 +46,46 @@ def test_modes_mean_what_they_say() -> None:
     np.testing.assert_allclose(causal_offsets(none, means), np.broadcast_to(none.global_mean, means.shape), atol=1e-6)
     # With no prior, the full mode's last offset is the call's own mean.
     np.testing.assert_allclose(causal_offsets(full, means)[-1], means.mean(axis=0), atol=1e-4)
+
+
+def _neutral_spec(prior: float = 2.0) -> AdaptationSpec:
+    rng = np.random.default_rng(4)
+    shape = (3, 8)
+    return AdaptationSpec(
+        "neutral_baseline", prior, rng.standard_normal(shape).astype(np.float32), np.ones(shape, np.float32),
+        rng.standard_normal(shape).astype(np.float32), gate=0.5, neutral_index=0,
+    )  # fmt: skip
+
+
+def test_neutral_baseline_streaming_equals_batch_and_learns_only_from_neutral_windows() -> None:
+    spec = _neutral_spec()
+    rng = np.random.default_rng(5)
+    means = rng.standard_normal((30, 3, 8)).astype(np.float32) * 2
+    p_neutral = rng.uniform(0, 1, 30)
+    call = CallAdaptation(spec)
+    streamed = []
+    for m, p in zip(means, p_neutral, strict=True):
+        streamed.append(call.update(m))
+        call.heard(np.asarray([p, 1 - p]))
+    np.testing.assert_allclose(np.stack(streamed), gated_offsets(spec, means, p_neutral >= 0.5), atol=1e-5)
+    assert call.windows == int((p_neutral >= 0.5).sum())
+    # A caller who never sounds neutral (an angry call) is judged exactly as with no adaptation.
+    angry = gated_offsets(spec, means, np.zeros(30, dtype=bool))
+    np.testing.assert_allclose(angry, np.broadcast_to(spec.global_mean, means.shape), atol=1e-6)
+    # A caller whose neutral voice is the corpora's neutral voice is not moved either.
+    same = gated_offsets(spec, np.broadcast_to(spec.neutral_mean, means.shape).copy(), np.ones(30, dtype=bool))
+    np.testing.assert_allclose(same, np.broadcast_to(spec.global_mean, means.shape), atol=1e-5)
+    # The first window cannot gate itself.
+    np.testing.assert_allclose(gated_offsets(spec, means[:1], np.ones(1, dtype=bool))[0], spec.global_mean, atol=1e-6)
+    with pytest.raises(ValueError, match="gated_offsets"):
+        causal_offsets(spec, means)
+
+
+def test_neutral_baseline_without_its_statistics_is_refused() -> None:
+    with pytest.raises(ValueError, match="neutral_mean"):
+        AdaptationSpec("neutral_baseline", 2.0, np.zeros((3, 8), np.float32), np.ones((3, 8), np.float32))
+    with pytest.raises(ValueError, match="not one of"):
+        AdaptationSpec("speaker_mean", 2.0, np.zeros((3, 8), np.float32), np.ones((3, 8), np.float32))
 
 
 def test_window_statistics_of_the_wrong_shape_are_refused() -> None:
@@ -114,6 +160,42 @@ def test_v2_folder_streams_events_and_adapts_per_call(v2_model: Path) -> None:
         hub.feed(other, audio[start : start + 640])
         hub_events.extend(event for _, event in hub.flush())
     assert [e.probabilities for e in hub_events] == [e.probabilities for e in events]
+
+
+@needs_encoder
+def test_neutral_baseline_folder_loads_and_gates_the_call_by_its_own_scores(tmp_path: Path) -> None:
+    """A window joins the call's statistics exactly when its neutral score passes the gate, and the
+    statistics then move later windows' scores (never the first: a window cannot gate itself)."""
+    import torch
+
+    from emotion_models.head import EmotionHead, HeadConfig
+    from emotion_runtime import EmotionModel, EmotionStream
+    from emotion_runtime.audio import pcm16_encode
+    from export_onnx.head import write_v2_model
+
+    torch.manual_seed(0)
+    head = EmotionHead(HeadConfig(layers=5, dim=384, hidden=16, attention=8), np.ones((5, 384), np.float32))
+    shape = (5, 384)
+    neutral_mean = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    audio = pcm16_encode(_speech_like(6.0))
+    runs = {}
+    for gate in (0.0, 1.0):  # every window passes / none does
+        spec = AdaptationSpec("neutral_baseline", 2.0, np.zeros(shape, np.float32), np.ones(shape, np.float32),
+                              neutral_mean, gate=gate, neutral_index=0)  # fmt: skip
+        folder = tmp_path / f"gate{gate}"
+        write_v2_model(folder, head, spec, encoder="smart-turn-v3.2", temperature=1.0, pool=10,
+                       labels=["neutral", "happy", "sad", "angry"], trained_on=["test"])  # fmt: skip
+        model = EmotionModel.load(folder)
+        loaded = model.adaptation  # type: ignore[attr-defined]
+        assert loaded.gated and loaded.gate == gate and np.array_equal(loaded.neutral_mean, neutral_mean)
+        stream = EmotionStream(model, encoding="pcm16", sample_rate=16000)
+        events = [e for start in range(0, len(audio), 640) for e in stream.push(audio[start : start + 640])]
+        runs[gate] = (events, stream.call_state.windows)
+    (gated, n_gated), (ungated, n_ungated) = runs[0.0], runs[1.0]
+    assert len(gated) == len(ungated) == 5
+    assert (n_gated, n_ungated) == (5, 0)
+    assert gated[0].probabilities == pytest.approx(ungated[0].probabilities, abs=1e-6)
+    assert gated[-1].probabilities != pytest.approx(ungated[-1].probabilities, abs=1e-4)
 
 
 @needs_encoder
