@@ -535,7 +535,29 @@ class TurnTakingConfig(_Section):
         description="silero in the gateway: frames that waited longer (overload) are dropped and counted "
         "(emotune_errors_total{kind=\"vad_frames_dropped\"}).",
     )
-    end_silence_s: float = Field(0.6, gt=0.0, le=5.0, description="Silence that ends a turn.")
+    end_silence_s: float = Field(
+        0.6, gt=0.0, le=5.0,
+        description="Silence that ends a turn (end_of_turn: silence; with smart_turn, the fallback when the "
+        "model has no answer in time).",
+    )
+    end_of_turn: Literal["smart_turn", "silence"] = Field(
+        "silence",
+        description="smart_turn: after short_silence_s of silence the smart-turn v3.2 model (ONNX, "
+        "models/encoders/smart-turn-v3.2, checked by sha256) says whether the turn is finished: yes ends it "
+        "at once, no waits up to long_silence_s; silence: end_silence_s of silence ends every turn.",
+    )
+    end_of_turn_threshold: float = Field(
+        0.5, gt=0.0, lt=1.0, description="smart_turn: probability of a finished turn at which it ends."
+    )
+    short_silence_s: float = Field(
+        0.2, gt=0.0, le=2.0, description="smart_turn: silence after speech before the model is asked (once per pause)."
+    )
+    long_silence_s: float = Field(
+        2.0, gt=0.0, le=10.0, description="smart_turn: silence that ends a turn the model called unfinished."
+    )
+    end_of_turn_batch: int = Field(
+        8, ge=1, le=64, description="smart_turn in the gateway: most turns scored per model run (bounded work)."
+    )
     min_speech_s: float = Field(0.25, ge=0.0, description="Shorter bursts (a click, a cough) are not turns.")
     max_turn_s: float = Field(20.0, gt=1.0, description="A turn is cut here, even if the caller goes on.")
     preroll_s: float = Field(0.3, ge=0.0, le=2.0, description="Audio kept from before speech started.")
@@ -590,6 +612,8 @@ class TurnTakingConfig(_Section):
             raise ValueError("silence_threshold must be below speech_threshold")
         if self.end_silence_s >= self.max_turn_s:
             raise ValueError("end_silence_s must be below max_turn_s")
+        if not self.short_silence_s <= self.end_silence_s <= self.long_silence_s < self.max_turn_s:
+            raise ValueError("need short_silence_s <= end_silence_s <= long_silence_s < max_turn_s")
         bad = [d for d in self.dtmf if d not in "0123456789*#ABCD" or len(d) != 1]
         if bad:
             raise ValueError(f"dtmf keys must be single keypad digits, got {bad}")

@@ -16,6 +16,9 @@ Two classifiers:
   ``-70 dBFS`` (digital silence) skip the network.
 * :class:`EnergyVad` (``vad: energy``): frame energy in dBFS, no model (the runtime's
   :func:`emotion_runtime.audio.energy_db`).
+
+Whether a pause ends the turn is its own stage, :mod:`connectors.gateway.end_of_turn`
+(``turn_taking.end_of_turn``: the fixed silence, or the smart-turn model asked after a short pause).
 """
 
 from __future__ import annotations
@@ -28,11 +31,13 @@ from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
+from connectors.gateway.end_of_turn import Decision, EndOfTurnRequest, EndOfTurnRule
 from emotion_runtime import weights
 from emotion_runtime.audio import StreamingResampler, energy_db
 from emotune.errors import AudioError, ModelFileError, NotBuiltError
 
 if TYPE_CHECKING:
+    from emotion_runtime.end_of_turn import SmartTurnModel
     from emotune.config import EmotuneConfig
 
 __all__ = ["FRAME_S", "SAMPLE_RATE", "EnergyVad", "FrameVad", "SegmentEvent", "SileroVad", "TurnSegmenter", "score_silero"]
@@ -163,7 +168,8 @@ class SegmentEvent:
 
 
 class TurnSegmenter:
-    """End-pointing: a turn ends after ``end_silence_s`` without speech frames.
+    """End-pointing: a turn ends when its end-of-turn rule says so (default: ``end_silence_s``
+    without speech frames; with ``end_of_turn: smart_turn`` the model's verdict after a short pause).
 
     A turn starts on a frame scoring at least the VAD's ``start_level`` and keeps counting frames
     down to its ``hold_level`` as speech (soft word endings do not end it). Soft word onsets fall
@@ -171,6 +177,11 @@ class TurnSegmenter:
     frame for the recogniser. ``onset`` fires once per turn after ``min_onset_s`` of speech
     frames; a turn with less than ``min_speech_s`` of speech (a click, a cough) is dropped; a turn
     is cut at ``max_turn_s``. Times are seconds of this stream since its start.
+
+    With a model rule, the silent frame that reaches ``short_silence_s`` leaves an
+    :class:`EndOfTurnRequest` (the turn's audio so far). :meth:`push` answers it at once with
+    ``end_of_turn_model``; the gateway's VAD hub takes it (:meth:`take_end_of_turn_request`), scores
+    it off the event loop and hands the answer back with :meth:`end_of_turn_answer`.
     """
 
     def __init__(
@@ -184,9 +195,17 @@ class TurnSegmenter:
         hold_db: float = 10.0,
         sample_rate: int = SAMPLE_RATE,
         vad: FrameVad | None = None,
+        rule: EndOfTurnRule | None = None,
+        end_of_turn_model: SmartTurnModel | None = None,
     ) -> None:
         if end_silence_s <= 0 or max_turn_s <= end_silence_s:
             raise ValueError("need 0 < end_silence_s < max_turn_s")
+        self.rule = rule or EndOfTurnRule(
+            end_silence_s=end_silence_s, short_silence_s=min(0.2, end_silence_s), long_silence_s=end_silence_s
+        )
+        if self.rule.uses_model and end_of_turn_model is None:
+            raise ValueError("end_of_turn smart_turn needs the model")
+        self.end_of_turn_model = end_of_turn_model
         self.input_rate = sample_rate
         self.vad: FrameVad = vad or EnergyVad(sample_rate, threshold_db, hold_db)
         self.sample_rate = self.vad.sample_rate  # the rate of the turns' audio
@@ -195,7 +214,6 @@ class TurnSegmenter:
         )
         self._frame = self.vad.frame_samples
         self.frame_s = self._frame / self.sample_rate
-        self._end_frames = max(1, round(end_silence_s / self.frame_s))
         self._min_speech_frames = round(min_speech_s / self.frame_s)
         self._onset_frames = max(1, round(min_onset_s / self.frame_s))
         self._max_frames = round(max_turn_s / self.frame_s)
@@ -205,11 +223,17 @@ class TurnSegmenter:
         self._in_turn = False
         self._voiced = 0
         self._silent_run = 0
+        self._advanced = 0
         self._onset_sent = False
         self._turn_start_frame = 0
         self.frames_seen = 0
         # Speech flag of each recent frame (a minute): what share of an emotion window was speech.
         self._speech = deque[bool](maxlen=round(60.0 / self.frame_s))
+        # This pause's end-of-turn state (a pause: silent frames after speech inside a turn).
+        self._pause = 0
+        self._asked = False
+        self._probability: float | None = None
+        self._request: EndOfTurnRequest | None = None
 
     @classmethod
     def from_config(cls, config: EmotuneConfig, sample_rate: int) -> TurnSegmenter:
@@ -221,9 +245,19 @@ class TurnSegmenter:
             vad = SileroVad(vad_rate, tt.speech_threshold, tt.silence_threshold)
         else:
             vad = EnergyVad(sample_rate, config.streaming.vad_threshold_db)
+        rule = EndOfTurnRule.from_config(tt)
+        model = None
+        if rule.uses_model:
+            from emotion_runtime.end_of_turn import SmartTurnModel
+
+            try:
+                model = SmartTurnModel.load()
+            except ModelFileError as exc:
+                raise NotBuiltError(f"turn_taking.end_of_turn smart_turn: {exc} (run `make weights`)") from exc
         return cls(
             end_silence_s=tt.end_silence_s, min_speech_s=tt.min_speech_s, min_onset_s=tt.barge_in_min_speech_s,
             max_turn_s=tt.max_turn_s, preroll_s=tt.preroll_s, sample_rate=sample_rate, vad=vad,
+            rule=rule, end_of_turn_model=model,
         )
 
     @property
@@ -239,7 +273,22 @@ class TurnSegmenter:
     def push(self, samples: np.ndarray) -> list[SegmentEvent]:
         """Feed float samples at the input rate; returns onsets and finished turns."""
         frames = self.take_frames(samples)
-        return self.advance(frames, self.vad.levels(frames)) if frames.shape[0] else []
+        if not frames.shape[0]:
+            return []
+        levels = self.vad.levels(frames)
+        if self.end_of_turn_model is None:
+            return self.advance(frames, levels)
+        # Answered inline, before the next frame: the answer counts from the frame that asked.
+        events: list[SegmentEvent] = []
+        start = 0
+        while start < frames.shape[0]:
+            events += self.advance(frames[start:], levels[start:], stop_on_request=True)
+            start += self._advanced
+            request = self.take_end_of_turn_request()
+            if request is not None:
+                probability = self.end_of_turn_model.probability(request.audio, request.sample_rate)
+                events += self.end_of_turn_answer(request.pause, probability)
+        return events
 
     def take_frames(self, samples: np.ndarray) -> np.ndarray:
         """Float samples at the input rate -> the whole VAD frames they complete, [n, frame_samples]."""
@@ -251,11 +300,15 @@ class TurnSegmenter:
         self._pending = buf[n_frames * self._frame :]
         return buf[: n_frames * self._frame].reshape(n_frames, self._frame)
 
-    def advance(self, frames: np.ndarray, scores: np.ndarray) -> list[SegmentEvent]:
-        """The state machine over frames from :meth:`take_frames` and their VAD scores, in order."""
+    def advance(self, frames: np.ndarray, scores: np.ndarray, stop_on_request: bool = False) -> list[SegmentEvent]:
+        """The state machine over frames from :meth:`take_frames` and their VAD scores, in order.
+        ``stop_on_request``: return right after the frame that asks the end-of-turn model
+        (``self._advanced`` says how many frames were taken)."""
         events: list[SegmentEvent] = []
         start_level, hold_level = self.vad.start_level, self.vad.hold_level
+        self._advanced = 0
         for i, level in enumerate(np.asarray(scores).tolist()):
+            self._advanced = i + 1
             frame = frames[i]
             self.frames_seen += 1
             self._speech.append(level >= start_level)
@@ -271,6 +324,8 @@ class TurnSegmenter:
             self._frames.append(frame)
             if level >= hold_level:
                 self._voiced += 1
+                if self._silent_run:
+                    self._new_pause()
                 self._silent_run = 0
             else:
                 self._silent_run += 1
@@ -278,9 +333,36 @@ class TurnSegmenter:
             if not self._onset_sent and self._voiced >= self._onset_frames:
                 self._onset_sent = True
                 events.append(SegmentEvent("onset", self._turn_start_frame * self.frame_s, now_s))
-            if self._silent_run >= self._end_frames or len(self._frames) >= self._max_frames:
+            decision = self._decide() if self._silent_run else Decision.WAIT
+            if decision is Decision.END or len(self._frames) >= self._max_frames:
                 events.extend(self._end_turn())
+            elif decision is Decision.ASK:
+                self._asked = True
+                audio = np.concatenate(self._frames)
+                self._request = EndOfTurnRequest(self._pause, audio, self.sample_rate)
+                if stop_on_request:
+                    break
         return events
+
+    def _decide(self) -> Decision:
+        return self.rule.decide(self._silent_run * self.frame_s, self._asked, self._probability)
+
+    def _new_pause(self) -> None:
+        self._pause += 1
+        self._asked, self._probability, self._request = False, None, None
+
+    def take_end_of_turn_request(self) -> EndOfTurnRequest | None:
+        """The pending question to the end-of-turn model, if any (taken once)."""
+        request, self._request = self._request, None
+        return request
+
+    def end_of_turn_answer(self, pause: int, probability: float) -> list[SegmentEvent]:
+        """The model's answer for ``pause``: ends the turn now if the rule says so (an answer for a
+        pause already over, because the caller spoke again or the turn ended, is ignored)."""
+        if pause != self._pause or not self._in_turn or not self._silent_run:
+            return []
+        self._probability = probability
+        return self._end_turn() if self._decide() is Decision.END else []
 
     def speech_share(self, start_s: float, end_s: float) -> float | None:
         """Share of the frames in [start_s, end_s) (stream time) the VAD called speech; None when
@@ -296,6 +378,7 @@ class TurnSegmenter:
     def _end_turn(self) -> list[SegmentEvent]:
         frames, voiced = self._frames, self._voiced
         self._frames, self._in_turn, self._voiced, self._silent_run = [], False, 0, 0
+        self._new_pause()
         if voiced < self._min_speech_frames:
             return []  # a click or a cough, not a turn
         audio = np.concatenate(frames)

@@ -9,6 +9,15 @@ One tick is in flight at a time. A call whose frames waited longer than
 ``turn_taking.vad_max_delay_s`` (the machine cannot keep up) loses the oldest ones, counted as
 ``emotune_errors_total{kind="vad_frames_dropped"}``: memory stays bounded and end-pointing resumes
 on current audio instead of lagging further behind.
+
+The end-of-turn model (``turn_taking.end_of_turn: smart_turn``) runs here too, on its own thread so
+VAD ticks never wait for it: a segmenter whose caller has paused ``short_silence_s`` leaves a
+request (once per pause); each tick, if no model run is in flight, up to ``end_of_turn_batch``
+waiting requests are scored in one run, and the answers go back to their segmenters on the loop
+(a finished turn ends there and then). A request that waited longer than
+``end_silence_s - short_silence_s`` is useless (the silence rule ends that pause first): it is
+dropped and counted (``emotune_errors_total{kind="end_of_turn_dropped"}``); a failed run is counted
+as ``end_of_turn_failed``. Either way the silence rule ends the turn: nothing waits on the model.
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from connectors.gateway.end_of_turn import EndOfTurnRequest
 from connectors.gateway.metrics import GatewayMetrics
 from connectors.gateway.ticker import Ticker
 from connectors.gateway.turn_taking import SegmentEvent, SileroVad, TurnSegmenter, score_silero
@@ -53,6 +63,15 @@ class VadHub:
         self.frames_dropped = 0
         self._streams: dict[int, _Stream] = {}  # id(segmenter) -> stream
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="vad")
+        tt = config.turn_taking
+        self.end_of_turn_batch = tt.end_of_turn_batch
+        self.end_of_turn_max_wait_s = max(0.0, tt.end_silence_s - tt.short_silence_s)
+        self.end_of_turn_dropped = 0
+        self.end_of_turn_failed = 0
+        self.end_of_turn_scored = 0
+        self._eot_waiting: list[tuple[_Stream, EndOfTurnRequest, float]] = []
+        self._eot_task: asyncio.Task[None] | None = None
+        self._eot_executor = ThreadPoolExecutor(1, thread_name_prefix="end-of-turn")
         self.ticker = Ticker("vad-hub", config.turn_taking.vad_tick_ms / 1000.0, self.tick, self._tick_failed)
 
     def start(self) -> None:
@@ -60,7 +79,10 @@ class VadHub:
 
     async def stop(self) -> None:
         await self.ticker.stop()
+        if self._eot_task is not None:
+            self._eot_task.cancel()
         self._executor.shutdown(wait=False, cancel_futures=True)
+        self._eot_executor.shutdown(wait=False, cancel_futures=True)
 
     def feed(self, segmenter: TurnSegmenter, samples: np.ndarray, sink: SegmentSink) -> None:
         """Queue a call's caller samples; its segment events reach ``sink`` after a tick."""
@@ -101,6 +123,7 @@ class VadHub:
             stream.waiting = []
             if fresh:
                 batch.append((stream, np.concatenate(fresh)))
+        self._schedule_end_of_turn(now)
         if not batch:
             return
         pairs: list[tuple[SileroVad, np.ndarray]] = []
@@ -116,6 +139,45 @@ class VadHub:
             events = stream.segmenter.advance(frames, levels)
             if events:
                 stream.delivery = loop.create_task(self._deliver(stream, events, stream.delivery))
+            request = stream.segmenter.take_end_of_turn_request()
+            if request is not None:
+                self._eot_waiting.append((stream, request, time.monotonic()))
+        self._schedule_end_of_turn(time.monotonic())
+
+    def _schedule_end_of_turn(self, now: float) -> None:
+        """Start one end-of-turn model run over the oldest waiting requests, if none is in flight."""
+        if self._eot_task is not None or not self._eot_waiting:
+            return
+        waiting = [item for item in self._eot_waiting if not item[0].closed]
+        fresh = [item for item in waiting if now - item[2] <= self.end_of_turn_max_wait_s]
+        self._eot_dropped(len(waiting) - len(fresh))
+        items, self._eot_waiting = fresh[: self.end_of_turn_batch], fresh[self.end_of_turn_batch :]
+        if items:
+            self._eot_task = asyncio.get_running_loop().create_task(self._score_end_of_turn(items))
+
+    async def _score_end_of_turn(self, items: list[tuple[_Stream, EndOfTurnRequest, float]]) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            model = items[0][0].segmenter.end_of_turn_model
+            assert model is not None  # only model-rule segmenters leave requests
+            turns = [(request.audio, request.sample_rate) for _, request, _ in items]
+            try:
+                probabilities = await loop.run_in_executor(self._eot_executor, model.probabilities, turns)
+            except Exception:  # noqa: BLE001 - the silence rule ends these pauses instead
+                self.end_of_turn_failed += len(items)
+                if self.metrics is not None:
+                    self.metrics.errors_total.inc("end_of_turn_failed", amount=len(items))
+                logger.exception("end-of-turn model failed on %d turns (the silence rule ends them)", len(items))
+                return
+            self.end_of_turn_scored += len(items)
+            for (stream, request, _), probability in zip(items, probabilities, strict=True):
+                if stream.closed:
+                    continue
+                events = stream.segmenter.end_of_turn_answer(request.pause, probability)
+                if events:
+                    stream.delivery = loop.create_task(self._deliver(stream, events, stream.delivery))
+        finally:
+            self._eot_task = None
 
     async def _deliver(self, stream: _Stream, events: list[SegmentEvent], previous: asyncio.Task[None] | None) -> None:
         if previous is not None and not previous.done():
@@ -127,12 +189,20 @@ class VadHub:
             await stream.sink(event)
 
     def _dropped(self, n: int) -> None:
+        self._count_drop("frames_dropped", "vad_frames_dropped", n, "VAD frames dropped so far (late)")
+
+    def _eot_dropped(self, n: int) -> None:
+        self._count_drop("end_of_turn_dropped", "end_of_turn_dropped", n,
+                         "end-of-turn requests dropped so far (late; the silence rule ended them)")
+
+    def _count_drop(self, counter: str, kind: str, n: int, message: str) -> None:
         if n <= 0:
             return
-        self.frames_dropped += n
+        total = getattr(self, counter) + n
+        setattr(self, counter, total)
         if self.metrics is not None:
-            self.metrics.errors_total.inc("vad_frames_dropped", amount=n)
-        logger.warning("VAD frames dropped so far (late): %d", self.frames_dropped)
+            self.metrics.errors_total.inc(kind, amount=n)
+        logger.warning("%s: %d", message, total)
 
     def _tick_failed(self) -> None:
         if self.metrics is not None:
