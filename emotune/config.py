@@ -509,6 +509,60 @@ class AsrConfig(_Section):
         return self.workers or os.cpu_count() or 1
 
 
+_KEYPAD_KEYS = "0123456789*#ABCD"
+
+
+class KeypadConfig(_Section):
+    """Numbers typed on the keypad: one caller turn per number, not one per key (IVR-style entry)."""
+
+    collect_numbers: bool = Field(
+        True,
+        description="While the bot asks for a number (its reply's custom.task.step is one of steps), keys "
+        "are collected into one turn carrying the digits (ended by terminator, a pause of "
+        "inter_digit_timeout_s, or more than max_digits); otherwise each key is the turn_taking.dtmf menu. "
+        "false: every key is the menu, as before.",
+    )
+    steps: list[str] = Field(
+        default_factory=lambda: ["ask_order_number", "ask_account_number"],
+        description="custom.task.step values of a bot reply that open a number entry (the contact-center "
+        "forms' questions for an order or account number).",
+    )
+    terminator: str = Field("#", description="Ends the number (the hash key); alone, the empty_prompt is said.")
+    clear_key: str = Field("*", description="Throws away the digits typed so far; the caller starts again.")
+    inter_digit_timeout_s: float = Field(
+        3.0, gt=0.0, le=30.0,
+        description="A pause this long after the last key ends the number (no terminator needed).",
+    )
+    max_digits: int = Field(
+        8, ge=1, le=32,
+        description="Longest number (account numbers: 8). One key more sends the entry at once, too long "
+        "(the bot says so and asks again); keys after it are ignored until the caller pauses.",
+    )
+    barge_in: bool = Field(True, description="A key pressed while the bot speaks stops the bot (as speech does).")
+    empty_prompt: str = Field(
+        "Please type the number on your keypad, then press the hash key.",
+        description="Said when the terminator comes with nothing typed.",
+    )
+    retype_prompt: str = Field(
+        "Sorry, I missed some of those keys. Please type the whole number again, then press the hash key.",
+        description="Said when a key of a number was dropped (over turn_taking.dtmf_max_per_s): the number is "
+        "thrown away, never sent with a digit missing.",
+    )
+
+    @field_validator("terminator", "clear_key")
+    @classmethod
+    def _control_key(cls, key: str) -> str:
+        if len(key) != 1 or key not in _KEYPAD_KEYS or key.isdigit():
+            raise ValueError(f"must be one keypad key that is not a digit (* # A B C D), got {key!r}")
+        return key
+
+    @model_validator(mode="after")
+    def _distinct_keys(self) -> KeypadConfig:
+        if self.terminator == self.clear_key:
+            raise ValueError(f"terminator and clear_key must differ, both are {self.terminator!r}")
+        return self
+
+
 class TurnTakingConfig(_Section):
     """End-pointing (when a caller's turn ends), barge-in and the call flow around the turns."""
 
@@ -600,10 +654,13 @@ class TurnTakingConfig(_Section):
     dtmf: dict[str, str] = Field(
         default_factory=lambda: {"0": "/request_human"},
         description="Keypad digit -> message sent to the dialogue as the caller's turn (Rasa intents "
-        "as /intent); digits not listed are logged only.",
+        "as /intent); digits not listed are logged only. Not while a number is being typed (keypad).",
     )
     dtmf_max_per_s: float = Field(
         5.0, gt=0.0, description="Keypad digits per second a call may send; beyond it digits are dropped."
+    )
+    keypad: KeypadConfig = Field(
+        default_factory=KeypadConfig, description="Numbers typed on the keypad (collected into one turn)."
     )
 
     @model_validator(mode="after")

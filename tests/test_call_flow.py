@@ -9,7 +9,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -220,29 +221,38 @@ async def test_max_call_length_hands_off(tmp_path: Path) -> None:
     assert any(isinstance(e, Handoff) and e.reason == "max_call_length" for e in events), events
 
 
+def twilio_pipeline(gateway: Gateway) -> tuple[CallPipeline, TwilioStreamClient, Callable[[str], Awaitable[None]]]:
+    """A real call pipeline behind the Twilio core, fed its JSON frames directly (the route's signature
+    check is another test's business): (pipeline, client, feed)."""
+    core = TwilioMediaStream()
+
+    async def send(message: Any) -> None:
+        pass
+
+    pipeline = CallPipeline(gateway.services, core, send, "twilio")
+
+    async def feed(frame: str) -> None:
+        for event in core.receive_text(frame):
+            await pipeline.handle(event)
+
+    return pipeline, TwilioStreamClient(), feed
+
+
+async def started(client: TwilioStreamClient, feed: Callable[[str], Awaitable[None]]) -> None:
+    await feed(client.connected())
+    await feed(client.start())
+    for frame in client.media_frames(encode_audio(resample(silence(0.2), 16000, 8000), "mulaw")):
+        await feed(frame)
+
+
 async def test_dtmf_reaches_the_dialogue_and_a_flood_is_dropped(tmp_path: Path) -> None:
     """Twilio's keypad events through a real call pipeline (the Twilio core fed its JSON frames
     directly: the route's signature check is another test's business)."""
     config = config_for(dtmf={"0": "/request_human"}, dtmf_max_per_s=5.0)
     config.tts.engine = "none"
     async with running(config, tmp_path) as gateway:
-        sent: list[Any] = []
-
-        async def send(message: Any) -> None:
-            sent.append(message)
-
-        core = TwilioMediaStream()
-        pipeline = CallPipeline(gateway.services, core, send, "twilio")
-        client = TwilioStreamClient()
-
-        async def feed(frame: str) -> None:
-            for event in core.receive_text(frame):
-                await pipeline.handle(event)
-
-        await feed(client.connected())
-        await feed(client.start())
-        for frame in client.media_frames(encode_audio(resample(silence(0.2), 16000, 8000), "mulaw")):
-            await feed(frame)
+        pipeline, client, feed = twilio_pipeline(gateway)
+        await started(client, feed)
         await asyncio.sleep(0.5)
         await feed(client.dtmf("0"))
         for _ in range(30):  # a flood
@@ -254,6 +264,60 @@ async def test_dtmf_reaches_the_dialogue_and_a_flood_is_dropped(tmp_path: Path) 
     assert [t["caller_text"] for t in turns] == ["/request_human"], turns
     dropped = [r for r in records if r["type"] == "dtmf_dropped"]
     assert 20 <= len(dropped) <= 30, len(dropped)
+
+
+async def test_keypad_number_is_one_turn_and_bad_entries_get_their_prompts(tmp_path: Path) -> None:
+    """turn_taking.keypad on a real call pipeline (Twilio frames fed to the core; Rasa unreachable, so
+    the collector is armed here as the bot's "what's your order number?" arms it)."""
+    config = config_for(dtmf={"0": "/request_human"}, dtmf_max_per_s=5.0)
+    config.tts.engine = "none"
+    async with running(config, tmp_path) as gateway:
+        pipeline, client, feed = twilio_pipeline(gateway)
+        async def keys(typed: str, gap_s: float = 0.25) -> None:
+            for key in typed:
+                await feed(client.dtmf(key))
+                await asyncio.sleep(gap_s)
+
+        async def answered(count: int) -> None:
+            async with asyncio.timeout(10):
+                while sum(r["type"] == "turn" for r in call_log(tmp_path)) < count:
+                    await asyncio.sleep(0.05)
+
+        await started(client, feed)
+        await asyncio.sleep(1.0)
+        turns = pipeline.turns
+        turns.keypad.arm()
+        pipeline.speech.playback_until = time.monotonic() + 30  # the bot is still asking: keys barge in
+        await keys("4821*482107#")  # a slip, '*', then the number: one turn (its 0 is no hand-off)
+        await answered(1)
+        assert pipeline.speech.playback_until == 0.0  # the first key stopped the bot
+        turns.keypad.arm()
+        await keys("#")  # nothing typed: the keypad prompt, no turn
+        turns.keypad.arm()
+        await keys("1234567890#", gap_s=0.21)  # too long: sent at once, the rest ignored
+        await answered(2)
+        await asyncio.sleep(config.turn_taking.keypad.inter_digit_timeout_s + 0.3)
+        turns.keypad.arm()
+        await keys("4")
+        for _ in range(12):  # a flood mid-number: digits dropped, the number thrown away
+            await feed(client.dtmf("2"))
+        await asyncio.sleep(config.turn_taking.keypad.inter_digit_timeout_s + 0.5)
+        await keys("517")  # typed again, then a pause instead of '#': sent as it is
+        await asyncio.sleep(config.turn_taking.keypad.inter_digit_timeout_s + 0.5)
+        await answered(3)
+        await pipeline.finish("test over")
+    records = call_log(tmp_path)
+    assert [t["caller_text"] for t in records if t["type"] == "turn"] == ["482107", "123456789", "517"]
+    numbers = [(r["digits"], r["reason"]) for r in records if r["type"] == "keypad_number"]
+    assert numbers == [("482107", "terminator"), ("123456789", "too_long"), ("517", "timeout")], numbers
+    kinds = [r["type"] for r in records]
+    # The first digit stopped the bot (barge-in), before the slip was cleared and the number sent.
+    assert kinds.index("dtmf") + 1 == kinds.index("barge_in") < kinds.index("keypad_cleared") < kinds.index("keypad_number")
+    prompts = [r["prompt"] for r in records if r["type"] == "bot_prompt"]
+    assert prompts == ["keypad_empty", "keypad_abandoned"], prompts
+    ignored = [r["reason"] for r in records if r["type"] == "keypad_ignored"]
+    assert ignored == ["too_long", "too_long"], ignored  # the 0 and the '#' after the 9th digit
+    assert sum(r["type"] == "dtmf_dropped" for r in records) >= 5  # the flood: dropped, none a digit
 
 
 @pytest.mark.parametrize("words", ["uh-huh", "Okay.", "Mm-hmm, okay!"])

@@ -10,9 +10,10 @@ says is checked against the database.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,7 @@ from connectors.devtools.emotune_ws_client import (
     TranscriptMessage,
 )
 from connectors.devtools.rasa_stack import RasaStack
-from connectors.devtools.twilio_client import MarkRequested, TwilioStreamClient
+from connectors.devtools.twilio_client import ClearRequested, MarkRequested, TwilioStreamClient
 from connectors.gateway import Gateway
 from connectors.gateway.handoffs import HandoffStore
 from connectors.speech.tts import EspeakSynthesizer
@@ -107,19 +108,26 @@ async def twilio_call_pressing_zero(gateway: Gateway, call_sid: str) -> None:
         for _ in range(10):
             await ws.send(client.media(silence))
         await ws.send(client.dtmf("0"))
-        try:
-            async with asyncio.timeout(60):
-                while True:
-                    await ws.send(client.media(silence))
-                    try:
-                        message = await asyncio.wait_for(ws.recv(), 0.02)
-                    except TimeoutError:
-                        continue
-                    for event in client.receive_text(str(message)):
-                        if isinstance(event, MarkRequested):
-                            await ws.send(client.mark(event.name))
-        except ConnectionClosed:
-            pass  # the gateway closed the stream: Twilio now runs the transfer TwiML
+        with contextlib.suppress(ConnectionClosed):  # the gateway closes the stream: Twilio runs the transfer TwiML
+            await on_the_line(ws, client, [], until=lambda: False, echo_marks=True, timeout_s=60)
+
+
+async def on_the_line(ws: ClientConnection, client: TwilioStreamClient, received: list[Any],
+                      until: Callable[[], bool], echo_marks: bool, timeout_s: float = 90) -> None:  # fmt: skip
+    """A Twilio line: 20 ms of silence at a time, what the gateway sends appended to ``received`` (marks
+    echoed at once with ``echo_marks``), until ``until()``."""
+    silence = encode_audio(np.zeros(160, dtype=np.float32), "mulaw")
+    async with asyncio.timeout(timeout_s):
+        while not until():
+            await ws.send(client.media(silence))
+            try:
+                message = await asyncio.wait_for(ws.recv(), 0.02)
+            except TimeoutError:
+                continue
+            for event in client.receive_text(str(message)):
+                received.append(event)
+                if echo_marks and isinstance(event, MarkRequested):
+                    await ws.send(client.mark(event.name))
 
 
 async def test_twilio_transfer_names_the_handoff_and_the_desktop_fetches_it(gateway: Gateway) -> None:
@@ -387,3 +395,61 @@ async def test_scripted_calls_complete_each_task(gateway: Gateway, backend: Path
         except (AssertionError, StopIteration, ValueError, TimeoutError) as exc:
             failures.append(f"{task.__name__}: {type(exc).__name__} {exc}")
     assert not failures, "\n".join(failures)
+
+
+# -- the keypad: a caller identifies by typing the order number on Twilio ---------------------------
+async def twilio_keypad_call(gateway: Gateway, call_sid: str, utterance: str, entries: list[str]) -> list[Any]:
+    """A Twilio caller says ``utterance`` (espeak-ng, 8 kHz mu-law), then types each of ``entries`` on
+    the keypad (a key every 0.3 s) as soon as the bot's answer to the previous turn arrives, i.e. over
+    it (its mark is echoed only afterwards); returns what the gateway sent the caller."""
+    client = TwilioStreamClient(call_sid=call_sid)
+    silence = encode_audio(np.zeros(160, dtype=np.float32), "mulaw")
+    speech = VOICE.synthesize(utterance, CALLER_PROSODY).at_rate(8000)
+    received: list[Any] = []  # marks not echoed at once: the bot is still speaking when the keys come
+
+    def marks() -> list[str]:
+        return [e.name for e in received if isinstance(e, MarkRequested)]
+
+    async def until_marks(ws: ClientConnection, count: int) -> None:
+        await on_the_line(ws, client, received, until=lambda: len(marks()) >= count, echo_marks=False)
+
+    async with connect(f"ws://127.0.0.1:{gateway.port}/twilio") as ws:
+        await ws.send(client.connected())
+        await ws.send(client.start())
+        for frame in client.media_frames(encode_audio(speech.samples, "mulaw") + silence * 50):
+            await ws.send(frame)
+            await asyncio.sleep(0.005)
+        for answered, keys in enumerate(entries, start=1):
+            await until_marks(ws, answered)
+            for key in keys:
+                await ws.send(client.dtmf(key))
+                await asyncio.sleep(0.3)
+            for name in marks()[answered - 1 :]:
+                await ws.send(client.mark(name))
+        await until_marks(ws, len(entries) + 1)
+    return received
+
+
+async def test_caller_types_the_order_number_and_hears_the_status(gateway: Gateway, rasa: RasaStack) -> None:
+    """Real Twilio frames, Whisper, Rasa, the action server and the SQLite backend. The caller asks by
+    voice, types 4 8 2 over the question and pauses (a timeout mid-number: the bot says the length is
+    wrong and asks again), then types 4 8 2 2 3 3 # over that: one turn, and the backend's status."""
+    gateway.config.escalation.streak_turns = 20  # espeak-ng's flat voice must not trip the anger hand-off
+    received = await twilio_keypad_call(gateway, "CAkeypad0001", "where is my parcel", ["482", "482233#"])
+    log = await call_log(gateway, "CAkeypad0001")
+    turns = [(r["caller_text"], r["bot_text"]) for r in log if r["type"] == "turn"]
+    assert len(turns) == 3, turns
+    assert "order number" in turns[0][1].lower(), turns
+    assert turns[1][0] == "482" and "4 8 2" in turns[1][1] and "6 digits" in turns[1][1], turns
+    assert turns[2][0] == "482233" and "desk lamp" in turns[2][1] and "Parcelway" in turns[2][1], turns
+    numbers = [(r["digits"], r["reason"]) for r in log if r["type"] == "keypad_number"]
+    assert numbers == [("482", "timeout"), ("482233", "terminator")], numbers
+    kinds = [r["type"] for r in log if r["type"] in ("barge_in", "bot_audio", "dtmf", "turn")]
+    # The keys came while the bot spoke: each entry's first digit stopped it (barge-in), as speech would.
+    asked = ["turn", "bot_audio", "dtmf", "barge_in"]
+    assert kinds == [*asked, "dtmf", "dtmf", *asked, *["dtmf"] * 6, "turn", "bot_audio"], kinds
+    assert sum(isinstance(e, ClearRequested) for e in received) == 2
+    conversation = next(r for r in log if r["type"] == "call_started")["conversation_id"]
+    tracker = rasa.tracker(conversation)
+    assert tracker["slots"]["order_number"] == "482233", tracker["slots"]
+    assert [e["text"] for e in tracker["events"] if e.get("event") == "user"][1:] == ["482", "482233"]

@@ -70,7 +70,7 @@ __all__ = ["CallPipeline", "CallServices", "TransferHandler"]
 logger = logging.getLogger(__name__)
 
 REDACTED = "[redacted]"
-_PRIVATE_FIELDS = frozenset({"caller_text", "bot_text", "digit", "text", "custom_parameters"})
+_PRIVATE_FIELDS = frozenset({"caller_text", "bot_text", "digit", "digits", "text", "custom_parameters"})
 
 # Applies an out-of-band transfer; True when the platform took the call.
 TransferHandler = Callable[[TransferRequested], Awaitable[bool]]
@@ -185,7 +185,7 @@ class CallPipeline:
         elif isinstance(event, DtmfReceived):
             self.record("dtmf", digit=event.digit, party=event.channel)
             if self.dialogue and event.channel == "caller" and not self.turns.handoff_requested:
-                self.turns.on_dtmf(event.digit)  # turn_taking.dtmf: digit -> dialogue message
+                await self.turns.on_dtmf(event.digit)  # a typed number or a turn_taking.dtmf menu message
         elif isinstance(event, CallEnded):
             self.record("call_end_requested", reason=event.reason)
         elif isinstance(event, ProtocolViolation):

@@ -15,8 +15,9 @@ caller who paused mid-sentence is answered once, for the whole sentence. A turn 
 bot that holds only backchannel words (``barge_in_ignore_words``: "uh-huh", "okay") is not a turn.
 
 The call flow around the turns (``turn_taking:``): a greeting when the call starts, a reprompt after
-``reprompt_after_s`` of silence and ``silence_action`` after ``max_reprompts`` of them, keypad digits
-mapped to dialogue messages (rate-limited), a maximum call length.
+``reprompt_after_s`` of silence and ``silence_action`` after ``max_reprompts`` of them, keypad keys
+(rate-limited): a number typed while the bot asks for one is one turn carrying its digits
+(:mod:`connectors.gateway.keypad`), any other key a single-key menu message; a maximum call length.
 """
 
 from __future__ import annotations
@@ -34,6 +35,17 @@ import numpy as np
 
 from connectors.dialogue.rasa_client import BotReply
 from connectors.gateway.handoffs import HANDOFF_PATH
+from connectors.gateway.keypad import (
+    EmptyEntry,
+    EntryAbandoned,
+    EntryCleared,
+    KeyIgnored,
+    KeypadCollector,
+    KeypadEvent,
+    MenuKey,
+    NumberEntered,
+    asked_step,
+)
 from connectors.gateway.turn_taking import SAMPLE_RATE
 from emotion_runtime.audio import resample
 from emotune.errors import ConfigError, EmotuneError, SpeechEngineError
@@ -85,6 +97,8 @@ class DialogueTurns:
         self._reprompts = 0
         self._dtmf_tokens = 0.0
         self._dtmf_at = self._started_at
+        self.keypad = KeypadCollector(call.services.config.turn_taking.keypad)
+        self._prompts: set[asyncio.Task[None]] = set()  # keypad prompts being spoken
         self._ignore = self._backchannel_pattern()
 
     def _backchannel_pattern(self) -> re.Pattern[str] | None:
@@ -115,8 +129,10 @@ class DialogueTurns:
     def is_backchannel(self, text: str) -> bool:
         return self._ignore is not None and bool(self._ignore.match(text.lower()))
 
-    def on_dtmf(self, digit: str) -> None:
-        """A keypad digit: the mapped dialogue message becomes a caller turn; a flood is dropped."""
+    async def on_dtmf(self, digit: str) -> None:
+        """A keypad key: a digit of the number the bot asked for, or a single-key menu message (the
+        mapped dialogue message becomes a caller turn). A flood is dropped (and a number it cut into
+        is thrown away)."""
         tt = self.call.services.config.turn_taking
         now = time.monotonic()
         self._dtmf_tokens = min(tt.dtmf_max_per_s, self._dtmf_tokens + (now - self._dtmf_at) * tt.dtmf_max_per_s)
@@ -125,13 +141,52 @@ class DialogueTurns:
             if self.call.services.metrics is not None:
                 self.call.services.metrics.errors_total.inc("dtmf_dropped")
             self.call.record("dtmf_dropped", digit=digit, reason=f"over {tt.dtmf_max_per_s:g} digits/s")
+            await self._on_keypad(self.keypad.lost(now))
             return
         self._dtmf_tokens = max(0.0, self._dtmf_tokens - 1.0)
-        message = tt.dtmf.get(digit)
-        if message is None:
-            return
-        at = self.call.call_time()
-        self.put(Turn(at, at, text=message, source="dtmf"))
+        self._reprompts, self._quiet_since = 0, now  # the caller is answering
+        events = self.keypad.key(digit, now)
+        # A key with no meaning (an unmapped menu key) does not stop the bot; a digit of a number does.
+        meaningless = bool(events) and all(isinstance(e, MenuKey) and e.key not in tt.dtmf for e in events)
+        if not meaningless and tt.keypad.barge_in and self.call.speech.speaking():
+            await self.call.speech.barge_in(self.call.call_time())  # a key stops the bot, as speech does
+        await self._on_keypad(events)
+
+    async def _on_keypad(self, events: list[KeypadEvent]) -> None:
+        call, tt = self.call, self.call.services.config.turn_taking
+        for event in events:
+            at = call.call_time()
+            if isinstance(event, MenuKey):
+                message = tt.dtmf.get(event.key)
+                if message is not None:
+                    self.put(Turn(at, at, text=message, source="dtmf"))
+            elif isinstance(event, NumberEntered):
+                call.record("keypad_number", digits=event.digits, length=len(event.digits), reason=event.reason)
+                self.put(Turn(at, at, text=event.digits, source="dtmf"))
+            elif isinstance(event, EmptyEntry):
+                call.record("keypad_empty")
+                self._prompt(tt.keypad.empty_prompt, "keypad_empty")
+            elif isinstance(event, EntryAbandoned):
+                call.record("keypad_abandoned", digits=event.digits or None, reason="a key was dropped")
+                self._prompt(tt.keypad.retype_prompt, "keypad_abandoned")
+            elif isinstance(event, EntryCleared):
+                call.record("keypad_cleared", digits=event.digits)
+            elif isinstance(event, KeyIgnored):
+                call.record("keypad_ignored", digit=event.key, reason=event.reason)
+
+    def _prompt(self, text: str, kind: str) -> None:
+        """A keypad prompt, spoken beside the protocol's event loop (synthesis takes a while)."""
+
+        async def speak() -> None:
+            try:
+                await self.say(text, kind)
+            except EmotuneError as exc:
+                logger.warning("keypad prompt failed on call %s: %s", self.call.call_id, exc)
+                self.call.record("turn_failed", error=str(exc))
+
+        task = asyncio.create_task(speak(), name=f"{kind}-{self.call.call_id}")
+        self._prompts.add(task)
+        task.add_done_callback(self._prompts.discard)
 
     # -- the call flow: greeting, reprompts, maximum call length ----------------------------------
     async def say(self, text: str, kind: str) -> None:
@@ -154,12 +209,14 @@ class DialogueTurns:
             while not call.ended and not self.handoff_requested:
                 await asyncio.sleep(0.2)
                 now = time.monotonic()
+                await self._on_keypad(self.keypad.poll(now))  # a pause ends a typed number
                 if now - self._started_at >= tt.max_call_s:
                     await self._end_call("max_call_length", tt.max_call_message, tt.max_call_action)
                     return
                 if tt.reprompt_after_s is None:
                     continue
-                if self.busy or call.speech.speaking() or call.segmenter.in_speech or not self.queue.empty():
+                if (self.busy or call.speech.speaking() or call.segmenter.in_speech or not self.queue.empty()
+                        or self.keypad.collecting):
                     self._quiet_since = now
                 elif now - self._quiet_since >= tt.reprompt_after_s:
                     if self._reprompts >= tt.max_reprompts:
@@ -276,6 +333,11 @@ class DialogueTurns:
         await call.after_send(call.core.send_transcript(text, "caller", True))
         metadata = call.metadata(start_s, end_s) if pending.text is None else call.metadata()
         reply = await services.rasa.send(call.conversation_id or call.call_id, text, metadata)
+        # The bot asks for a number: keys typed from now on (even over the question) are its digits.
+        if asked_step(reply.raw) in services.config.turn_taking.keypad.steps:
+            self.keypad.arm()
+        else:
+            self.keypad.disarm()
         tone = reply.tone or str(metadata["tone"])
         if reply.fallback and services.metrics is not None:
             services.metrics.rasa_fallbacks_total.inc()
@@ -402,6 +464,8 @@ class DialogueTurns:
 
     async def finish(self, reason: str, limit_s: float) -> None:
         """Answer what is queued (within ``limit_s``), stop the worker, count what is left."""
+        for prompt in list(self._prompts):
+            prompt.cancel()
         if self.timer is not None:
             self.timer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
