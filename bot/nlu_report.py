@@ -1,8 +1,18 @@
 """Turn `rasa test nlu --cross-validation` runs into the committed report of a bot (stdlib only).
 
-    cd bot/contact_center && ../../.venv-rasa/bin/rasa test nlu --nlu data/nlu.yml --config config.yml \\
-        --cross-validation --folds 5 --out /tmp/cv
+    cd bot/contact_center && ../../.venv-rasa/bin/python ../nlu_cv.py test nlu --nlu data/nlu.yml \\
+        --config config.yml --cross-validation --folds 5 --out /tmp/cv
     python bot/nlu_report.py contact_center /tmp/cv
+
+Fold splits differ by ``--seed`` (bot/nlu_cv.py, default 0); a config chosen on one split is checked on
+others: run again with ``--seed 1`` etc. into other folders and add each with ``--repeat RUN_DIR``
+(the report then has their mean, the figure no choice has seen):
+
+    python bot/nlu_report.py contact_center /tmp/cv --repeat /tmp/cv-s1 --repeat /tmp/cv-s2 --repeat /tmp/cv-s3
+
+``bot/nlu_cv.py`` is `rasa test nlu` with the FallbackClassifier's verdict kept: a message the bot
+would answer with "could you rephrase" counts as ``nlu_fallback``, i.e. wrong (plain `rasa test nlu`
+undoes it and scores the classifier's top intent instead; a run made that way is reported as such).
 
 writes ``bot/<bot>/nlu_cross_validation.json`` (Rasa's intent report, test folds; plus Rasa's entity
 report under ``entity_report`` when the bot has entities) and ``bot/<bot>/nlu_cross_validation.md``
@@ -45,6 +55,23 @@ class RunSummary:
         # An entity report without entity classes (a bot with none) says nothing.
         classes = [k for k, v in report.items() if isinstance(v, dict) and "f1-score" in v and not k.endswith("avg")]
         self.entity_report: dict[str, Any] | None = report if classes else None
+        # Written by bot/nlu_cv.py (the FallbackClassifier's verdict kept); absent for plain `rasa test nlu`.
+        fallback_file = run_dir / "fallbacks.json"
+        self.fallbacks: list[dict[str, Any]] | None = (
+            json.loads(fallback_file.read_text(encoding="utf-8")) if fallback_file.is_file() else None
+        )
+        run_file = run_dir / "run.json"  # bot/nlu_cv.py: the fold seed
+        self.seed: int | None = json.loads(run_file.read_text(encoding="utf-8"))["seed"] if run_file.is_file() else None
+        gold = {e["text"]: e["intent"] for e in self.errors if e["intent_prediction"]["name"] == "nlu_fallback"}
+        for fallback in self.fallbacks or []:
+            if fallback.get("text") in gold:
+                fallback["intent"] = gold[fallback["text"]]
+
+    @property
+    def macro_f1(self) -> float:
+        """Over the intents of the data (a kept ``nlu_fallback`` is a prediction, not a class)."""
+        rows = _gold_rows(self.intent_report)
+        return sum(float(row["f1-score"]) for row in rows.values()) / max(len(rows), 1)
 
     @property
     def intent_f1(self) -> float:
@@ -57,7 +84,7 @@ class RunSummary:
     def as_comparison(self) -> dict[str, Any]:
         return {
             "intent_f1_weighted": round(self.intent_f1, 4),
-            "intent_f1_macro": round(float(self.intent_report["macro avg"]["f1-score"]), 4),
+            "intent_f1_macro": round(self.macro_f1, 4),
             "intent_accuracy": round(float(self.intent_report.get("accuracy", 0.0)), 4),
             "entity_f1_weighted": None if self.entity_f1 is None else round(self.entity_f1, 4),
             "errors": len(self.errors),
@@ -68,8 +95,14 @@ def summarise_run(config: str, run_dir: str | Path) -> RunSummary:
     return RunSummary(config, Path(run_dir))
 
 
+def _gold_rows(report: dict[str, Any]) -> dict[str, Any]:
+    """Per-class rows of a Rasa report, without the averages and without classes no example has."""
+    return {k: v for k, v in report.items()
+            if isinstance(v, dict) and "f1-score" in v and not k.endswith("avg") and v.get("support", 1)}  # fmt: skip
+
+
 def _per_class_rows(report: dict[str, Any]) -> list[str]:
-    rows = {k: v for k, v in report.items() if isinstance(v, dict) and "f1-score" in v and not k.endswith("avg")}
+    rows = _gold_rows(report)
     return [f"| {name} | {row['precision']:.3f} | {row['recall']:.3f} | {row['f1-score']:.3f} | {row['support']} |"
             for name, row in sorted(rows.items(), key=lambda kv: kv[1]["f1-score"])]  # fmt: skip
 
@@ -83,7 +116,7 @@ def _entity_f1_text(f1: float | None, bot_has_entities: bool) -> str:
 
 
 def write_report(bot: str, chosen: RunSummary, others: list[RunSummary], folds: int, target: float,
-                 bot_dir: Path | None = None) -> str:  # fmt: skip
+                 bot_dir: Path | None = None, repeats: list[RunSummary] | None = None) -> str:  # fmt: skip
     """Writes the bot's nlu_cross_validation.md/.json (in ``bot/<bot>/`` unless ``bot_dir``); returns the
     one-line summary."""
     target_dir = bot_dir or BOT_DIR / bot
@@ -94,19 +127,41 @@ def write_report(bot: str, chosen: RunSummary, others: list[RunSummary], folds: 
     env = "PYTHONPATH=../.. " if uses_ours else ""
     versus = "".join(f" --versus {run.config}=<out-{Path(run.config).stem}>" for run in others)
     target_arg = f" --target {target:.2f}" if target != TARGET_F1 else ""
+    target_arg += "".join(f" --repeat <out-seed{run.seed}>" for run in repeats or [])
+    runner = "python ../nlu_cv.py test nlu" if chosen.fallbacks is not None else "rasa test nlu"
+    seed = f" --seed {chosen.seed}" if chosen.seed else ""
+    seeds = ", ".join(str(run.seed) for run in repeats or [])
+    other_splits = f" (and `--seed N --out <out-seedN>` for N = {seeds})" if repeats else ""
     lines = [
         f"# `{bot}` NLU: {folds}-fold cross-validation (production `{chosen.config}`)",
         "",
-        f"Command (in `bot/{bot}`, once per config): `{env}rasa test nlu --nlu data/nlu.yml --config <config> "
-        f"--cross-validation --folds {folds} --out <out>`, then",
-        f"`python bot/nlu_report.py {bot} <out>{target_arg}{versus}`. Test-fold figures; a prediction below the",
-        "FallbackClassifier threshold (0.4) counts as `nlu_fallback`, i.e. wrong.",
+        f"Command (in `bot/{bot}`, once per config): `{env}{runner} --nlu data/nlu.yml --config <config> "
+        f"--cross-validation --folds {folds}{seed} --out <out>`{other_splits}, then",
+        f"`python bot/nlu_report.py {bot} <out>{target_arg}{versus}`. Test-fold figures.",
+        *_fallback_lines(chosen, target_dir / chosen.config),
         "",
-        f"**Intent F1 (weighted): {weighted:.3f}** (macro {report['macro avg']['f1-score']:.3f}, accuracy "
-        f"{report.get('accuracy', 0):.3f}); target {target:.2f}: **{'met' if weighted >= target else 'missed'}**.",
+        f"**Intent F1 (weighted): {weighted:.3f}** (macro {chosen.macro_f1:.3f}, accuracy "
+        f"{report.get('accuracy', 0):.3f}); target {target:.2f}: **{'met' if weighted >= target else 'missed'}**"
+        + (" on this split (the choices were made on it; see the other splits below)." if repeats else "."),
     ]
     if chosen.entity_report is not None:
         lines += ["", f"**Entity F1 (weighted): {chosen.entity_f1:.3f}** (DIET, the same folds)."]
+    repeats = repeats or []
+    if repeats:
+        mean = sum(run.intent_f1 for run in repeats) / len(repeats)
+        seeds = ", ".join(str(run.seed) for run in repeats)
+        lines += [
+            "",
+            f"The same config and data on other fold splits (`--seed {seeds}`): the pipeline and its thresholds",
+            "were chosen on the split above, so these are the check no choice has seen.",
+            f"**Their mean intent F1 (weighted): {mean:.3f}**; target {target:.2f}: "
+            f"**{'met' if mean >= target else 'missed'}**.",
+            "",
+            "| fold seed | intent F1 (weighted) | accuracy | errors | of which fallbacks |",
+            "|---|---|---|---|---|",
+        ]
+        lines += [f"| {run.seed} | {run.intent_f1:.3f} | {run.intent_report.get('accuracy', 0):.3f} | {len(run.errors)} | "
+                  f"{len(run.fallbacks or [])} |" for run in [chosen, *repeats]]  # fmt: skip
     if others:
         lines += [
             "",
@@ -133,6 +188,9 @@ def write_report(bot: str, chosen: RunSummary, others: list[RunSummary], folds: 
     data: dict[str, Any] = dict(report)
     if chosen.entity_report is not None:
         data["entity_report"] = chosen.entity_report
+    if repeats:
+        data["repeats"] = [{"seed": run.seed, **run.as_comparison()} for run in repeats]
+        data["repeats_mean_intent_f1_weighted"] = round(sum(run.intent_f1 for run in repeats) / len(repeats), 4)
     if others:
         data["comparison"] = {run.config: run.as_comparison() for run in [chosen, *others]}
     (target_dir / "nlu_cross_validation.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -140,6 +198,28 @@ def write_report(bot: str, chosen: RunSummary, others: list[RunSummary], folds: 
                                                          encoding="utf-8")  # fmt: skip
     entity = "" if chosen.entity_f1 is None else f", entity F1 {chosen.entity_f1:.3f}"
     return f"{bot}: weighted intent F1 {weighted:.3f}{entity}"
+
+
+def _fallback_thresholds(config: Path) -> str:
+    text = config.read_text(encoding="utf-8") if config.is_file() else ""
+    _, found, rest = text.partition("name: FallbackClassifier")
+    values = dict(line.strip().split(": ", 1) for line in rest.splitlines()[1:3] if ": " in line) if found else {}
+    threshold, ambiguity = values.get("threshold", "?"), values.get("ambiguity_threshold", "?")
+    return f"confidence below {threshold}, or the two best intents within {ambiguity}"
+
+
+def _fallback_lines(run: RunSummary, config: Path) -> list[str]:
+    rule = _fallback_thresholds(config)
+    if run.fallbacks is None:
+        return ["Plain `rasa test nlu` undoes the FallbackClassifier: a message the bot would ask to rephrase",
+                f"({rule}) is scored by the classifier's best intent, so these figures are optimistic."]  # fmt: skip
+    right = sum(1 for f in run.fallbacks if f["diet"] and f["diet"][0]["name"] == f.get("intent"))
+    known = sum(1 for f in run.fallbacks if "intent" in f)
+    lines = ["The FallbackClassifier's verdict is kept (`bot/nlu_cv.py`): a message the bot would ask to rephrase",
+             f"({rule}) is `nlu_fallback`, counted wrong: {len(run.fallbacks)} of the test messages."]  # fmt: skip
+    if known:
+        lines[-1] = lines[-1][:-1] + f", {right} of which the classifier's best intent had right."
+    return lines
 
 
 def _versus(value: str) -> tuple[str, str]:
@@ -156,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", default="config.yml", help="the config that run used")
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--target", type=float, default=TARGET_F1, help="intent F1 target (weighted)")
+    parser.add_argument("--repeat", action="append", default=[], metavar="RUN_DIR",
+                        help="the same config's run on another fold split (bot/nlu_cv.py --seed N)")  # fmt: skip
     parser.add_argument("--versus", type=_versus, action="append", default=[], metavar="CONFIG=RUN_DIR",
                         help="another config's run on the same data, for the comparison table")  # fmt: skip
     args = parser.parse_args(argv)
@@ -163,7 +245,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"no bot folder {BOT_DIR / args.bot}")
     chosen = summarise_run(args.config, args.run_dir)
     others = [summarise_run(config, run_dir) for config, run_dir in args.versus]
-    print(write_report(args.bot, chosen, others, args.folds, args.target))
+    repeats = [summarise_run(args.config, run_dir) for run_dir in args.repeat]
+    print(write_report(args.bot, chosen, others, args.folds, args.target, repeats=repeats))
     return 0
 
 

@@ -76,3 +76,27 @@ def test_single_run_without_entities_keeps_the_english_shape(tmp_path: Path, bot
 def test_versus_needs_config_and_run_dir() -> None:
     with pytest.raises(SystemExit):
         nlu_report.main(["ko_contact_center", "/tmp/x", "--versus", "config.whitespace.yml"])
+
+
+def test_a_run_that_kept_the_fallback_counts_it_wrong_and_says_so(tmp_path: Path, bot_dir: Path) -> None:
+    """bot/nlu_cv.py's runs: ``nlu_fallback`` is a prediction (support 0), not a class of the table or
+    of the macro average; the report says how many messages fell back and how many DIET had right."""
+    run = fake_run(tmp_path / "kept", 0.9, None, 0)
+    report = json.loads((run / "intent_report.json").read_text(encoding="utf-8"))
+    report["nlu_fallback"] = _row(0.0, 0)
+    (run / "intent_report.json").write_text(json.dumps(report), encoding="utf-8")
+    errors = [{"text": "hm", "intent": "greet", "intent_prediction": {"name": "nlu_fallback", "confidence": 0.4}},
+              {"text": "yo", "intent": "inform", "intent_prediction": {"name": "nlu_fallback", "confidence": 0.4}}]  # fmt: skip
+    (run / "intent_errors.json").write_text(json.dumps(errors), encoding="utf-8")
+    fallbacks = [{"text": "hm", "diet": [{"name": "greet", "confidence": 0.35}, {"name": "inform", "confidence": 0.3}]},
+                 {"text": "yo", "diet": [{"name": "greet", "confidence": 0.5}, {"name": "inform", "confidence": 0.45}]}]  # fmt: skip
+    (run / "fallbacks.json").write_text(json.dumps(fallbacks), encoding="utf-8")
+    (bot_dir / "config.yml").write_text("pipeline:\n  - name: FallbackClassifier\n    threshold: 0.4\n"
+                                        "    ambiguity_threshold: 0.1\n")  # fmt: skip
+    summary = nlu_report.summarise_run("config.yml", run)
+    assert summary.macro_f1 == 0.9  # not dragged down by the nlu_fallback row
+    nlu_report.write_report("ko_bot", summary, [], folds=5, target=0.90, bot_dir=bot_dir)
+    text = (bot_dir / "nlu_cross_validation.md").read_text(encoding="utf-8")
+    assert "`python ../nlu_cv.py test nlu --nlu data/nlu.yml" in text and "| nlu_fallback |" not in text
+    assert "(confidence below 0.4, or the two best intents within 0.1) is `nlu_fallback`, counted wrong: 2" in text
+    assert "1 of which the classifier's best intent had right" in text and "- greet -> nlu_fallback: 1" in text
