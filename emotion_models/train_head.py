@@ -52,6 +52,7 @@ from emotune.escalation import StreakRule
 
 __all__ = [
     "CONDITIONS",
+    "TEMPERATURE_SOURCES",
     "HeadBrain",
     "TrainingData",
     "call_orders",
@@ -64,6 +65,9 @@ __all__ = [
 
 CONDITIONS = ("single", "mixed")
 CHANNELS = ("clean", "telephone")
+# Where the temperature is fitted: the training corpora's development speakers (in-corpus confidence),
+# or each training corpus predicted by a head trained without it (confidence on an unheard corpus).
+TEMPERATURE_SOURCES = ("dev_speakers", "held_out_corpora")
 
 
 @dataclass
@@ -372,6 +376,52 @@ def evaluate(
     return results
 
 
+def _window_probs(
+    head: EmotionHead, spec: AdaptationSpec, data: TrainingData, rows: np.ndarray, seed: int,
+    offsets: dict[tuple[str, str], np.ndarray] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Untempered probabilities and labels of ``rows`` on both channels and call conditions, the
+    offsets computed as at run time (a gated spec is gated by the head's own scores, not labels)."""
+    meta = data.meta
+    all_probs, all_labels = [], []
+    for channel in CHANNELS:
+        ws = data.windows[channel]
+        for condition in CONDITIONS:
+            if offsets is not None and not spec.gated:
+                offset = offsets[(channel, condition)]
+            else:
+                offset = scored_offsets(head, spec, ws.states, ws.pooled, call_orders(meta, rows, condition, seed))
+            probs, _ = predict(head, ws.states[rows], offset[rows])
+            all_probs.append(probs)
+            all_labels.append(meta.label[rows])
+    return np.concatenate(all_probs), np.concatenate(all_labels)
+
+
+def _held_out_corpus_probs(
+    hparams: dict[str, Any], data: TrainingData, train_rows: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Each training class corpus in turn predicted by a head trained without it (same recipe).
+
+    A temperature fitted on a training corpus's own development speakers learns in-corpus
+    confidence; a new customer's callers are another corpus. These probabilities are what the
+    recipe does on a corpus it never heard, so the temperature fitted on them is the one for that
+    case (the held-out test corpus of a LOCO fold is never among them)."""
+    meta = data.meta
+    labelled = train_rows[meta.label[train_rows] >= 0]
+    corpora = sorted(set(meta.corpus[labelled].tolist()))
+    if len(corpora) < 2:
+        raise DataError(f"temperature_from: held_out_corpora needs two class corpora in training, got {corpora}")
+    inner_hparams = {**hparams, "temperature_from": "dev_speakers"}
+    all_probs, all_labels = [], []
+    for corpus in corpora:
+        inner = run(inner_hparams, data, train_rows[meta.corpus[train_rows] != corpus], None)
+        rows = labelled[meta.corpus[labelled] == corpus]
+        probs, labels = _window_probs(inner["_head"], inner["_spec"], data, rows, int(hparams["seed"]))
+        all_probs.append(probs)
+        all_labels.append(labels)
+    return np.concatenate(all_probs), np.concatenate(all_labels), corpora
+
+
 def run(
     hparams: dict[str, Any],
     data: TrainingData,
@@ -386,6 +436,9 @@ def run(
     statistics and normalisation are kept (they describe the encoder over many corpora, which a
     hundred operator clips cannot), and with ``dev_share: 0`` the last epoch is kept.
     """
+    temperature_from = hparams.get("temperature_from", "dev_speakers")
+    if temperature_from not in TEMPERATURE_SOURCES:
+        raise ConfigError("temperature_from", [f"{temperature_from!r} is not one of {', '.join(TEMPERATURE_SOURCES)}"])
     torch.manual_seed(int(hparams["seed"]))
     torch.set_num_threads(int(hparams.get("threads", 2)))
     meta = data.meta
@@ -439,22 +492,21 @@ def run(
         head.load_state_dict(state["best"]["state"])
     head.eval()
     temperature = base[2] if base is not None else 1.0
-    if len(labelled_dev):
+    inner_corpora: list[str] = []
+    if base is None and temperature_from == "held_out_corpora":
+        probs, labels, inner_corpora = _held_out_corpus_probs(hparams, data, train_rows)
+        temperature = _fit_temperature(probs, labels)
+    elif len(labelled_dev):
         # Temperature on the development windows (both channels and conditions), never the test set.
-        dev_probs, dev_labels = [], []
-        for (channel, condition), offset in offsets.items():
-            if spec.gated:  # scored as at run time, not gated by the labels
-                calls = call_orders(meta, labelled_dev, condition, hparams["seed"])
-                offset = scored_offsets(head, spec, data.windows[channel].states, pooled[channel], calls)
-            probs, _ = predict(head, data.windows[channel].states[labelled_dev], offset[labelled_dev])
-            dev_probs.append(probs)
-            dev_labels.append(meta.label[labelled_dev])
-        temperature = _fit_temperature(np.concatenate(dev_probs), np.concatenate(dev_labels))
+        probs, labels = _window_probs(head, spec, data, labelled_dev, int(hparams["seed"]), offsets)
+        temperature = _fit_temperature(probs, labels)
     result: dict[str, Any] = {
         "best_epoch": state["best"].get("epoch", int(hparams["number_of_epochs"])),
         "dev_ua": round(float(state["best"].get("dev_ua", float("nan"))), 4),
         "dev_speakers": sorted(dev_speakers.tolist()),
         "temperature": round(temperature, 3),
+        "temperature_from": temperature_from if base is None else "base model",
+        **({"temperature_corpora": inner_corpora} if inner_corpora else {}),
         "layer_weights": [round(float(w), 4) for w in head.layer_weights().detach()],
         "history": state["history"],
         "train_windows": int(len(fit_rows)),

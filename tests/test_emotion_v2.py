@@ -303,3 +303,60 @@ def test_accumulated_evidence_survives_one_weak_turn_and_resets_on_a_calm_one() 
     assert not evidence.due([("angry", 0.4), ("angry", 0.4), ("angry", 0.45)])  # never clearly angry
     with pytest.raises(ValueError):
         StreakRule(("angry",), 3, 0.5, 0.6)  # a floor above the bar
+
+
+def _synthetic_corpora(shifted: bool) -> object:
+    """Three class corpora of three speakers each; in each corpus a class lights up its own direction
+    (``shifted``: a corpus-specific one, so what one corpus teaches is wrong on the others)."""
+    from emotion_models.encoder_cache import WindowSet
+    from emotion_models.train_head import TrainingData
+
+    rng = np.random.default_rng(0)
+    states, labels, speakers, corpora, streams, positions = [], [], [], [], [], []
+    for c, corpus in enumerate(("a", "b", "c")):
+        for s in range(3):
+            for label in range(4):
+                direction = (label + (c if shifted else 0)) % 4
+                for position in range(6):
+                    x = rng.normal(0.0, 1.0, (2, 10, 8))
+                    x[:, :, direction] += 3.0
+                    states.append(x)
+                    labels.append(label)
+                    speakers.append(f"{corpus}_{s}")
+                    corpora.append(corpus)
+                    streams.append(len({(sp, lb) for sp, lb in zip(speakers, labels, strict=True)}) - 1)
+                    positions.append(position)
+    n = len(labels)
+    ws = WindowSet(np.stack(states).astype(np.float16), np.asarray(labels), np.full(n, 0.5, np.float32),
+                   np.asarray(speakers), np.asarray(corpora), np.asarray(streams), np.asarray(positions))  # fmt: skip
+    return TrainingData({"clean": ws, "telephone": ws})
+
+
+_TINY_RECIPE = {
+    "seed": 3, "threads": 1, "progress": False, "adaptation": "none", "prior_windows": 4.0, "dev_share": 0.34,
+    "number_of_epochs": 2, "draws_per_epoch": 256, "batch_size": 32, "lr": 0.01, "weight_decay": 0.0,
+    "label_smoothing": 0.0, "arousal_weight": 0.0, "state_noise": 0.0, "hidden": 16, "dropout": 0.0,
+}  # fmt: skip
+
+
+def test_temperature_from_held_out_corpora_learns_the_unheard_corpus_confidence() -> None:
+    from emotion_models.train_head import run
+
+    data = _synthetic_corpora(shifted=True)
+    rows = np.arange(len(data.meta.label))  # type: ignore[attr-defined]
+    in_corpus = run(dict(_TINY_RECIPE), data, rows, None)  # type: ignore[arg-type]
+    across = run({**_TINY_RECIPE, "temperature_from": "held_out_corpora"}, data, rows, None)  # type: ignore[arg-type]
+    assert in_corpus["temperature_from"] == "dev_speakers" and "temperature_corpora" not in in_corpus
+    assert across["temperature_corpora"] == ["a", "b", "c"]
+    # Development speakers of the same corpora are easy; a corpus the head never heard is not: the
+    # temperature fitted on the unheard corpora flattens the probabilities far more.
+    assert in_corpus["temperature"] < 1.5 < across["temperature"]
+
+
+def test_an_unknown_temperature_source_is_refused_before_training() -> None:
+    from emotion_models.train_head import run
+    from emotune.errors import ConfigError
+
+    data = _synthetic_corpora(shifted=False)
+    with pytest.raises(ConfigError, match="temperature_from"):
+        run({**_TINY_RECIPE, "temperature_from": "test_set"}, data, np.arange(10), None)  # type: ignore[arg-type]
