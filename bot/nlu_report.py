@@ -39,8 +39,10 @@ __all__ = ["TARGET_F1", "RunSummary", "summarise_run", "write_report", "main"]
 
 TARGET_F1 = 0.90
 BOT_DIR = Path(__file__).resolve().parent
-# Rasa names the entity report after the extractor; DIET is the one our pipelines use.
-ENTITY_REPORT = "DIETClassifier_report.json"
+# Rasa names the entity report after the extractor: the first of these with entity classes is read
+# (DIET's, ENTITY_REPORT, when DIET extracts entities; the CRF's when DIET only classifies intents).
+ENTITY_EXTRACTORS = ("DIETClassifier", "CRFEntityExtractor")
+ENTITY_REPORT = f"{ENTITY_EXTRACTORS[0]}_report.json"
 
 
 class RunSummary:
@@ -50,11 +52,15 @@ class RunSummary:
         self.config = config
         self.intent_report: dict[str, Any] = json.loads((run_dir / "intent_report.json").read_text(encoding="utf-8"))
         self.errors: list[dict[str, Any]] = json.loads((run_dir / "intent_errors.json").read_text(encoding="utf-8"))
-        entity_file = run_dir / ENTITY_REPORT
-        report = json.loads(entity_file.read_text(encoding="utf-8")) if entity_file.is_file() else {}
-        # An entity report without entity classes (a bot with none) says nothing.
-        classes = [k for k, v in report.items() if isinstance(v, dict) and "f1-score" in v and not k.endswith("avg")]
-        self.entity_report: dict[str, Any] | None = report if classes else None
+        self.entity_extractor: str | None = None
+        self.entity_report: dict[str, Any] | None = None
+        for extractor in ENTITY_EXTRACTORS:
+            entity_file = run_dir / f"{extractor}_report.json"
+            report = json.loads(entity_file.read_text(encoding="utf-8")) if entity_file.is_file() else {}
+            # An entity report without entity classes (a bot with none) says nothing.
+            if any(isinstance(v, dict) and "f1-score" in v and not k.endswith("avg") for k, v in report.items()):
+                self.entity_extractor, self.entity_report = extractor, report
+                break
         # Written by bot/nlu_cv.py (the FallbackClassifier's verdict kept); absent for plain `rasa test nlu`.
         fallback_file = run_dir / "fallbacks.json"
         self.fallbacks: list[dict[str, Any]] | None = (
@@ -145,7 +151,8 @@ def write_report(bot: str, chosen: RunSummary, others: list[RunSummary], folds: 
         + (" on this split (the choices were made on it; see the other splits below)." if repeats else "."),
     ]
     if chosen.entity_report is not None:
-        lines += ["", f"**Entity F1 (weighted): {chosen.entity_f1:.3f}** (DIET, the same folds)."]
+        extractor = "DIET" if chosen.entity_extractor == "DIETClassifier" else chosen.entity_extractor
+        lines += ["", f"**Entity F1 (weighted): {chosen.entity_f1:.3f}** ({extractor}, the same folds)."]
     repeats = repeats or []
     if repeats:
         mean = sum(run.intent_f1 for run in repeats) / len(repeats)

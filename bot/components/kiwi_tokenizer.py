@@ -5,7 +5,10 @@ Rasa's ``WhitespaceTokenizer`` keeps particles and endings on the noun ("주문�
 "주문" in one example and "주문을" in another are different words and an entity can never be just
 "엄마". :class:`KiwiTokenizer` splits each eojeol into morphemes ("엄마" + "한테"), keeps each token's
 surface text and offsets in the original message (entity annotations stay aligned) and gives the
-morpheme's dictionary form as the lemma ("줬어요" -> "주"), which ``CountVectorsFeaturizer`` uses.
+morpheme's dictionary form as the lemma ("줬어요" -> "주"), which ``CountVectorsFeaturizer`` uses, and
+Kiwi's part-of-speech tag (Sejong tagset: NNG common noun, NNP proper noun, JKB adverbial particle, ...)
+under ``pos``, where Rasa's ``LexicalSyntacticFeaturizer`` and ``CRFEntityExtractor`` read a token's tag
+(their ``pos`` / ``pos2`` features): "a noun before 한테" is what finds a contact the data never named.
 
 Text with nothing Korean to analyse (emoji only, Latin-only English) must not reach the intent
 classifier as if it were Korean: :class:`UnanalysableTextFallback` (placed after the classifiers)
@@ -42,12 +45,21 @@ from rasa.shared.nlu.constants import (
 )
 from rasa.shared.nlu.training_data.message import Message
 
-__all__ = ["KiwiTokenizer", "UnanalysableTextFallback", "has_analysable_content", "morpheme_spans"]
+__all__ = [
+    "KiwiTokenizer",
+    "UnanalysableTextFallback",
+    "has_analysable_content",
+    "morpheme_spans",
+    "tagged_morpheme_spans",
+]
 
 logger = logging.getLogger(__name__)
 
 # Hangul syllables and jamo, or a digit: what the Korean bots can understand.
 _ANALYSABLE = re.compile(r"[\uac00-\ud7a3\u1100-\u11ff\u3130-\u318f0-9]")
+# The token data key Rasa's featurizers read a part-of-speech tag from (rasa.nlu.tokenizers.spacy_tokenizer
+# names it POS_TAG_KEY; importing that module would import spaCy).
+POS_TAG_KEY = "pos"
 
 
 def has_analysable_content(text: str | None) -> bool:
@@ -63,28 +75,36 @@ def _kiwi() -> Any:
     return Kiwi()
 
 
-def morpheme_spans(text: str) -> list[tuple[int, int, str]]:
-    """(start, end, dictionary form) of each morpheme of ``text``, merged where spans overlap.
+def tagged_morpheme_spans(text: str) -> list[tuple[int, int, str, str]]:
+    """(start, end, dictionary form, part-of-speech tag) of each morpheme of ``text``, merged where spans
+    overlap.
 
     Kiwi restores contracted syllables ("줘" = "주" + "어"), so two morphemes can share characters;
-    a Rasa token must be a piece of the original text, so those become one token (first form kept).
+    a Rasa token must be a piece of the original text, so those become one token (the first
+    morpheme's form and tag kept).
     """
-    spans: list[tuple[int, int, str]] = []
+    spans: list[tuple[int, int, str, str]] = []
     for morpheme in _kiwi().tokenize(text):
         start, end = morpheme.start, morpheme.start + morpheme.len
         if end <= start or not text[start:end].strip():
             continue
         if spans and start < spans[-1][1]:
-            first_start, first_end, form = spans[-1]
-            spans[-1] = (first_start, max(first_end, end), form)
+            first_start, first_end, form, tag = spans[-1]
+            spans[-1] = (first_start, max(first_end, end), form, tag)
         else:
-            spans.append((start, end, morpheme.form))
+            spans.append((start, end, morpheme.form, str(morpheme.tag)))
     return spans
+
+
+def morpheme_spans(text: str) -> list[tuple[int, int, str]]:
+    """(start, end, dictionary form) of each morpheme of ``text`` (:func:`tagged_morpheme_spans` without
+    the tags)."""
+    return [(start, end, form) for start, end, form, _ in tagged_morpheme_spans(text)]
 
 
 @DefaultV1Recipe.register(DefaultV1Recipe.ComponentType.MESSAGE_TOKENIZER, is_trainable=False)
 class KiwiTokenizer(Tokenizer):
-    """Korean morphemes as Rasa tokens (surface text + offsets, dictionary form as lemma)."""
+    """Korean morphemes as Rasa tokens (surface text + offsets, dictionary form as lemma, tag as ``pos``)."""
 
     @staticmethod
     def get_default_config() -> dict[str, Any]:
@@ -116,7 +136,8 @@ class KiwiTokenizer(Tokenizer):
 
     def tokenize(self, message: Message, attribute: str) -> list[Token]:
         text = message.get(attribute) or ""
-        tokens = [Token(text[start:end], start, end, lemma=form) for start, end, form in morpheme_spans(text)]
+        tokens = [Token(text[start:end], start, end, data={POS_TAG_KEY: tag}, lemma=form)
+                  for start, end, form, tag in tagged_morpheme_spans(text)]  # fmt: skip
         if not tokens and text.strip():
             # Nothing Kiwi could split (e.g. a lone symbol): the whole text is one token, as Rasa's
             # own tokenizers do, so every message has at least one token for the featurizers.
