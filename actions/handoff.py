@@ -18,6 +18,7 @@ from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
 from actions.emotion import EmotionMetadataError, EscalationRule, history_entries, read_escalation
+from actions.language import ENGLISH, phrases_for
 from actions.replies import previous_bot_custom, utter_with_payload
 
 __all__ = [
@@ -32,15 +33,8 @@ __all__ = [
 
 CONTEXT_VERSION = 1
 REQUEST_INTENT = "request_human"
-# How the agent's summary names what the caller was calling about.
-TOPIC_FOR_INTENT = {
-    "ask_billing": "billing question",
-    "request_refund": "refund",
-    "check_delivery": "order status",
-    "complain": "complaint",
-    "cancel_subscription": "cancellation",
-    "out_of_scope": "something we do not handle",
-}
+# The task intents (what the caller was calling about); the summary names them in the agent's language.
+TOPIC_FOR_INTENT = ENGLISH.summary.topics
 # Slots the caller gave (or the backend confirmed) that an agent should not have to ask again.
 COLLECTED_SLOTS = ("order_number", "account_number", "complaint_category", "refund_confirmed", "cancel_confirmed")
 _TASK_FOR_FORM = {"order_status_form": "order_status", "refund_form": "refund", "cancel_form": "cancel",
@@ -70,30 +64,30 @@ def handoff_reason(tracker: Tracker) -> str:
 
 
 def summarise(tracker: Tracker, reason: str, history: list[dict[str, Any]]) -> str:
-    """One paragraph the human agent reads before picking up."""
-    topics = [TOPIC_FOR_INTENT[i] for i in map(_intent_of, _user_events(tracker)) if i in TOPIC_FOR_INTENT]
+    """One paragraph the human agent reads before picking up, in the bot's language."""
+    phrases = phrases_for(tracker)
+    words = phrases.summary
+    topics = [words.topics[i] for i in map(_intent_of, _user_events(tracker)) if i in words.topics]
     last_text = (tracker.latest_message or {}).get("text") or ""
     streak = int(tracker.get_slot("negative_streak") or 0)
-    turns = f"{streak} turns" if streak > 1 else "several turns"
-    why = {
-        "requested": "Caller asked for a human.",
-        "unidentified": "Caller could not be identified and accepted a colleague.",
-        "backend_unavailable": "Our order system was down; caller accepted a colleague.",
-    }.get(reason, f"Caller sounded {history[-1]['label'] if history else 'upset'} for {turns} in a row.")
+    turns = words.turns.format(n=streak) if streak > 1 else words.several_turns
+    why = words.reasons.get(reason) or words.sounded.format(
+        emotion=words.emotion(history[-1]["label"] if history else "upset"), turns=turns
+    )
     parts = [why]
     if topics:
-        parts.append(f"Topic: {topics[-1]}.")
-    known = [f"{name.replace('_', ' ')} {tracker.get_slot(name)}" for name in ("order_number", "account_number")
-             if tracker.get_slot(name)]  # fmt: skip
+        parts.append(words.topic.format(topic=topics[-1]))
+    known = [f"{phrases.number_kinds[kind]} {tracker.get_slot(f'{kind}_number')}" for kind in ("order", "account")
+             if tracker.get_slot(f"{kind}_number")]  # fmt: skip
     if known:
-        parts.append(f"Identified by {' and '.join(known)}.")
+        parts.append(words.identified.format(numbers=words.joiner.join(known)))
     tickets = tracker.get_slot("tickets") or []
     if tickets:
-        parts.append("Tickets: " + ", ".join(f"{t.get('kind')} {t.get('reference')}" for t in tickets) + ".")
-    parts.append(f'Last message: "{last_text}".')
-    moods = ", ".join(h["label"] for h in history[-5:])
+        parts.append(words.tickets.format(tickets=", ".join(f"{t.get('kind')} {t.get('reference')}" for t in tickets)))
+    parts.append(words.last_message.format(text=last_text))
+    moods = ", ".join(words.emotion(h["label"]) for h in history[-5:])
     if moods:
-        parts.append(f"Recent emotion: {moods}.")
+        parts.append(words.recent_emotion.format(moods=moods))
     return " ".join(parts)
 
 

@@ -15,9 +15,31 @@ from datetime import date
 
 from rasa_sdk import Tracker
 
-__all__ = ["DEFAULT_LANGUAGE", "PHRASES", "Phrases", "language_of", "phrases_for"]
+__all__ = ["DEFAULT_LANGUAGE", "PHRASES", "Phrases", "SummaryWords", "language_of", "phrases_for"]
 
 DEFAULT_LANGUAGE = "en"
+
+
+@dataclass(frozen=True)
+class SummaryWords:
+    """The human agent's hand-off summary (``actions.handoff.summarise``), in the agent's language:
+    a Korean contact center's agents read Korean."""
+
+    topics: Mapping[str, str]  # task intent -> what the caller was calling about
+    reasons: Mapping[str, str]  # hand-off reason -> sentence; other reasons: ``sounded``
+    sounded: str  # fields: emotion, turns
+    turns: str  # field: n (more than one turn)
+    several_turns: str
+    emotions: Mapping[str, str]  # emotion label -> word (the label itself if absent)
+    topic: str  # field: topic
+    identified: str  # field: numbers (joined by ``joiner``)
+    joiner: str
+    tickets: str  # field: tickets
+    last_message: str  # field: text
+    recent_emotion: str  # field: moods
+
+    def emotion(self, label: str) -> str:
+        return self.emotions.get(label, label)
 
 
 @dataclass(frozen=True)
@@ -35,6 +57,7 @@ class Phrases:
     warmer: str
     cooler: str
     playlists: Mapping[str, str]  # playlist label -> how the bot says it (the label itself if absent)
+    summary: SummaryWords
 
     def day_words(self, day: date | None) -> str:
         """How a person says a date ("Saturday 13 December", "12월 13일 토요일")."""
@@ -66,6 +89,24 @@ ENGLISH = Phrases(
     warmer="two degrees warmer",
     cooler="two degrees cooler",
     playlists={},
+    summary=SummaryWords(
+        topics={"ask_billing": "billing question", "request_refund": "refund", "check_delivery": "order status",
+                "complain": "complaint", "cancel_subscription": "cancellation",
+                "out_of_scope": "something we do not handle"},  # fmt: skip
+        reasons={"requested": "Caller asked for a human.",
+                 "unidentified": "Caller could not be identified and accepted a colleague.",
+                 "backend_unavailable": "Our order system was down; caller accepted a colleague."},  # fmt: skip
+        sounded="Caller sounded {emotion} for {turns} in a row.",
+        turns="{n} turns",
+        several_turns="several turns",
+        emotions={},
+        topic="Topic: {topic}.",
+        identified="Identified by {numbers}.",
+        joiner=" and ",
+        tickets="Tickets: {tickets}.",
+        last_message='Last message: "{text}".',
+        recent_emotion="Recent emotion: {moods}.",
+    ),
 )
 
 KOREAN = Phrases(
@@ -86,6 +127,24 @@ KOREAN = Phrases(
                "energising": "기운 나는 음악", "jazz": "재즈", "rock": "록", "pop": "팝", "classical": "클래식",
                "country": "컨트리", "folk": "포크", "dance": "댄스", "electronic": "일렉트로닉", "indie": "인디",
                "acoustic": "어쿠스틱", "ambient": "앰비언트", "funk": "펑크", "instrumental": "연주곡"},  # fmt: skip
+    summary=SummaryWords(
+        topics={"ask_billing": "요금 문의", "request_refund": "환불", "check_delivery": "주문 배송 조회",
+                "complain": "불만 접수", "cancel_subscription": "구독 해지",
+                "out_of_scope": "저희가 처리하지 않는 문의"},  # fmt: skip
+        reasons={"requested": "고객이 상담원 연결을 요청했습니다.",
+                 "unidentified": "본인 확인이 되지 않아 고객이 상담원 연결에 동의했습니다.",
+                 "backend_unavailable": "주문 시스템 장애로 고객이 상담원 연결에 동의했습니다."},  # fmt: skip
+        sounded="고객이 {turns} 연속 {emotion} 상태였습니다.",
+        turns="{n}턴",
+        several_turns="여러 턴",
+        emotions={"angry": "화난", "sad": "슬픈", "happy": "기쁜", "neutral": "평온한", "upset": "언짢은"},
+        topic="문의: {topic}.",
+        identified="확인된 정보: {numbers}.",
+        joiner=", ",
+        tickets="접수 번호: {tickets}.",
+        last_message='마지막 발화: "{text}".',
+        recent_emotion="최근 감정: {moods}.",
+    ),
 )
 
 PHRASES: Mapping[str, Phrases] = {"en": ENGLISH, "ko": KOREAN}

@@ -54,3 +54,28 @@ def test_handoff_without_any_emotion_metadata(cc_domain: dict) -> None:
     messages, _ = run(ActionHandoff(), tracker, cc_domain)
     assert messages[0]["custom"]["tone"] == "standard"
     assert messages[0]["custom"]["handoff"]["emotion_history"] == []
+
+
+def test_korean_bot_briefs_the_agent_in_korean() -> None:
+    from tracker_fixtures import load_domain
+
+    angry = emotion_metadata("angry", streak_turns=2)
+    tracker = build_tracker(
+        [("주문한 물건이 아직 안 왔어요", "check_delivery", angry), ("정말 너무하네요", "complain", angry)],
+        slots={"tone": "calm", "negative_streak": 2.0, "language": "ko", "order_number": "482107"},
+    )
+    messages, _ = run(ActionHandoff(), tracker, load_domain("ko_contact_center"))
+    handoff = messages[0]["custom"]["handoff"]
+    assert handoff["reason"] == "sustained_anger"
+    assert handoff["summary"] == (
+        '고객이 2턴 연속 화난 상태였습니다. 문의: 불만 접수. 확인된 정보: 주문 번호 482107. '
+        '마지막 발화: "정말 너무하네요". 최근 감정: 화난, 화난.'
+    )
+    # The machine-readable part stays language-neutral for the agent desktop.
+    assert handoff["intent"] == "complain" and handoff["slots"]["order_number"] == "482107"
+
+
+def test_english_summary_words_without_an_emotion_history(cc_domain: dict) -> None:
+    tracker = build_tracker([("this is useless", "complain", None)], slots={"negative_streak": 3.0})
+    messages, _ = run(ActionHandoff(), tracker, cc_domain)
+    assert messages[0]["custom"]["handoff"]["summary"].startswith("Caller sounded upset for 3 turns in a row.")
