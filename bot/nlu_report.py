@@ -122,7 +122,8 @@ def _entity_f1_text(f1: float | None, bot_has_entities: bool) -> str:
 
 
 def write_report(bot: str, chosen: RunSummary, others: list[RunSummary], folds: int, target: float,
-                 bot_dir: Path | None = None, repeats: list[RunSummary] | None = None) -> str:  # fmt: skip
+                 bot_dir: Path | None = None, repeats: list[RunSummary] | None = None,
+                 before: list[RunSummary] | None = None) -> str:  # fmt: skip
     """Writes the bot's nlu_cross_validation.md/.json (in ``bot/<bot>/`` unless ``bot_dir``); returns the
     one-line summary."""
     target_dir = bot_dir or BOT_DIR / bot
@@ -132,6 +133,7 @@ def write_report(bot: str, chosen: RunSummary, others: list[RunSummary], folds: 
     uses_ours = "bot.components." in (target_dir / chosen.config).read_text(encoding="utf-8")
     env = "PYTHONPATH=../.. " if uses_ours else ""
     versus = "".join(f" --versus {run.config}=<out-{Path(run.config).stem}>" for run in others)
+    versus += "".join(f" --before {run.config}=<out-before>" for run in before or [])
     target_arg = f" --target {target:.2f}" if target != TARGET_F1 else ""
     target_arg += "".join(f" --repeat <out-seed{run.seed}>" for run in repeats or [])
     runner = "python ../nlu_cv.py test nlu" if chosen.fallbacks is not None else "rasa test nlu"
@@ -156,19 +158,34 @@ def write_report(bot: str, chosen: RunSummary, others: list[RunSummary], folds: 
     repeats = repeats or []
     if repeats:
         mean = sum(run.intent_f1 for run in repeats) / len(repeats)
+        # A bot with entities: their F1 on each split too (and the mean), in the same table.
+        entity_head = (" entity F1 (weighted) |", "---|") if chosen.entity_report is not None else ("", "")
         seeds = ", ".join(str(run.seed) for run in repeats)
         lines += [
             "",
             f"The same config and data on other fold splits (`--seed {seeds}`): the pipeline and its thresholds",
             "were chosen on the split above, so these are the check no choice has seen.",
             f"**Their mean intent F1 (weighted): {mean:.3f}**; target {target:.2f}: "
-            f"**{'met' if mean >= target else 'missed'}**.",
+            f"**{'met' if mean >= target else 'missed'}**." + _entity_mean_text(repeats, chosen),
             "",
-            "| fold seed | intent F1 (weighted) | accuracy | errors | of which fallbacks |",
-            "|---|---|---|---|---|",
+            "| fold seed | intent F1 (weighted) | accuracy | errors | of which fallbacks |" + entity_head[0],
+            "|---|---|---|---|---|" + entity_head[1],
         ]
         lines += [f"| {run.seed} | {run.intent_f1:.3f} | {run.intent_report.get('accuracy', 0):.3f} | {len(run.errors)} | "
-                  f"{len(run.fallbacks or [])} |" for run in [chosen, *repeats]]  # fmt: skip
+                  f"{len(run.fallbacks or [])} |" + _entity_cell(run, chosen) for run in [chosen, *repeats]]  # fmt: skip
+    if before:
+        lines += [
+            "",
+            "Before this version: the previous production config on the previous data (the git revision named in",
+            f"the config column: `git show REV:bot/{bot}/config.yml` and `REV:bot/{bot}/data/nlu.yml` into files, then",
+            "the command above with those as `--config` and `--nlu`), measured the same way and on the same fold seed:",
+            "",
+            "| config (revision) | intent F1 (weighted) | accuracy | entity F1 (weighted) | errors | of which fallbacks |",
+            "|---|---|---|---|---|---|",
+        ]
+        lines += [f"| `{run.config}` | {run.intent_f1:.3f} | {run.intent_report.get('accuracy', 0):.3f} | "
+                  f"{_entity_f1_text(run.entity_f1, chosen.entity_report is not None)} | {len(run.errors)} | "
+                  f"{len(run.fallbacks or [])} |" for run in before]  # fmt: skip
     if others:
         lines += [
             "",
@@ -198,6 +215,11 @@ def write_report(bot: str, chosen: RunSummary, others: list[RunSummary], folds: 
     if repeats:
         data["repeats"] = [{"seed": run.seed, **run.as_comparison()} for run in repeats]
         data["repeats_mean_intent_f1_weighted"] = round(sum(run.intent_f1 for run in repeats) / len(repeats), 4)
+        if chosen.entity_report is not None:
+            entity_f1s = [run.entity_f1 or 0.0 for run in repeats]
+            data["repeats_mean_entity_f1_weighted"] = round(sum(entity_f1s) / len(entity_f1s), 4)
+    if before:
+        data["before"] = {run.config: {"seed": run.seed, **run.as_comparison()} for run in before}
     if others:
         data["comparison"] = {run.config: run.as_comparison() for run in [chosen, *others]}
     (target_dir / "nlu_cross_validation.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -205,6 +227,19 @@ def write_report(bot: str, chosen: RunSummary, others: list[RunSummary], folds: 
                                                          encoding="utf-8")  # fmt: skip
     entity = "" if chosen.entity_f1 is None else f", entity F1 {chosen.entity_f1:.3f}"
     return f"{bot}: weighted intent F1 {weighted:.3f}{entity}"
+
+
+def _entity_cell(run: RunSummary, chosen: RunSummary) -> str:
+    if chosen.entity_report is None:
+        return ""
+    return f" {_entity_f1_text(run.entity_f1, True)} |"
+
+
+def _entity_mean_text(repeats: list[RunSummary], chosen: RunSummary) -> str:
+    if chosen.entity_report is None:
+        return ""
+    mean = sum(run.entity_f1 or 0.0 for run in repeats) / len(repeats)
+    return f" Their mean entity F1 (weighted): {mean:.3f}."
 
 
 def _fallback_thresholds(config: Path) -> str:
@@ -245,6 +280,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--target", type=float, default=TARGET_F1, help="intent F1 target (weighted)")
     parser.add_argument("--repeat", action="append", default=[], metavar="RUN_DIR",
                         help="the same config's run on another fold split (bot/nlu_cv.py --seed N)")  # fmt: skip
+    parser.add_argument("--before", type=_versus, action="append", default=[], metavar="CONFIG=RUN_DIR",
+                        help="the previous production config's run on the previous data (CONFIG names it, "
+                             "e.g. config.yml@<revision>)")  # fmt: skip
     parser.add_argument("--versus", type=_versus, action="append", default=[], metavar="CONFIG=RUN_DIR",
                         help="another config's run on the same data, for the comparison table")  # fmt: skip
     args = parser.parse_args(argv)
@@ -253,7 +291,8 @@ def main(argv: list[str] | None = None) -> int:
     chosen = summarise_run(args.config, args.run_dir)
     others = [summarise_run(config, run_dir) for config, run_dir in args.versus]
     repeats = [summarise_run(args.config, run_dir) for run_dir in args.repeat]
-    print(write_report(args.bot, chosen, others, args.folds, args.target, repeats=repeats))
+    before = [summarise_run(config, run_dir) for config, run_dir in args.before]
+    print(write_report(args.bot, chosen, others, args.folds, args.target, repeats=repeats, before=before))
     return 0
 
 
