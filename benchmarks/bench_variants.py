@@ -1,10 +1,11 @@
 """Emotion model variants: accuracy against cost, to choose a profile's default.
 
-For each variant (today's small v1 model; v2 = smart-turn encoder + head; v2 = Whisper-base encoder +
-head) this runs the streaming runtime's paced benchmark (``bench_runtime.py``: real-time 8 kHz mu-law
+For each variant (today's small v1 model; a v1-sized student distilled from the v2 smart-turn teacher,
+same network and cost as v1; v2 = smart-turn encoder + head; v2 = Whisper-base encoder + head) this runs the streaming runtime's paced benchmark (``bench_runtime.py``: real-time 8 kHz mu-law
 streams of real speech with its pauses, so VAD gating applies; one core; one onnxruntime thread) at
 several stream counts, and reads the variant's leave-one-corpus-out accuracy from its
-``results.json``. A variant "holds" N streams when real time held at N (late ticks < 5%, lag < 0.5 s).
+``results.json`` (v1 and the student: ``emotion_models/results/{v1,student}_loco/results.json``, written by
+``emotion_models.loco_v1`` and ``emotion_models.distill``). A variant "holds" N streams when real time held at N (late ticks < 5%, lag < 0.5 s).
 
     .venv/bin/python benchmarks/bench_variants.py            # writes benchmarks/results/bench_variants.json + .png
     .venv/bin/python benchmarks/bench_variants.py --quick    # 1 and 10 streams, 3 s
@@ -25,29 +26,43 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.bench_runtime import _cpu_name, _measure  # noqa: E402
 
 VARIANTS: dict[str, dict[str, Any]] = {
-    "v1 (ECAPA-small on fbank)": {"model": None, "path": "fp32", "results": "models/emotune-ser-v1/results.json"},
+    # "results": the variant's leave-one-corpus-out summary (default: <model>/results.json);
+    # "runtime_model": what the runtime loads when it is not the folder itself (a v1 .onnx).
+    "v1 (ECAPA-small on fbank)": {"model": None, "path": "fp32", "results": "emotion_models/results/v1_loco/results.json"},
+    "v1 student (distilled from v2 smart-turn)": {
+        "model": "models/emotune-ser-v1-student", "path": "fp32",
+        "runtime_model": "models/emotune-ser-v1-student/emotion.onnx",
+        "results": "emotion_models/results/student_loco/results.json",
+    },
     "v2 smart-turn + head": {"model": "models/emotune-ser-v2-st", "path": "v2"},
     "v2 Whisper-base + head": {"model": "models/emotune-ser-v2-wb", "path": "v2"},
 }
 
 
-def _accuracy(folder: Path) -> dict[str, Any]:
-    results = folder / "results.json"
-    sidecar = folder / "emotion.json"
-    if not results.is_file() or not sidecar.is_file():
-        return {}
+def _accuracy(variant: dict[str, Any]) -> dict[str, Any]:
+    """The LOCO row of the variant's results (v2: the mode its sidecar ships; v1: the summary's chosen mode)."""
+    model = variant.get("model")
+    results = ROOT / (variant.get("results") or f"{model}/results.json")
+    name = str(results.relative_to(ROOT)) if results.is_relative_to(ROOT) else str(results)
+    if not results.is_file():
+        return {"note": f"{name} is not built"}
     summary = json.loads(results.read_text())
-    mode = json.loads(sidecar.read_text()).get("adaptation", {}).get("mode")
+    sidecar = ROOT / str(model) / "emotion.json"
+    mode = json.loads(sidecar.read_text()).get("adaptation", {}).get("mode") if model and sidecar.is_file() else None
+    mode = mode or summary.get("chosen_by_loco_mean")
     row = summary.get("modes", {}).get(mode)
     if not row:
         return {}
-    return {
+    out = {
+        "results": name,
         "adaptation": mode,
         "loco_mean_ua": row["loco_mean_ua"],
         "loco_worst_angry_recall": min(row["loco_worst_angry_recall"].values()),
         "loco_mean_ece": row["loco_mean_ece"],
-        "held_out_speakers_ua_clean_mixed": row["held_out_speakers_ua"]["clean/mixed"],
     }
+    if "held_out_speakers_ua" in row:
+        out["held_out_speakers_ua_clean_mixed"] = row["held_out_speakers_ua"]["clean/mixed"]
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -72,14 +87,15 @@ def main(argv: list[str] | None = None) -> int:
         runs = []
         for n in counts:
             print(f"[variants] {name}: {n} streams x {seconds:g} s ...", flush=True)
-            result = _measure(variant["path"], n, seconds, 64, core, str(ROOT / model) if model else None)
+            runtime_model = variant.get("runtime_model", model)
+            result = _measure(variant["path"], n, seconds, 64, core, str(ROOT / runtime_model) if runtime_model else None)
             runs.append(result)
             print(f"  realtime={result.get('realtime')} cpu_ms/stream-s={result.get('cpu_ms_per_stream_second')} "
                   f"p99={result.get('label_latency_ms', {}).get('p99')} rss={result.get('rss_mb')}", flush=True)  # fmt: skip
             if not result.get("realtime", False):
                 break  # more streams will not hold either
         held = [r["streams"] for r in runs if r.get("realtime")]
-        accuracy: dict[str, Any] = _accuracy(ROOT / model) if model else {"note": "v1 was evaluated on 2 corpora only: models/emotune-ser-v1/results.json"}
+        accuracy = _accuracy(variant)
         rows.append({
             "variant": name,
             "model": model or "models/emotune-ser-v1/emotion.onnx",

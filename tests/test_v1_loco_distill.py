@@ -14,7 +14,7 @@ import torch
 from emotion_models.corpora import CLASSES, Utterance
 from emotion_models.distill import align, distill_loss, fit_student, soft_targets, teacher_probs, window_clips
 from emotion_models.encoder_cache import WindowSet, _windows
-from emotion_models.loco_v1 import CELLS, evaluate_windows, summarise_loco, windows_of
+from emotion_models.loco_v1 import CELLS, Windows, evaluate_windows, summarise_loco, windows_of
 from emotion_models.model import EmotionNet, EmotionNetConfig
 from emotion_models.train import load_hparams
 from emotion_models.train_head import TrainingData, fit_adaptation
@@ -80,7 +80,7 @@ def _fake_cache(windows_meta: WindowSet) -> TrainingData:
     return TrainingData({"clean": windows_meta, "telephone": windows_meta})
 
 
-def _window_set(windows, drop_last: bool = False) -> WindowSet:  # type: ignore[no-untyped-def]
+def _window_set(windows: Windows, drop_last: bool = False) -> WindowSet:
     n = len(windows.stream) - int(drop_last)
     rng = np.random.default_rng(0)
     return WindowSet(
@@ -121,3 +121,22 @@ def test_teacher_probs_and_one_student_epoch(tmp_path: Path) -> None:
     row = summarise_loco({"b": {"test": test}})["modes"]["none"]
     assert row["loco_mean_ua"] == pytest.approx(np.mean([test[c]["ua"] for c in CELLS]), abs=1e-4)
     assert 0.0 <= row["loco_mean_ece"] <= 1.0
+
+
+def test_bench_variants_reads_a_v1_loco_summary(tmp_path: Path) -> None:
+    """bench_variants takes v1's and the student's accuracy from their LOCO summaries (no sidecar mode)."""
+    import json
+    import sys
+
+    sys.path.insert(0, str(ROOT))
+    from benchmarks.bench_variants import _accuracy
+
+    windows = windows_of(_utterances(seconds=2.5))
+    model = EmotionNet(EmotionNetConfig(channels=16, n_blocks=1, se_channels=8, attention_channels=8))
+    summary = summarise_loco({"b": {"test": evaluate_windows(model, windows, np.flatnonzero(windows.corpus == "b"))}})
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(summary))
+    row = _accuracy({"model": None, "results": str(path)})
+    assert row["adaptation"] == "none" and row["loco_mean_ua"] == summary["modes"]["none"]["loco_mean_ua"]
+    assert "held_out_speakers_ua_clean_mixed" not in row
+    assert "not built" in _accuracy({"model": None, "results": str(tmp_path / "absent.json")})["note"]
