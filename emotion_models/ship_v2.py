@@ -81,7 +81,10 @@ def ship(
 ) -> dict[str, Any]:
     from export_onnx.head import write_v2_model
 
-    summary = json.loads((loco / "summary.json").read_text()) if loco and (loco / "summary.json").is_file() else None
+    # --loco: an experiments_v2 output folder (summary.json + loco.json: results and confusion PNGs), or
+    # just a committed summary JSON (results only).
+    summary_file = loco / "summary.json" if loco is not None and loco.is_dir() else loco
+    summary = json.loads(summary_file.read_text()) if summary_file is not None and summary_file.is_file() else None
     mode = adaptation or (summary or {}).get("chosen_by_loco_mean")
     overrides = {"adaptation": mode} if mode else {}
     hparams = load_recipe(hparams_path, overrides)
@@ -99,8 +102,9 @@ def ship(
         trained_on=corpora, example_states=data.windows["clean"].states[:16].astype(np.float32),
         extra={"training": {k: v for k, v in result.items() if not k.startswith("_") and k != "history"}},
     )  # fmt: skip
-    if summary and loco is not None:
-        shutil.copy(loco / "summary.json", dest / "results.json")
+    if summary and summary_file is not None:
+        shutil.copy(summary_file, dest / "results.json")
+    if summary and loco is not None and (loco / "loco.json").is_file():
         folds = json.loads((loco / "loco.json").read_text())[sidecar["adaptation"]["mode"]]["folds"]
         for corpus, fold in folds.items():
             cell = fold["test"]["telephone/single"]
