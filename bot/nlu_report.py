@@ -19,12 +19,14 @@ report under ``entity_report`` when the bot has entities) and ``bot/<bot>/nlu_cr
 (per-intent table, worst first, the target and the most frequent confusions, entity F1).
 
 A choice between pipelines is measured the same way: run the cross-validation once per config and
-name the others with ``--versus CONFIG=RUN_DIR`` (the Korean bots: kiwi tokenizer vs whitespace +
-character n-grams). The report then has a comparison table, and the JSON a ``comparison`` entry:
+name the others with ``--versus CONFIG=RUN_DIR`` (``ko_in_car``: logistic regression + CRF vs DIET + CRF).
+The report then has a comparison table, and the JSON a ``comparison`` entry; ``--before CONFIG=RUN_DIR``
+adds the previous production config's run on the previous data (CONFIG names its git revision):
 
-    PYTHONPATH=$PWD/../.. ../../.venv-rasa/bin/rasa test nlu ... --config config.yml --out /tmp/cv-kiwi
-    PYTHONPATH=$PWD/../.. ../../.venv-rasa/bin/rasa test nlu ... --config config.whitespace.yml --out /tmp/cv-ws
-    python bot/nlu_report.py ko_contact_center /tmp/cv-kiwi --target 0.85 --versus config.whitespace.yml=/tmp/cv-ws
+    PYTHONPATH=$PWD/../.. ../../.venv-rasa/bin/python ../nlu_cv.py test nlu ... --config config.yml --out /tmp/cv
+    PYTHONPATH=$PWD/../.. ../../.venv-rasa/bin/python ../nlu_cv.py test nlu ... --config config.diet.yml --out /tmp/cv-diet
+    python bot/nlu_report.py ko_in_car /tmp/cv --target 0.85 --versus config.diet.yml=/tmp/cv-diet \
+        --before config.yml@6c8bbe9=/tmp/cv-before
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """The Korean bots on the real stack: Rasa's own test stories for every form path, and over REST a
 Korean task end to end on a real database, tone by register, and the defined answer to text the
-Korean tokenizer cannot analyse (emoji only, Latin-only English): the bot asks again in Korean.
+Korean tokenizer cannot analyse (emoji only, Latin-only English): the bot asks again in Korean. In the
+car, over REST, what the NLU extracts (place, contact, genre) is what the task acts on.
 
 Marked ``rasa`` like tests/test_rasa_live.py: trains the CI configs (cached by RasaStack) and starts
 real servers (Rasa loads bot/components/kiwi_tokenizer.py, kiwipiepy runs for real).
@@ -97,3 +98,37 @@ def test_mixed_korean_and_english_number_is_understood_mid_form(ko_stack: tuple[
     text, custom = parse_reply(stack.send(sender, "제 order number는 482233이에요", metadata("neutral")))
     assert custom["task"] == {"name": "order_status", "outcome": "shipped"}
     assert "주문 4 8 2 2 3 3" in text and re.search(r"\d+월 \d+일 .요일에 도착할 예정", text)
+
+
+@pytest.fixture(scope="module")
+def ko_car_stack() -> Iterator[RasaStack]:
+    with RasaStack("ko_in_car", ci=True) as stack:
+        yield stack
+
+
+@pytest.mark.parametrize(
+    ("said", "key", "expected"),
+    [
+        # Particles after the entity ("까지", "한테") are split off by the tokenizer, not part of the value.
+        ("강남역까지 안내해 줘", "navigation", {"action": "route", "destination": "강남역"}),
+        ("아빠한테 전화 좀 걸어 줘", "call", {"action": "dial", "contact": "아빠"}),
+    ],
+)
+def test_korean_entity_is_what_the_task_acts_on(
+    ko_car_stack: RasaStack, said: str, key: str, expected: dict[str, str]
+) -> None:
+    _, custom = parse_reply(ko_car_stack.send(f"ko-car-{key}", said, metadata("neutral")))
+    assert custom[key] == expected
+
+
+def test_korean_genre_is_mapped_to_the_catalogue_tag(ko_car_stack: RasaStack) -> None:
+    _, custom = parse_reply(ko_car_stack.send("ko-car-genre", "재즈 좀 틀어 줘", metadata("neutral")))
+    assert custom["media"]["playlist"] == "jazz" and custom["media"]["reason"]["genre_requested"] == "jazz"
+
+
+def test_korean_destination_form_asks_then_takes_the_answer(ko_car_stack: RasaStack) -> None:
+    sender = "ko-car-form"
+    text, _ = parse_reply(ko_car_stack.send(sender, "길 안내해 줘", metadata("neutral")))
+    assert text == variation_texts("ko_in_car", "utter_ask_destination")["standard"]
+    _, custom = parse_reply(ko_car_stack.send(sender, "서울역", metadata("neutral")))
+    assert custom["navigation"] == {"action": "route", "destination": "서울역"}
