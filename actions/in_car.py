@@ -145,8 +145,22 @@ class ActionCallContact(Action):
         return [SlotSet("contact", contact)]
 
 
-# Words asking for a warmer cabin (English and Korean); anything else cools it a little.
-_WARMER_WORDS = ("cold", "freezing", "warmer", "heat", "추워", "춥", "따뜻", "히터", "난방", "쌀쌀")
+# Words asking for a warmer cabin (English and Korean); anything else cools it a little. Switching a
+# device off turns the direction round: "heater off" cools, "AC off" warms.
+_WARMER_WORDS = ("cold", "freezing", "warmer", "추워", "춥", "따뜻", "쌀쌀")
+_HEATING_WORDS = re.compile(r"\bheat(?:er|ing)?\b|히터|난방|열선")
+_COOLING_WORDS = re.compile(r"\ba/?c\b|\bair ?con(?:ditioning|ditioner)?\b|\bfan\b|에어컨|냉방|선풍기")
+_OFF_WORDS = re.compile(r"\boff\b|\bstop\b|꺼|끄|끌|멈춰|그만")
+
+
+def warms_the_cabin(text: str) -> bool:
+    """Whether a climate request without a temperature asks for a warmer cabin."""
+    switched_off = _OFF_WORDS.search(text) is not None
+    if _HEATING_WORDS.search(text):
+        return not switched_off
+    if _COOLING_WORDS.search(text):
+        return switched_off
+    return any(word in text for word in _WARMER_WORDS)
 
 
 class ActionSetClimate(Action):
@@ -165,7 +179,7 @@ class ActionSetClimate(Action):
             target = min(max(requested, MIN_TEMPERATURE_C), MAX_TEMPERATURE_C)
             climate: dict[str, object] = {"action": "set", "celsius": target}
             shown = phrases.degrees.format(value=target)
-        elif any(word in text for word in _WARMER_WORDS):
+        elif warms_the_cabin(text):
             climate, shown = {"action": "adjust", "delta_celsius": 2.0}, phrases.warmer
         else:
             # "too hot", "cooler", "AC on" and anything unclear cool the cabin a little.

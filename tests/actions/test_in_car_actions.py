@@ -125,6 +125,15 @@ def test_call_with_and_without_contact(car_domain: dict) -> None:
         ("make it 10", "10", {"action": "set", "celsius": 16.0}),
         ("i'm freezing", None, {"action": "adjust", "delta_celsius": 2.0}),
         ("it's too hot", None, {"action": "adjust", "delta_celsius": -2.0}),
+        ("turn the heat up", None, {"action": "adjust", "delta_celsius": 2.0}),
+        ("turn the heater off", None, {"action": "adjust", "delta_celsius": -2.0}),
+        ("switch off the ac", None, {"action": "adjust", "delta_celsius": 2.0}),
+        ("put the air con on", None, {"action": "adjust", "delta_celsius": -2.0}),
+        ("히터 틀어 줘", None, {"action": "adjust", "delta_celsius": 2.0}),
+        ("히터 꺼 줘", None, {"action": "adjust", "delta_celsius": -2.0}),
+        ("에어컨 꺼 줘", None, {"action": "adjust", "delta_celsius": 2.0}),
+        ("에어컨 좀 세게 틀어 줘", None, {"action": "adjust", "delta_celsius": -2.0}),
+        ("it is cold in the back", None, {"action": "adjust", "delta_celsius": 2.0}),  # not the "ac" of "back"
     ],
 )
 def test_climate(car_domain: dict, text: str, entity: str | None, climate: dict) -> None:
