@@ -29,6 +29,7 @@ import numpy as np
 import speechbrain as sb
 import torch
 import torch.nn.functional as F
+import yaml
 from hyperpyyaml import load_hyperpyyaml
 
 from emotion_models.augment import WaveAugmenter
@@ -184,6 +185,34 @@ def fit_student(
             "train_seconds": round(time.time() - started, 1)}  # fmt: skip
 
 
+def fold_teacher(
+    kd: dict[str, Any], cache: TrainingData, corpus: str, train_cache_rows: np.ndarray, threads: int
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """A teacher head trained without ``corpus``: its soft labels on ``train_cache_rows`` and its report
+    (with its own scores on the held-out corpus). ``kd_weight: 0`` (the control run) trains none."""
+    if float(kd["kd_weight"]) == 0.0:
+        uniform = np.full((len(train_cache_rows), len(CLASSES)), 1.0 / len(CLASSES), dtype=np.float32)
+        return uniform, {"note": "kd_weight 0: hard labels only, no teacher"}
+    started = time.monotonic()
+    hparams = load_recipe(Path(kd["teacher_hparams"]), {
+        "adaptation": kd["teacher_adaptation"], "threads": threads, "progress": False, **(kd.get("teacher_overrides") or {}),
+    })  # fmt: skip
+    held = cache.meta.corpus == corpus
+    teacher = train_head(hparams, cache, np.flatnonzero(~held), None)
+    test_rows = np.flatnonzero(held & (cache.meta.label >= 0))
+    test = evaluate(teacher["_head"], cache, teacher["_spec"], test_rows, teacher["temperature"])
+    soft = teacher_probs(teacher["_head"], teacher["_spec"], cache, train_cache_rows, kd["teacher_channels"])
+    report = {**_public(teacher), "train_s": round(time.monotonic() - started, 1),
+              "test": {c: {k: e[k] for k in ("ua", "recall", "ece")} for c, e in test.items()}}  # fmt: skip
+    return soft, report
+
+
+def _scatter(values: np.ndarray, rows: np.ndarray, n: int) -> np.ndarray:
+    out = np.zeros((n, values.shape[1]), dtype=values.dtype)
+    out[rows] = values
+    return out
+
+
 def _public(result: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in result.items() if not k.startswith("_") and k != "history"}
 
@@ -195,8 +224,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--corpora", nargs="+", default=list(CLASS_CORPORA))
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--set", nargs="*", default=[], help="hparam overrides key=value (YAML values), e.g. kd_weight=0")
     args = parser.parse_args(argv)
-    kd: dict[str, Any] = load_hyperpyyaml(args.hparams.read_text(encoding="utf-8"))
+    overrides = {k: yaml.safe_load(v) for k, v in (item.split("=", 1) for item in args.set)}
+    kd: dict[str, Any] = load_hyperpyyaml(args.hparams.read_text(encoding="utf-8"), overrides)
     torch.set_num_threads(args.threads)
     cache = load_training_data(Path(kd["teacher_cache"]))
     utterances = read_corpora(args.data, CLASS_CORPORA)
@@ -207,18 +238,12 @@ def main(argv: list[str] | None = None) -> int:
     folds: dict[str, Any] = {}
     for corpus in args.corpora:
         started = time.monotonic()
-        teacher_hp = load_recipe(Path(kd["teacher_hparams"]), {
-            "adaptation": kd["teacher_adaptation"], "threads": args.threads, "progress": False,
-            **(kd.get("teacher_overrides") or {}),
-        })  # fmt: skip
-        held = cache.meta.corpus == corpus
-        teacher = train_head(teacher_hp, cache, np.flatnonzero(~held), None)
-        test_cache_rows = np.flatnonzero(held & (cache.meta.label >= 0))
-        teacher_test = evaluate(teacher["_head"], cache, teacher["_spec"], test_cache_rows, teacher["temperature"])
-        teacher_s = round(time.monotonic() - started, 1)
         train_rows = np.flatnonzero(windows.corpus != corpus)
-        soft = np.zeros((len(windows.stream), len(CLASSES)), dtype=np.float32)
-        soft[train_rows] = teacher_probs(teacher["_head"], teacher["_spec"], cache, cache_rows[train_rows], kd["teacher_channels"])
+        soft, teacher_report = fold_teacher(kd, cache, corpus, cache_rows[train_rows], args.threads)
+        soft = _scatter(soft, train_rows, len(windows.stream))
+        teacher_report["soft_label_accuracy_on_training_windows"] = round(
+            float((soft[train_rows].argmax(axis=1) == windows.label[train_rows]).mean()), 4
+        )
         hparams = recipe(Path(kd["v1_hparams"]), {"threads": args.threads, "progressbar": False, "output_folder": str(args.out)})
         train, dev = speaker_independent_split(window_clips(windows, train_rows), float(hparams["split"].get("dev_fraction", 0.15)), int(hparams["seed"]))
         model: EmotionNet = hparams["model"]
@@ -226,11 +251,8 @@ def main(argv: list[str] | None = None) -> int:
         training.update(dev_speakers=sorted({c.speaker for c in dev}), train_windows=len(train))
         rows = np.flatnonzero(windows.corpus == corpus)
         test = evaluate_windows(model, windows, rows)
-        agreement = float((soft[train_rows].argmax(axis=1) == windows.label[train_rows]).mean())
         folds[corpus] = {
-            "teacher": {**_public(teacher), "train_s": teacher_s, "test": {c: {k: e[k] for k in ("ua", "recall", "ece")} for c, e in teacher_test.items()},
-                        "soft_label_accuracy_on_training_windows": round(agreement, 4)},
-            "training": training, "test_windows": int(len(rows)), "test": test,
+            "teacher": teacher_report, "training": training, "test_windows": int(len(rows)), "test": test,
             "train_s": round(time.monotonic() - started, 1),
         }  # fmt: skip
         save_checkpoint(args.out / corpus / "model.ckpt", model, {
@@ -238,7 +260,8 @@ def main(argv: list[str] | None = None) -> int:
             "training_data": sorted({c.corpus for c in train}), "licence": LICENCE_NOTE,
             "teacher": f"{kd['teacher_hparams']} on {kd['teacher_cache']}, trained without {corpus}",
         })  # fmt: skip
-        print(f"[distill] -> {corpus}: teacher clean UA {teacher_test['clean/single']['ua']:.3f}; student "
+        teacher_ua = teacher_report.get("test", {}).get("clean/single", {}).get("ua", float("nan"))
+        print(f"[distill] -> {corpus}: teacher clean UA {teacher_ua:.3f}; student "
               + ", ".join(f"{ch} UA {test[f'{ch}/mixed']['ua']:.3f} angry {test[f'{ch}/mixed']['recall'].get('angry', 0):.2f}"
                           for ch in ("clean", "telephone")) + f" ({folds[corpus]['train_s']:.0f} s)", file=sys.stderr, flush=True)  # fmt: skip
         (args.out / "loco.json").write_text(json.dumps({"none": {"folds": folds}}, indent=1) + "\n")

@@ -140,3 +140,13 @@ def test_bench_variants_reads_a_v1_loco_summary(tmp_path: Path) -> None:
     assert row["adaptation"] == "none" and row["loco_mean_ua"] == summary["modes"]["none"]["loco_mean_ua"]
     assert "held_out_speakers_ua_clean_mixed" not in row
     assert "not built" in _accuracy({"model": None, "results": str(tmp_path / "absent.json")})["note"]
+
+
+def test_control_run_trains_no_teacher() -> None:
+    """kd_weight 0 is the control (same windows, budget and network, hard labels only): no teacher head."""
+    from emotion_models.distill import fold_teacher
+
+    windows = windows_of(_utterances(seconds=2.5))
+    cache = _fake_cache(_window_set(windows))
+    soft, report = fold_teacher({"kd_weight": 0}, cache, "b", np.arange(5), threads=1)
+    assert soft.shape == (5, 4) and np.allclose(soft, 0.25) and "no teacher" in report["note"]
