@@ -112,6 +112,11 @@ class VadHub:
     def open_streams(self) -> int:
         return len(self._streams)
 
+    @property
+    def end_of_turn_in_flight(self) -> bool:
+        """Whether an end-of-turn question is waiting for or being scored by the model."""
+        return self._eot_task is not None or bool(self._eot_waiting)
+
     async def tick(self) -> None:
         now = time.monotonic()
         batch: list[tuple[_Stream, np.ndarray]] = []
