@@ -72,13 +72,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--counts", type=int, nargs="+", default=None)
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results")
     parser.add_argument("--only", nargs="*", default=None, help="variant names to run")
+    parser.add_argument("--accuracy-only", action="store_true",
+                        help="measure nothing: re-read every row's accuracy from its LOCO summary")
     args = parser.parse_args(argv)
+    if args.accuracy_only:
+        args.only = []
     seconds = args.seconds or (3.0 if args.quick else 12.0)
     counts = args.counts or ([1, 10] if args.quick else [50, 100, 150, 200, 300])
     core = max(os.sched_getaffinity(0))
     rows: list[dict[str, Any]] = []
     for name, variant in VARIANTS.items():
-        if args.only and name not in args.only:
+        if args.only is not None and name not in args.only:
             continue
         model = variant["model"]
         if model and not (ROOT / model / "emotion.json").is_file():
@@ -98,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         accuracy = _accuracy(variant)
         rows.append({
             "variant": name,
+            "command": " ".join([Path(sys.executable).name, *sys.argv]),
             "model": model or "models/emotune-ser-v1/emotion.onnx",
             "largest_held_streams_per_core": max(held) if held else 0,
             "cpu_ms_per_stream_second": min((r["cpu_ms_per_stream_second"] for r in runs if r.get("realtime")), default=None),
@@ -117,6 +122,19 @@ def main(argv: list[str] | None = None) -> int:
     }
     args.output.mkdir(parents=True, exist_ok=True)
     out = args.output / "bench_variants.json"
+    if args.only is not None and out.is_file():
+        # --only re-measures some variants: the other rows stay as they were measured (each keeps its own runs).
+        ran = {row["variant"] for row in rows}
+        previous = json.loads(out.read_text())
+        kept = [row for row in previous.get("rows", []) if row.get("variant") not in ran]
+        for row in kept:  # accuracy is read, not measured: always the variant's current summary
+            row.setdefault("command", previous.get("command"))
+            if row.get("variant") in VARIANTS:
+                row["accuracy"] = _accuracy(VARIANTS[row["variant"]])
+        rows = [row for name in VARIANTS for row in kept + rows if row["variant"] == name]
+        report["rows"] = rows
+        if not ran:  # nothing measured: the file's command and machine still describe its rows
+            report = {**previous, "rows": rows}
     out.write_text(json.dumps(report, indent=2) + "\n")
     _plot(rows, args.output / "bench_variants.png")
     print(f"[variants] wrote {out}")

@@ -59,7 +59,9 @@ def test_one_switch_selects_every_korean_piece(profile: str, monkeypatch: pytest
     assert config.rasa.bot == profile and config.rasa.bot in BOTS  # a Rasa project RasaStack can start
     english = load_config(CONFIG, profile=profile.removeprefix("ko_"))
     assert config.rasa.url != english.rasa.url  # its own Rasa, never the English bot's
-    assert config.model_path() == PROJECT_ROOT / "models" / "emotune-ser-v2-st-ko"
+    # The Korean-tuned variants: smart-turn for call-center density, Whisper base for one car's accuracy.
+    variant = {"ko_contact_center": "emotune-ser-v2-st-ko", "ko_in_car": "emotune-ser-v2-wb-ko"}[profile]
+    assert config.model_path() == PROJECT_ROOT / "models" / variant
     assert config.sidecar_path().is_file()
     assert config.tts.engine == "espeak-ng" and config.tts.voice == "ko"
     assert sample_for(config) == KOREAN_SAMPLE_AUDIO
