@@ -150,3 +150,20 @@ def test_control_run_trains_no_teacher() -> None:
     cache = _fake_cache(_window_set(windows))
     soft, report = fold_teacher({"kd_weight": 0}, cache, "b", np.arange(5), threads=1)
     assert soft.shape == (5, 4) and np.allclose(soft, 0.25) and "no teacher" in report["note"]
+
+
+def test_ship_student_refuses_a_fold_that_heard_its_test_corpus(tmp_path: Path) -> None:
+    """The shipped student must be a fold trained without its test corpus (Korean stays out of it)."""
+    import json
+
+    from emotion_models.model import save_checkpoint
+    from emotion_models.ship_student import ship
+
+    model = EmotionNet(EmotionNetConfig(channels=16, n_blocks=1, se_channels=8, attention_channels=8))
+    save_checkpoint(tmp_path / "korean_operator" / "model.ckpt", model,
+                    {"labels": list(CLASSES), "training_data": ["korean_operator", "ravdess"]})  # fmt: skip
+    (tmp_path / "results.json").write_text(json.dumps({"modes": {"none": {"folds": ["korean_operator"]}}}))
+    (tmp_path / "loco.json").write_text(json.dumps({"none": {"folds": {"korean_operator": {}}}}))
+    with pytest.raises(ValueError, match="trained without it"):
+        ship(tmp_path, "korean_operator", tmp_path / "dest")
+    assert not (tmp_path / "dest").exists()
