@@ -27,7 +27,7 @@ import numpy as np
 from emotion_models.corpora import CLASS_CORPORA
 from emotion_models.train_head import load_recipe, load_training_data, run
 
-__all__ = ["HELD_OUT_SPEAKERS", "loco", "main", "summarise"]
+__all__ = ["HELD_OUT_SPEAKERS", "loco", "loco_row", "main", "summarise"]
 
 HELD_OUT_SPEAKERS = ["ravdess_19", "ravdess_20", "ravdess_21", "ravdess_22", "ravdess_23", "ravdess_24", "emodb_03", "emodb_16"]
 CELLS = ("clean/mixed", "clean/single", "telephone/mixed", "telephone/single")
@@ -60,31 +60,33 @@ def loco(hparams: dict[str, Any], cache: Path, corpora: list[str]) -> dict[str, 
     return {"folds": folds, "held_out_speakers": _public(speakers)}
 
 
+def loco_row(folds: dict[str, Any]) -> dict[str, Any]:
+    """One variant's LOCO figures from its per-fold ``test`` cells: mean UA per cell, worst angry
+    recall, per-corpus UA and angry recall, mean ECE."""
+    cell_means = {cell: round(float(np.mean([f["test"][cell]["ua"] for f in folds.values()])), 4) for cell in CELLS}
+    return {
+        "loco_mean_ua": round(float(np.mean(list(cell_means.values()))), 4),
+        "loco_ua": cell_means,
+        "loco_worst_angry_recall": {
+            cell: round(float(min(f["test"][cell]["recall"].get("angry", 0.0) for f in folds.values())), 4)
+            for cell in CELLS
+        },
+        "loco_per_corpus_ua": {corpus: {cell: f["test"][cell]["ua"] for cell in CELLS} for corpus, f in folds.items()},
+        "loco_per_corpus_angry": {
+            corpus: {cell: f["test"][cell]["recall"].get("angry", 0.0) for cell in CELLS} for corpus, f in folds.items()
+        },
+        "loco_mean_ece": round(float(np.mean([f["test"][c]["ece"] for f in folds.values() for c in CELLS])), 4),
+    }
+
+
 def summarise(results: dict[str, Any]) -> dict[str, Any]:
     """The table: LOCO mean UA per cell, worst angry recall, mean ECE; held-out speakers."""
     rows: dict[str, dict[str, Any]] = {}
     for mode, entry in results.items():
         folds = entry["folds"]
-        cell_means = {
-            cell: round(float(np.mean([f["test"][cell]["ua"] for f in folds.values()])), 4) for cell in CELLS
-        }
-        angry = {
-            cell: round(float(min(f["test"][cell]["recall"].get("angry", 0.0) for f in folds.values())), 4)
-            for cell in CELLS
-        }
         held = entry["held_out_speakers"]["test"]
         rows[mode] = {
-            "loco_mean_ua": round(float(np.mean(list(cell_means.values()))), 4),
-            "loco_ua": cell_means,
-            "loco_worst_angry_recall": angry,
-            "loco_per_corpus_ua": {
-                corpus: {cell: f["test"][cell]["ua"] for cell in CELLS} for corpus, f in folds.items()
-            },
-            "loco_per_corpus_angry": {
-                corpus: {cell: f["test"][cell]["recall"].get("angry", 0.0) for cell in CELLS}
-                for corpus, f in folds.items()
-            },
-            "loco_mean_ece": round(float(np.mean([f["test"][c]["ece"] for f in folds.values() for c in CELLS])), 4),
+            **loco_row(folds),
             "escalation_telephone_single_calls": {
                 corpus: f["test"]["telephone/single"].get("escalation") for corpus, f in folds.items()
             },

@@ -34,6 +34,7 @@ from emotion_models.corpora import CLASS_CORPORA, CLASSES, Utterance, read_corpo
 from emotion_models.data import Clip, speaker_independent_split
 from emotion_models.encoder_cache import HOP_S, SAMPLE_RATE, WINDOW_S, Stream, build_streams
 from emotion_models.evaluate import metrics
+from emotion_models.experiments_v2 import loco_row
 from emotion_models.features_torch import TorchFbank
 from emotion_models.model import EmotionNet, load_checkpoint, save_checkpoint
 from emotion_models.train import LICENCE_NOTE, fit, load_hparams
@@ -129,23 +130,8 @@ def evaluate_windows(model: EmotionNet, windows: Windows, rows: np.ndarray) -> d
 
 
 def summarise_loco(folds: dict[str, dict[str, Any]], mode: str = "none") -> dict[str, Any]:
-    """The v2 table's row for per-fold ``test`` cells: LOCO mean UA, per cell and corpus, worst angry, ECE."""
-    cell_means = {cell: round(float(np.mean([f["test"][cell]["ua"] for f in folds.values()])), 4) for cell in CELLS}
-    row = {
-        "loco_mean_ua": round(float(np.mean(list(cell_means.values()))), 4),
-        "loco_ua": cell_means,
-        "loco_worst_angry_recall": {
-            cell: round(float(min(f["test"][cell]["recall"].get("angry", 0.0) for f in folds.values())), 4)
-            for cell in CELLS
-        },
-        "loco_per_corpus_ua": {corpus: {cell: f["test"][cell]["ua"] for cell in CELLS} for corpus, f in folds.items()},
-        "loco_per_corpus_angry": {
-            corpus: {cell: f["test"][cell]["recall"].get("angry", 0.0) for cell in CELLS} for corpus, f in folds.items()
-        },
-        "loco_mean_ece": round(float(np.mean([f["test"][c]["ece"] for f in folds.values() for c in CELLS])), 4),
-        "folds": sorted(folds),
-    }
-    return {"modes": {mode: row}, "chosen_by_loco_mean": mode}
+    """The v2 table's row (``experiments_v2.loco_row``) for these folds, in the v2 summary's shape."""
+    return {"modes": {mode: {**loco_row(folds), "folds": sorted(folds)}}, "chosen_by_loco_mean": mode}
 
 
 def clips_of(utterances: Sequence[Utterance]) -> list[Clip]:

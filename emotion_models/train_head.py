@@ -24,7 +24,7 @@ import json
 import math
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -353,6 +353,25 @@ def escalation_simulation(meta: WindowSet, rows: np.ndarray, probs: np.ndarray) 
     return out
 
 
+def _cell_probs(
+    head: EmotionHead, spec: AdaptationSpec, data: TrainingData, rows: np.ndarray, *, seed: int = 0,
+    temperature: float = 1.0, offsets: dict[tuple[str, str], np.ndarray] | None = None,
+) -> Iterator[tuple[str, str, np.ndarray]]:
+    """(channel, condition, probabilities of ``rows``) for every cell, the offsets computed as at run
+    time (a gated spec is gated by the head's own scores, not labels); ``offsets``: precomputed ones
+    for an ungated spec."""
+    for channel in CHANNELS:
+        ws = data.windows[channel]
+        for condition in CONDITIONS:
+            if offsets is not None and not spec.gated:
+                offset = offsets[(channel, condition)]
+            else:
+                calls = call_orders(data.meta, rows, condition, seed)
+                offset = scored_offsets(head, spec, ws.states, ws.pooled, calls, temperature)
+            probs, _ = predict(head, ws.states[rows], offset[rows], temperature)
+            yield channel, condition, probs
+
+
 def evaluate(
     head: EmotionHead, data: TrainingData, spec: AdaptationSpec, rows: np.ndarray, temperature: float
 ) -> dict[str, Any]:
@@ -360,19 +379,14 @@ def evaluate(
     meta = data.meta
     rows = rows[meta.label[rows] >= 0]
     results: dict[str, Any] = {}
-    for channel in CHANNELS:
-        ws = data.windows[channel]
-        pooled = ws.pooled
-        for condition in CONDITIONS:
-            offsets = scored_offsets(head, spec, ws.states, pooled, call_orders(meta, rows, condition), temperature)
-            probs, _ = predict(head, ws.states[rows], offsets[rows], temperature)
-            entry = metrics(meta.label[rows].tolist(), probs.argmax(axis=1).tolist(), CLASSES)
-            entry["ece"] = round(expected_calibration_error(probs, meta.label[rows]), 4)
-            entry["ua"] = round(entry["ua"], 4)
-            entry["wa"] = round(entry["wa"], 4)
-            if condition == "single":
-                entry["escalation"] = escalation_simulation(meta, rows, probs)
-            results[f"{channel}/{condition}"] = entry
+    for channel, condition, probs in _cell_probs(head, spec, data, rows, temperature=temperature):
+        entry = metrics(meta.label[rows].tolist(), probs.argmax(axis=1).tolist(), CLASSES)
+        entry["ece"] = round(expected_calibration_error(probs, meta.label[rows]), 4)
+        entry["ua"] = round(entry["ua"], 4)
+        entry["wa"] = round(entry["wa"], 4)
+        if condition == "single":
+            entry["escalation"] = escalation_simulation(meta, rows, probs)
+        results[f"{channel}/{condition}"] = entry
     return results
 
 
@@ -380,21 +394,9 @@ def _window_probs(
     head: EmotionHead, spec: AdaptationSpec, data: TrainingData, rows: np.ndarray, seed: int,
     offsets: dict[tuple[str, str], np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Untempered probabilities and labels of ``rows`` on both channels and call conditions, the
-    offsets computed as at run time (a gated spec is gated by the head's own scores, not labels)."""
-    meta = data.meta
-    all_probs, all_labels = [], []
-    for channel in CHANNELS:
-        ws = data.windows[channel]
-        for condition in CONDITIONS:
-            if offsets is not None and not spec.gated:
-                offset = offsets[(channel, condition)]
-            else:
-                offset = scored_offsets(head, spec, ws.states, ws.pooled, call_orders(meta, rows, condition, seed))
-            probs, _ = predict(head, ws.states[rows], offset[rows])
-            all_probs.append(probs)
-            all_labels.append(meta.label[rows])
-    return np.concatenate(all_probs), np.concatenate(all_labels)
+    """Untempered probabilities and labels of ``rows``, every cell stacked (what a temperature is fitted on)."""
+    cells = [probs for _, _, probs in _cell_probs(head, spec, data, rows, seed=seed, offsets=offsets)]
+    return np.concatenate(cells), np.tile(data.meta.label[rows], len(cells))
 
 
 def _held_out_corpus_probs(
