@@ -41,10 +41,11 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
+from benchmarks.line_signals import phone_line  # noqa: E402
 from connectors.speech.asr import SpeechRecognizer, create_recognizer  # noqa: E402
 from connectors.speech.asr_scoring import char_counts, read_numerals_korean, wer_counts  # noqa: E402
 from connectors.speech.tts import EspeakSynthesizer  # noqa: E402
-from emotion_runtime.audio import decode, encode, resample  # noqa: E402
+from emotion_runtime.audio import resample  # noqa: E402
 from emotune.config import AsrConfig, Prosody, load_config  # noqa: E402
 
 __all__ = ["main", "KOREAN_SETTINGS", "korean_config"]
@@ -88,23 +89,6 @@ KOREAN_SETTINGS: dict[str, dict[str, Any]] = {
     "whisper_ko_profile": {},
 }
 KOREAN_PROFILE = "ko_contact_center"
-
-
-def pink_noise(n: int, rng: np.random.Generator) -> np.ndarray:
-    spectrum = np.fft.rfft(rng.standard_normal(n))
-    spectrum /= np.sqrt(np.maximum(np.arange(spectrum.shape[0]), 1))
-    noise = np.fft.irfft(spectrum, n)
-    return noise / np.sqrt(np.mean(noise**2))
-
-
-def phone_line(audio_16k: np.ndarray, snr_db: float | None, rng: np.random.Generator) -> np.ndarray:
-    line = resample(audio_16k, 16000, 8000).astype(np.float64)
-    if snr_db is not None:
-        loud = line[np.abs(line) > 0.02 * np.max(np.abs(line))]
-        level = np.sqrt(np.mean(loud**2)) if loud.size else np.sqrt(np.mean(line**2))
-        line = line + pink_noise(line.shape[0], rng) * level * 10 ** (-snr_db / 20)
-    line = np.clip(line, -1.0, 1.0).astype(np.float32)
-    return resample(decode(encode(line, "mulaw"), "mulaw"), 8000, 16000)
 
 
 def load(path: Path) -> np.ndarray:

@@ -22,7 +22,7 @@ What a sample is (no hand-picking; every clip of the selection is used):
   in a Twilio call); ``phone_pink_*`` / ``phone_babble_*``: noise added on the 8-kHz line before the
   codec, over the whole sample (leading silence, speech and the 2.5 s after it), at 10 and 5 dB SNR
   against the clip's speech level (RMS of the samples above 2% of its peak). Pink noise is
-  :func:`benchmarks.bench_asr.pink_noise`; babble is six RAVDESS talkers at once (clips the
+  :func:`benchmarks.line_signals.pink_noise`; babble is six RAVDESS talkers at once (clips the
   selection does not use), each time-shifted at random.
 
 Measured per sample and setting: when the turn holding the cut ended, counted from the cut
@@ -43,9 +43,9 @@ setting sees exactly what the running segmenter would. The setting is **chosen o
 Korean**, which the choice never saw. Every answer of the model (turn start, moment asked,
 probability) is stored per sample.
 
-Noise or music alone: 60 s each of hold music (:func:`hold_music`, synthesised chords and a
-melody), pink noise and babble at the level they had at 5 dB SNR (against the median clip's speech
-level), on the telephone line, through both rules: how many turns (and barge-in onsets) they open.
+Noise or music alone: 60 s each of hold music (:func:`benchmarks.line_signals.hold_music`,
+synthesised chords and a melody), pink noise and babble at the level they had at 5 dB SNR (against the
+median clip's speech level), on the telephone line, through both rules: how many turns (and barge-in onsets) they open.
 
     .venv/bin/python -m benchmarks.bench_end_of_turn        # -> benchmarks/results/bench_end_of_turn.json
 
@@ -71,23 +71,29 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-from benchmarks.bench_asr import pink_noise
+from benchmarks.line_signals import (
+    LINE_RATE,
+    babble,
+    hold_music,
+    mix_at_snr,
+    pink_noise,
+    speech_level,
+    telephone,
+)
 from connectors.devtools.turn_samples import speech_cuts
 from connectors.gateway.end_of_turn import EndOfTurnRule
 from connectors.gateway.turn_taking import FrameVad, SegmentEvent, TurnSegmenter
-from emotion_runtime.audio import decode, encode, resample
+from emotion_runtime.audio import resample
 from emotion_runtime.end_of_turn import SmartTurnModel
 from emotune.config import PROJECT_ROOT, EmotuneConfig
 
 __all__ = [
-    "CONDITIONS", "AnswerCache", "LineCondition", "ReplayVad", "Setting", "choose", "hold_music", "main",
-    "mix_at_snr", "replay", "speech_level", "summarise",
+    "CONDITIONS", "AnswerCache", "LineCondition", "ReplayVad", "Setting", "choose", "main", "replay", "summarise",
 ]
 
 DATA = PROJECT_ROOT.parent / "shared" / "data"
 OUT = PROJECT_ROOT / "benchmarks" / "results" / "bench_end_of_turn.json"
 RATE = 16000
-LINE_RATE = 8000
 TAIL_S = 2.5
 ALONE_S = 60.0
 WITHIN_S = 1.0  # issue 13: a turn ends within 1 s of the end of speech
@@ -144,54 +150,7 @@ def sweep_settings() -> list[Setting]:
     return [Setting("silence")] + [Setting("smart_turn", t, s, w) for t, s, w in grid]
 
 
-# --- the line: telephone channel, noise, music --------------------------------------------------
-
-def speech_level(audio: np.ndarray) -> float:
-    """RMS of the samples above 2% of the peak (the speech, not the silence around it)."""
-    x = np.asarray(audio, dtype=np.float64)
-    loud = x[np.abs(x) > 0.02 * np.max(np.abs(x))]
-    return float(np.sqrt(np.mean(loud**2))) if loud.size else float(np.sqrt(np.mean(x**2)))
-
-
-def mix_at_snr(signal: np.ndarray, noise: np.ndarray, level: float, snr_db: float) -> np.ndarray:
-    """``signal`` plus ``noise`` (any level) scaled to ``snr_db`` below the speech ``level``."""
-    scale = level * 10 ** (-snr_db / 20) / np.sqrt(np.mean(np.asarray(noise, np.float64) ** 2))
-    return (np.asarray(signal, np.float64) + scale * noise[: signal.shape[0]]).astype(np.float32)
-
-
-def telephone(line_8k: np.ndarray) -> np.ndarray:
-    """8-kHz line audio through G.711 mu-law and back (clipped to [-1, 1] first, as a codec does)."""
-    return decode(encode(np.clip(line_8k, -1.0, 1.0).astype(np.float32), "mulaw"), "mulaw")
-
-
-def hold_music(seconds: float, rate: int = LINE_RATE, seed: int = 0) -> np.ndarray:
-    """Synthesised hold music at unit RMS: sustained triads (three harmonics each, a new chord every
-    2 s) under a plucked melody (a note every 0.25 s from the chord's scale, each decaying)."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(int(seconds * rate)) / rate
-    chords = [(261.6, 329.6, 392.0), (220.0, 261.6, 329.6), (174.6, 220.0, 261.6), (196.0, 246.9, 293.7)]
-    scale = (523.3, 587.3, 659.3, 698.5, 784.0, 880.0, 987.8, 1046.5)
-    out = np.zeros_like(t)
-    chord_index = (t // 2.0).astype(int) % len(chords)
-    for i, chord in enumerate(chords):
-        part = chord_index == i
-        out[part] += sum(np.sin(2 * np.pi * f * h * t[part]) / h for f in chord for h in (1, 2, 3)) / 9.0
-    note_s = 0.25
-    for k in range(int(np.ceil(seconds / note_s))):
-        part = (t >= k * note_s) & (t < (k + 1) * note_s)
-        f, since = scale[int(rng.integers(len(scale)))], t[part] - k * note_s
-        out[part] += 1.5 * np.exp(-since / 0.12) * (np.sin(2 * np.pi * f * since) + 0.3 * np.sin(4 * np.pi * f * since))
-    return (out / np.sqrt(np.mean(out**2))).astype(np.float32)
-
-
-def babble_track(talkers: Sequence[np.ndarray], seconds: float, rng: np.random.Generator) -> np.ndarray:
-    """``talkers`` (8-kHz speech, one array each) spoken at once, each looped and shifted at random; unit RMS."""
-    n = int(seconds * LINE_RATE)
-    mix = np.zeros(n, dtype=np.float64)
-    for voice in talkers:
-        mix += np.roll(np.resize(voice, n), int(rng.integers(0, n)))
-    return (mix / np.sqrt(np.mean(mix**2))).astype(np.float32)
-
+# --- the line (its signals: benchmarks.line_signals) ---------------------------------------------
 
 def line_audio(audio: np.ndarray, cut: int, condition: LineCondition, noises: dict[str, np.ndarray],
                rng: np.random.Generator) -> tuple[np.ndarray, int]:
@@ -389,7 +348,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     started, load_before = time.time(), os.getloadavg()
     parts, talkers = _clips(args.ravdess_per_actor, args.korean)
     noises = {"pink": pink_noise(int(120 * LINE_RATE), np.random.default_rng(7)).astype(np.float32),
-              "babble": babble_track(talkers, 120.0, np.random.default_rng(8))}
+              "babble": babble(talkers, int(120.0 * LINE_RATE), np.random.default_rng(8))}
     # outcomes[part][condition][setting][kind] -> list of per-sample outcomes
     outcomes: dict[str, dict[str, dict[str, dict[str, list[dict[str, Any]]]]]] = {}
     samples: dict[str, dict[str, list[dict[str, Any]]]] = {}

@@ -1,5 +1,5 @@
 """The end-of-turn benchmark's own machinery: the replayed sweep is the running segmenter, each
-question goes to the model once, the line helpers and the choice rule do what they say.
+question goes to the model once, the choice rule does what it says (its line signals: test_line_signals).
 (No figure is checked here: those live in benchmarks/results/bench_end_of_turn.json.)"""
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from benchmarks import bench_end_of_turn as bench
+from benchmarks.line_signals import pink_noise
 from connectors.devtools.turn_samples import speech_cuts
 from connectors.gateway.turn_taking import TurnSegmenter
 from connectors.tools.demo import load_sample_call
@@ -20,7 +21,7 @@ SETTINGS = (bench.Setting("silence"), bench.Setting("smart_turn"), bench.Setting
 
 def _samples() -> list[tuple[np.ndarray, int]]:
     """Two sample-call turns, whole and cut mid-way, clean and with pink noise on the phone line."""
-    noises = {"pink": bench.pink_noise(8000 * 20, np.random.default_rng(0)).astype(np.float32)}
+    noises = {"pink": pink_noise(8000 * 20, np.random.default_rng(0)).astype(np.float32)}
     out = []
     for clip in load_sample_call().turns[:2]:
         for cut in speech_cuts(clip.audio, clip.sample_rate):
@@ -66,19 +67,6 @@ def test_each_question_goes_to_the_model_once_across_settings() -> None:
             bench.replay(SILENCE, x, rate, vad, scores, setting.rule(0.6), cache)
     assert len(calls) == len(cache.answers)
     assert len({asked for _, asked in cache.answers}) >= 2  # short pauses 0.2 and 0.3 s ask at other frames
-
-
-def test_noise_is_mixed_at_the_asked_snr_and_hold_music_is_unit_level() -> None:
-    rng = np.random.default_rng(2)
-    speech = (0.2 * np.sin(np.arange(8000) / 3)).astype(np.float32)
-    noise = rng.standard_normal(8000).astype(np.float32) * 7
-    level = bench.speech_level(speech)
-    mixed = bench.mix_at_snr(speech, noise, level, 5.0)
-    snr = 10 * np.log10(level**2 / np.mean((mixed - speech) ** 2))
-    assert snr == pytest.approx(5.0, abs=0.01)
-    music = bench.hold_music(6.0)
-    assert music.shape == (48000,) and np.sqrt(np.mean(music**2)) == pytest.approx(1.0, abs=1e-3)
-    assert np.array_equal(music, bench.hold_music(6.0))  # the same tune every run
 
 
 def _rows(delays: list[float | None], split: bool = False) -> list[dict]:

@@ -20,6 +20,7 @@ from pydantic import SecretStr
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from benchmarks.line_signals import hold_music
 from connectors.devtools.caller import voiced_span
 from connectors.devtools.emotune_ws_client import BotReply, ClearAudio, EmotuneWsClient, Handoff, Ready
 from connectors.devtools.rasa_stack import free_port
@@ -168,17 +169,6 @@ async def test_a_typed_turn_is_answered_while_the_caller_keeps_talking(tmp_path:
     assert not [r for r in records if r["type"] == "turn_superseded" and "order" in r["caller_text"]]
 
 
-def hold_music(seconds: float) -> np.ndarray:
-    """Chords with harmonics at 16 kHz: steady, tonal and loud (it passes any energy gate)."""
-    t = np.arange(int(16000 * seconds)) / 16000
-    chords = [(261.6, 329.6, 392.0), (220.0, 261.6, 329.6), (174.6, 220.0, 261.6), (196.0, 246.9, 293.7)]
-    out = np.zeros_like(t)
-    for i, chord in enumerate(chords * int(seconds)):
-        part = (t >= 2 * i) & (t < 2 * i + 2)
-        out[part] = sum(np.sin(2 * np.pi * f * h * t[part]) / h for f in chord for h in (1, 2, 3))
-    return (0.1 * out / np.sqrt(np.mean(out**2))).astype(np.float32)
-
-
 async def test_hold_music_gets_no_emotion_label_and_speech_does(tmp_path: Path) -> None:
     """The neural VAD gates the caller's emotion windows: music on the line is not an emotion."""
     config = config_for()
@@ -187,7 +177,9 @@ async def test_hold_music_gets_no_emotion_label_and_speech_does(tmp_path: Path) 
     async with running(config, tmp_path) as gateway:
         ws, client = await open_call(gateway, "hold-music")
         reader = asyncio.create_task(collect(ws, client, []))
-        await stream(ws, client, np.concatenate([hold_music(6.0), speech, silence(1.0)]))
+        # Chords under a melody, loud enough to pass any energy gate: only the VAD knows it is music.
+        music = 0.1 * hold_music(6.0, rate=16000)
+        await stream(ws, client, np.concatenate([music, speech, silence(1.0)]))
         await ws.send(client.end())
         await asyncio.wait_for(reader, 30)
     records = call_log(tmp_path)

@@ -7,11 +7,11 @@ import asyncio
 import numpy as np
 import pytest
 
+from benchmarks import line_signals
+from benchmarks.line_signals import hold_music, mix_at_snr, telephone
 from connectors.gateway.turn_taking import SegmentEvent, SileroVad, TurnSegmenter, score_silero
 from connectors.gateway.vad_hub import VadHub
 from connectors.tools.demo import load_sample_call
-from emotion_runtime.audio import decode as decode_audio
-from emotion_runtime.audio import encode as encode_audio
 from emotion_runtime.audio import resample
 from emotune.config import EmotuneConfig
 from emotune.errors import AudioError
@@ -21,36 +21,18 @@ RATE = 8000
 
 def phone_line(audio_16k: np.ndarray) -> np.ndarray:
     """16 kHz speech -> 8 kHz mu-law and back to float, as a Twilio call delivers it."""
-    return decode_audio(encode_audio(resample(audio_16k, 16000, RATE), "mulaw"), "mulaw")
-
-
-def pink_noise(n: int, rng: np.random.Generator) -> np.ndarray:
-    spectrum = np.fft.rfft(rng.standard_normal(n))
-    spectrum /= np.sqrt(np.maximum(np.arange(spectrum.shape[0]), 1))
-    noise = np.fft.irfft(spectrum, n)
-    return (noise / np.sqrt(np.mean(noise**2))).astype(np.float32)
+    return telephone(resample(audio_16k, 16000, RATE))
 
 
 def babble(n: int, rng: np.random.Generator) -> np.ndarray:
-    """Several talkers at once (the sample call's own turns, time-shifted and summed)."""
+    """Six talkers at once (the sample call's own turns, each time-shifted)."""
     voices = np.concatenate([phone_line(t.audio) for t in load_sample_call().turns])
-    mix = sum(np.roll(np.resize(voices, n), int(rng.integers(0, n))) for _ in range(6))
-    mix = np.asarray(mix, dtype=np.float32)
-    return mix / np.sqrt(np.mean(mix**2))
+    return line_signals.babble([voices] * 6, n, rng)
 
 
-def hold_music(n: int) -> np.ndarray:
-    """A chord progression with harmonics: steady, tonal, loud."""
-    t = np.arange(n) / RATE
-    chords = [(261.6, 329.6, 392.0), (220.0, 261.6, 329.6), (174.6, 220.0, 261.6), (196.0, 246.9, 293.7)]
-    out = np.zeros(n, dtype=np.float64)
-    for i, chord in enumerate(chords * (n // (RATE * 2) + 1)):
-        seg = slice(i * RATE * 2, min(n, (i + 1) * RATE * 2))
-        for f in chord:
-            for h in (1, 2, 3):
-                out[seg] += np.sin(2 * np.pi * f * h * t[seg]) / h
-    out /= np.sqrt(np.mean(out**2))
-    return out.astype(np.float32)
+def pink_noise(n: int, rng: np.random.Generator) -> np.ndarray:
+    """Unit-RMS pink noise in float32, the line audio's dtype."""
+    return line_signals.pink_noise(n, rng).astype(np.float32)
 
 
 def call_audio(noise_kind: str | None, snr_db: float, rng: np.random.Generator) -> tuple[np.ndarray, list[float]]:
@@ -66,9 +48,9 @@ def call_audio(noise_kind: str | None, snr_db: float, rng: np.random.Generator) 
     speech = np.concatenate(parts)
     if noise_kind is None:
         return speech, ends
-    level = np.sqrt(np.mean(np.concatenate(turns) ** 2))
+    level = float(np.sqrt(np.mean(np.concatenate(turns) ** 2)))  # the turns' plain RMS: this test's SNR
     noise = {"pink": pink_noise, "babble": babble}[noise_kind](speech.shape[0], rng)
-    return speech + noise * level * 10 ** (-snr_db / 20), ends
+    return mix_at_snr(speech, noise, level, snr_db), ends
 
 
 def segment(audio: np.ndarray) -> list:
@@ -92,7 +74,7 @@ def test_turns_end_within_a_second_of_the_speech_in_noise(noise: str | None, snr
 
 def test_hold_music_and_steady_noise_are_no_turn() -> None:
     rng = np.random.default_rng(2)
-    for audio in (0.1 * hold_music(RATE * 8), 0.05 * pink_noise(RATE * 8, rng)):
+    for audio in (0.1 * hold_music(8.0, RATE), 0.05 * pink_noise(RATE * 8, rng)):
         assert [e for e in segment(audio) if e.kind == "turn"] == []
 
 
