@@ -60,13 +60,13 @@ class VadHub:
     def __init__(self, config: EmotuneConfig, metrics: GatewayMetrics | None = None) -> None:
         self.metrics = metrics
         self.max_delay_s = config.turn_taking.vad_max_delay_s
-        self.frames_dropped = 0
+        self.frames_dropped = 0  # VAD frames thrown away as late, since start
         self._streams: dict[int, _Stream] = {}  # id(segmenter) -> stream
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="vad")
         tt = config.turn_taking
         self.end_of_turn_batch = tt.end_of_turn_batch
         self.end_of_turn_max_wait_s = max(0.0, tt.end_silence_s - tt.short_silence_s)
-        self.end_of_turn_dropped = 0
+        self.end_of_turn_dropped = 0  # end-of-turn requests thrown away as late
         self.end_of_turn_failed = 0
         self.end_of_turn_scored = 0
         self._eot_waiting: list[tuple[_Stream, EndOfTurnRequest, float]] = []
@@ -194,20 +194,21 @@ class VadHub:
             await stream.sink(event)
 
     def _dropped(self, n: int) -> None:
-        self._count_drop("frames_dropped", "vad_frames_dropped", n, "VAD frames dropped so far (late)")
+        if n > 0:
+            self.frames_dropped += n
+            self._report_drop("vad_frames_dropped", n, "VAD frames dropped so far (late): %d", self.frames_dropped)
 
     def _eot_dropped(self, n: int) -> None:
-        self._count_drop("end_of_turn_dropped", "end_of_turn_dropped", n,
-                         "end-of-turn requests dropped so far (late; the silence rule ended them)")
+        if n > 0:
+            self.end_of_turn_dropped += n
+            self._report_drop("end_of_turn_dropped", n, "end-of-turn requests dropped so far "
+                              "(late; the silence rule ended them): %d", self.end_of_turn_dropped)
 
-    def _count_drop(self, counter: str, kind: str, n: int, message: str) -> None:
-        if n <= 0:
-            return
-        total = getattr(self, counter) + n
-        setattr(self, counter, total)
+    def _report_drop(self, kind: str, n: int, message: str, total: int) -> None:
+        """``n`` more drops of ``kind`` into ``emotune_errors_total``; the log line shows the running ``total``."""
         if self.metrics is not None:
             self.metrics.errors_total.inc(kind, amount=n)
-        logger.warning("%s: %d", message, total)
+        logger.warning(message, total)
 
     def _tick_failed(self) -> None:
         if self.metrics is not None:
