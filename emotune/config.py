@@ -11,7 +11,8 @@ file, the field path and what was expected.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import string
+from collections.abc import Iterable, Mapping
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -23,6 +24,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -43,6 +45,7 @@ __all__ = [
     "EscalationConfig",
     "TwilioConfig",
     "GenesysConfig",
+    "HandoffSummaries",
     "GatewayConfig",
     "RasaConfig",
     "AsrConfig",
@@ -261,6 +264,75 @@ class GenesysConfig(_Section):
     max_clock_skew_s: int = Field(300, ge=1, description="Accepted signature age (s).")
 
 
+# Each summary template's placeholders, with a value of the type the gateway fills in (a template is
+# tried with these at load, so one the gateway could not fill is refused there, not mid-call).
+_SUMMARY_PLACEHOLDERS: dict[str, dict[str, str | int]] = {
+    "call_ended": {"reason": "max call length"},
+    "fallbacks": {"turns": 2, "fallback_reason": "Rasa timed out"},
+    "escalation": {"party": "caller", "emotions": "angry", "windows": 3},
+}
+
+
+class HandoffSummaries(_Section):
+    """The summaries the gateway writes itself when it hands a call over (the bot's own hand-offs
+    carry the bot's summary), in the language of whoever reads them: the agent, or an in-car unit."""
+
+    call_ended: str = Field(
+        "Call ended by the bot: {reason}.",
+        description="The bot ended the call by handing it over (turn_taking max_call_action or silence_action "
+        "handoff). Placeholder: {reason}, the reason's word from reasons.",
+    )
+    fallbacks: str = Field(
+        "The bot could not answer {turns} turns in a row ({fallback_reason}).",
+        description="rasa.handoff_after_fallbacks reached. Placeholders: {turns}, {fallback_reason} (the "
+        "technical error, as logged).",
+    )
+    escalation: str = Field(
+        "The {party} sounded {emotions} in {windows} consecutive analysis windows.",
+        description="Monitor-only calls (AudioHook): the escalation rule fired. Placeholders: {party} and "
+        "{emotions} (words from parties and emotions), {windows} (the streak's length).",
+    )
+    reasons: dict[str, str] = Field(
+        default_factory=lambda: {"max_call_length": "max call length", "caller_silent": "caller silent"},
+        description="Reason -> the words {reason} inserts; a reason not listed is inserted as is.",
+    )
+    parties: dict[str, str] = Field(
+        default_factory=dict, description="caller / agent -> the words {party} inserts; unlisted: as is."
+    )
+    emotions: dict[str, str] = Field(
+        default_factory=dict, description="Emotion label -> the word {emotions} inserts; unlisted: the label."
+    )
+
+    @field_validator("call_ended", "fallbacks", "escalation")
+    @classmethod
+    def _fillable(cls, template: str, info: ValidationInfo) -> str:
+        allowed = _SUMMARY_PLACEHOLDERS[str(info.field_name)]
+        try:
+            names = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+        except ValueError as exc:
+            raise ValueError(f"bad braces ({exc}); a literal brace is written {{{{ or }}}}") from None
+        unknown = sorted(names - set(allowed))
+        if unknown:
+            shown = ", ".join("{" + name + "}" for name in unknown)
+            raise ValueError(f"unknown placeholder {shown} (use {', '.join('{' + n + '}' for n in allowed)})")
+        try:
+            template.format(**allowed)
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+            raise ValueError(f"cannot be filled in: {exc}") from None
+        return template
+
+    def call_ended_summary(self, reason: str) -> str:
+        return self.call_ended.format(reason=self.reasons.get(reason, reason))
+
+    def fallbacks_summary(self, turns: int, fallback_reason: str | None) -> str:
+        # str(): a reply without a reason still fills a template checked with a string.
+        return self.fallbacks.format(turns=turns, fallback_reason=str(fallback_reason))
+
+    def escalation_summary(self, party: str, emotions: Iterable[str], windows: int) -> str:
+        words = ", ".join(self.emotions.get(label, label) for label in sorted(set(emotions)))
+        return self.escalation.format(party=self.parties.get(party, party), emotions=words, windows=windows)
+
+
 class GatewayConfig(_Section):
     """The websocket gateway that telephony platforms and apps connect to."""
 
@@ -330,6 +402,10 @@ class GatewayConfig(_Section):
     busy_reply: str = Field(
         "Sorry, I missed that. Could you say it again?",
         description="What the bot says to a turn shed under overload (Rasa is not called).",
+    )
+    handoff_summaries: HandoffSummaries = Field(
+        default_factory=HandoffSummaries,
+        description="The summaries of the gateway's own hand-offs, in the agents' language.",
     )
     log_format: Literal["text", "json"] = Field(
         "text", description="Process log format; json is one object per line with the call id."

@@ -288,10 +288,8 @@ class CallPipeline:
         elif isinstance(event, EscalationRaised):
             # Listen-only protocols apply the escalation rule next to the protocol (no dialogue
             # engine); tell the platform's agent-assist side once per streak.
-            summary = (
-                f"The {event.party} sounded {', '.join(sorted(set(event.emotions)))} in "
-                f"{event.streak} consecutive analysis windows."
-            )
+            summaries = self.services.config.gateway.handoff_summaries
+            summary = summaries.escalation_summary(event.party, event.emotions, event.streak)
             self.record("escalation", party=event.party, reason=event.reason, streak=event.streak,
                         emotions=list(event.emotions), summary=summary)
             if not self.dialogue:

@@ -235,7 +235,8 @@ class DialogueTurns:
         logger.info("call %s: %s, %s", call.call_id, reason, action)
         if action == "handoff":
             await self.say(message, reason)
-            await self.hand_off({"reason": reason, "summary": f"Call ended by the bot: {reason.replace('_', ' ')}."})
+            summary = call.services.config.gateway.handoff_summaries.call_ended_summary(reason)
+            await self.hand_off({"reason": reason, "summary": summary})
             return
         self.handoff_requested = True  # no more bot turns
         await self.say(message, reason)
@@ -361,9 +362,9 @@ class DialogueTurns:
         limit = services.config.rasa.handoff_after_fallbacks
         if handoff is None and limit and self._fallbacks_in_a_row >= limit:
             # The bot keeps failing this caller: a human takes over rather than more apologies.
+            summaries = services.config.gateway.handoff_summaries
             handoff = {"reason": "dialogue_unavailable",
-                       "summary": f"The bot could not answer {self._fallbacks_in_a_row} turns in a row "
-                                  f"({reply.fallback_reason})."}  # fmt: skip
+                       "summary": summaries.fallbacks_summary(self._fallbacks_in_a_row, reply.fallback_reason)}
         if handoff is not None:
             await self.hand_off(handoff)
 
