@@ -108,6 +108,19 @@ def test_literal_braces_are_allowed() -> None:
     assert summaries.call_ended_summary("caller_silent") == "{bot} ended the call: caller silent."
 
 
+async def test_a_call_that_picks_the_korean_profile_gets_its_summaries(tmp_path: Path) -> None:
+    """An English gateway serving profiles: a call started on a Korean profile hands off in Korean."""
+    data = yaml.safe_load(CONFIG.read_text(encoding="utf-8"))
+    korean = data["profiles"]["ko_contact_center"]["gateway"]["handoff_summaries"]
+    data["profiles"] = {"in_car": {"gateway": {"handoff_summaries": korean}}}  # nothing else differs
+    config = load_config(CONFIG)
+    config.asr.engine = "none"
+    gateway = Gateway(config, log_dir=tmp_path, config_path=_write(tmp_path, data))
+    own = (await gateway.profiles.services_for(config.profile)).config.gateway.handoff_summaries
+    per_call = (await gateway.profiles.services_for("in_car")).config.gateway.handoff_summaries
+    assert own.call_ended_summary("caller_silent") == "Call ended by the bot: caller silent."
+    assert per_call.call_ended_summary("caller_silent") == "봇이 통화를 종료했습니다. 사유: 고객 무응답."
+
 # -- a real gateway carries the Korean summary to the agent -----------------------------------------------
 def korean_config(**turn_taking: Any) -> EmotuneConfig:
     config = load_config(CONFIG, profile="ko_contact_center")

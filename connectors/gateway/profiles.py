@@ -36,7 +36,7 @@ __all__ = ["PER_CALL_GATEWAY_FIELDS", "PER_CALL_SECTIONS", "CallProfiles", "prof
 logger = logging.getLogger(__name__)
 
 PER_CALL_SECTIONS = ("rasa", "tone_policy", "escalation", "turn_taking", "tts", "asr")
-PER_CALL_GATEWAY_FIELDS = ("busy_reply",)  # what the gateway itself says, in the profile's language
+PER_CALL_GATEWAY_FIELDS = ("busy_reply", "handoff_summaries")  # what the gateway itself says, in the profile's language
 
 
 def profile_names(config_path: Path | None, own: str) -> tuple[str, ...]:
