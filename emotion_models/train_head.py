@@ -48,7 +48,7 @@ from emotion_runtime.adaptation import (
     speaker_share_weights,
 )
 from emotune.errors import ConfigError, DataError
-from emotune.escalation import StreakRule
+from emotune.escalation import Reading, StreakCounter, StreakRule
 
 __all__ = [
     "CONDITIONS",
@@ -322,35 +322,49 @@ ESCALATION_RULES = {
 }
 
 
-def escalation_simulation(meta: WindowSet, rows: np.ndarray, probs: np.ndarray) -> dict[str, Any]:
-    """Every single-emotion call of the test speakers cut into turns of TURN_WINDOWS windows; each
-    turn's reading is the mean of its windows (as the gateway aggregates a turn). Per rule: the
-    share of angry calls handed off, after how many turns, and the share of other calls handed off
-    (false hand-offs). All speakers and calls of the held-out set, none selected."""
+def single_emotion_calls(meta: WindowSet, rows: np.ndarray, probs: np.ndarray) -> list[tuple[bool, list[Reading]]]:
+    """Every single-emotion call of ``rows`` cut into turns of TURN_WINDOWS windows: (is an angry call,
+    its turn readings). A turn's reading is the mean of its windows, as the gateway aggregates a turn."""
     angry = CLASSES.index("angry")
-    out: dict[str, Any] = {}
-    for name, rule in ESCALATION_RULES.items():
-        fired_at: list[int | None] = []
-        false_fires, others = 0, 0
-        for call in call_orders(meta, rows, "single"):
-            positions = np.searchsorted(rows, call)
-            turns = [probs[positions[i : i + TURN_WINDOWS]].mean(axis=0) for i in range(0, len(call), TURN_WINDOWS)]
-            readings = [(CLASSES[int(t.argmax())], float(t.max()), dict(zip(CLASSES, t.tolist(), strict=True))) for t in turns]
-            first = next((k + 1 for k in range(len(readings)) if rule.due(readings[: k + 1])), None)
-            if meta.label[call[0]] == angry:
-                fired_at.append(first)
-            else:
-                others += 1
-                false_fires += first is not None
-        handed = [t for t in fired_at if t is not None]
-        out[name] = {
-            "angry_calls": len(fired_at),
-            "angry_calls_handed_off": round(len(handed) / max(1, len(fired_at)), 4),
-            "median_turns_to_hand_off": float(np.median(handed)) if handed else None,
-            "other_calls": others,
-            "false_hand_off_rate": round(false_fires / max(1, others), 4),
-        }
-    return out
+    calls: list[tuple[bool, list[Reading]]] = []
+    for call in call_orders(meta, rows, "single"):
+        positions = np.searchsorted(rows, call)
+        turns = [probs[positions[i : i + TURN_WINDOWS]].mean(axis=0) for i in range(0, len(call), TURN_WINDOWS)]
+        readings: list[Reading] = [
+            (CLASSES[int(t.argmax())], float(t.max()), dict(zip(CLASSES, t.tolist(), strict=True))) for t in turns
+        ]
+        calls.append((bool(meta.label[call[0]] == angry), readings))
+    return calls
+
+
+def hand_offs(calls: Sequence[tuple[bool, list[Reading]]], rule: StreakRule) -> dict[str, Any]:
+    """The share of angry calls ``rule`` hands off, after how many turns, and the share of other calls
+    it hands off (false hand-offs)."""
+    fired_at: list[int | None] = []
+    false_fires, others = 0, 0
+    for is_angry, readings in calls:
+        counter = StreakCounter(rule)  # fires at the first turn where the run is due, as the gateway does
+        first = next((k + 1 for k, reading in enumerate(readings) if counter.observe(*reading)), None)
+        if is_angry:
+            fired_at.append(first)
+        else:
+            others += 1
+            false_fires += first is not None
+    handed = [t for t in fired_at if t is not None]
+    return {
+        "angry_calls": len(fired_at),
+        "angry_calls_handed_off": round(len(handed) / max(1, len(fired_at)), 4),
+        "median_turns_to_hand_off": float(np.median(handed)) if handed else None,
+        "other_calls": others,
+        "false_hand_off_rate": round(false_fires / max(1, others), 4),
+    }
+
+
+def escalation_simulation(meta: WindowSet, rows: np.ndarray, probs: np.ndarray) -> dict[str, Any]:
+    """Per rule of ESCALATION_RULES, :func:`hand_offs` on every single-emotion call of the test
+    speakers (all speakers and calls of the held-out set, none selected)."""
+    calls = single_emotion_calls(meta, rows, probs)
+    return {name: hand_offs(calls, rule) for name, rule in ESCALATION_RULES.items()}
 
 
 def _cell_probs(

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 # (label, confidence) or (label, confidence, probabilities by label)
 Reading = tuple[str, float] | tuple[str, float, Mapping[str, float]]
 
-__all__ = ["StreakRule", "StreakCounter"]
+__all__ = ["Reading", "StreakCounter", "StreakRule"]
 
 
 @dataclass(frozen=True)
