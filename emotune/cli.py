@@ -132,14 +132,17 @@ def _finetune_v2(args: argparse.Namespace, cfg: Any, base_model: Path) -> int:
     print(f"[finetune] fine-tuning the head of {base_model} on {args.data} (encoder frozen)", file=sys.stderr)
     report = finetune(
         Path(args.data), base_model, output, args.epochs or cfg.training.epochs,
-        min_examples_per_class=cfg.training.min_examples_per_class,
+        min_examples_per_class=cfg.training.min_examples_per_class, data_licence=args.data_licence,
     )  # fmt: skip
+    calibration = report.get("calibration") or {}
     summary = {
         "model": str(output),
         "sidecar": str(output / "emotion.json"),
         "report": str(output / "finetune_report.json"),
         "held_out_speakers_before": report.get("before"),
         "held_out_speakers_after": report.get("after"),
+        "temperature": calibration.get("temperature"),
+        "temperature_from": calibration.get("temperature_from"),
         "wall_seconds": report.get("wall_seconds"),
         "use_it": f"set model.path: {output} in config.yml",
     }
@@ -213,6 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
     finetune.add_argument("--output", default="results/finetune", help="output directory")
     finetune.add_argument("--epochs", type=int, default=None)
     finetune.add_argument("--base", default=None, help="checkpoint to start from (default: shipped model)")
+    finetune.add_argument("--data-licence", default=None,
+                          help="the terms of your clips, written into the model card (v2 models)")
     finetune.set_defaults(func=_cmd_finetune)
 
     export = sub.add_parser("export", help="export a checkpoint to ONNX (+ int8) with parity check")
