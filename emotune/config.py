@@ -73,6 +73,20 @@ class _Section(BaseModel):
     # Typos in the operator's file must be reported, not silently ignored.
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _null_from_the_environment(cls, data: Any) -> Any:
+        """``EMOTUNE_..._S=null`` switches an optional setting off: environment values are strings,
+        and YAML's null never reaches them."""
+        if not isinstance(data, dict):
+            return data
+        fields = cls.model_fields
+        return {
+            key: None if isinstance(value, str) and value.strip() in ("null", "~") and key in fields
+            and type(None) in get_args(fields[key].annotation) else value
+            for key, value in data.items()
+        }  # fmt: skip
+
 
 class ModelConfig(_Section):
     """Which emotion model the runtime loads."""
@@ -670,6 +684,12 @@ class TurnTakingConfig(_Section):
         description="Silence that ends a turn (end_of_turn: silence; with smart_turn, the fallback when the "
         "model has no answer in time).",
     )
+    early_transcription_s: float | None = Field(
+        0.25, gt=0.0,
+        description="Silence inside a turn after which the turn so far is transcribed early (once per pause, "
+        "only when a recognition slot is free); if the turn then ends without more speech, that transcript "
+        "is used, so the caller's wait loses up to end_silence_s minus this. null: transcribe when the turn ends.",
+    )
     end_of_turn: Literal["smart_turn", "silence"] = Field(
         "silence",
         description="smart_turn: after short_silence_s of silence the smart-turn v3.2 model (ONNX, "
@@ -745,6 +765,8 @@ class TurnTakingConfig(_Section):
             raise ValueError("silence_threshold must be below speech_threshold")
         if self.end_silence_s >= self.max_turn_s:
             raise ValueError("end_silence_s must be below max_turn_s")
+        if self.early_transcription_s is not None and self.early_transcription_s >= self.end_silence_s:
+            raise ValueError("early_transcription_s must be below end_silence_s (or null)")
         if not self.short_silence_s <= self.end_silence_s <= self.long_silence_s < self.max_turn_s:
             raise ValueError("need short_silence_s <= end_silence_s <= long_silence_s < max_turn_s")
         bad = [d for d in self.dtmf if d not in "0123456789*#ABCD" or len(d) != 1]

@@ -267,8 +267,12 @@ class CallPipeline:
         if segment.kind == "onset":
             await self.turns.on_onset(segment.end_s)  # barge-in: stop the bot, older turns go stale
             return
+        if segment.kind == "pause":
+            if segment.audio is not None and self.dialogue:
+                self.turns.transcribe_early(segment.audio, self.segmenter.sample_rate, segment.pause)
+            return
         self.turns.put(Turn(segment.start_s, segment.end_s, segment.audio, sample_rate=self.segmenter.sample_rate,
-                            over_bot=self.turns.onset_over_bot))
+                            over_bot=self.turns.onset_over_bot, pause=segment.pause))
 
     async def _on_core_event(self, event: Event) -> None:
         if isinstance(event, TransferRequested):
@@ -346,7 +350,8 @@ class CallPipeline:
         if self.dialogue and not self.turns.handoff_requested:
             for segment in self.segmenter.flush():
                 if segment.kind == "turn":
-                    self.turns.put(Turn(segment.start_s, segment.end_s, segment.audio, sample_rate=self.segmenter.sample_rate))
+                    self.turns.put(Turn(segment.start_s, segment.end_s, segment.audio,
+                                        sample_rate=self.segmenter.sample_rate, pause=segment.pause))
         await self.turns.finish(reason, self.services.config.rasa.timeout_s + 10)
         if self.call_id is None or self.log is None:
             return

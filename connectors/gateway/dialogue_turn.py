@@ -47,6 +47,7 @@ from connectors.gateway.keypad import (
     asked_step,
 )
 from connectors.gateway.turn_taking import SAMPLE_RATE
+from connectors.speech.asr import Transcript
 from emotion_runtime.audio import resample
 from emotune.errors import ConfigError, EmotuneError, SpeechEngineError
 
@@ -73,6 +74,17 @@ class Turn:
     ended_at: float = field(default_factory=time.monotonic)  # when the end-pointer closed it
     over_bot: bool = False  # began while the bot was speaking or a reply was on its way
     source: str = "speech"  # speech, text (typed) or dtmf
+    pause: int | None = None  # the segmenter's pause that ended it (matches an early transcript's)
+
+
+@dataclass
+class EarlyTranscript:
+    """A turn's words recognised at a pause before its end (``turn_taking.early_transcription_s``).
+    Good for the turn that ends in the same pause: no speech came after its audio."""
+
+    pause: int
+    started_at: float
+    task: asyncio.Task[Transcript]
 
 
 class DialogueTurns:
@@ -99,6 +111,7 @@ class DialogueTurns:
         self._dtmf_at = self._started_at
         self.keypad = KeypadCollector(call.services.config.turn_taking.keypad)
         self._prompts: set[asyncio.Task[None]] = set()  # keypad prompts being spoken
+        self._early: EarlyTranscript | None = None
         self._ignore = self._backchannel_pattern()
 
     def _backchannel_pattern(self) -> re.Pattern[str] | None:
@@ -244,6 +257,30 @@ class DialogueTurns:
         call.record("bot_hung_up", reason=reason)
         await call.flush(call.core.close(reason))
 
+    def transcribe_early(self, audio: np.ndarray, sample_rate: int, pause: int) -> None:
+        """The caller paused: recognise the turn so far now, so that if the pause ends the turn its
+        words are ready. Only with a recognition slot free right now: a guess must never make another
+        caller's finished turn wait. An earlier guess of this call is left to finish and forgotten."""
+        services = self.call.services
+        slots = services.asr_slots
+        if services.recognizer.name == "none" or self.handoff_requested or (slots is not None and slots.locked()):
+            return
+
+        async def recognise() -> Transcript:
+            async with slots or contextlib.nullcontext():
+                resampled = resample(audio, sample_rate, SAMPLE_RATE)
+                return await asyncio.to_thread(services.recognizer.transcribe, resampled, SAMPLE_RATE)
+
+        task = asyncio.create_task(recognise(), name=f"early-asr-{self.call.call_id}")
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())  # a failure is met again at the turn
+        self._early = EarlyTranscript(pause, time.monotonic(), task)
+
+    def _take_early(self, pending: Turn) -> EarlyTranscript | None:
+        early, self._early = self._early, None
+        if early is None or pending.pause is None or early.pause != pending.pause:
+            return None
+        return early
+
     def put(self, turn: Turn) -> None:
         if self.call.draining:
             # Shutting down: only turns already queued are answered; a new one would be cut off.
@@ -292,22 +329,9 @@ class DialogueTurns:
         elif services.recognizer.name == "none":
             text, asr_s = "", 0.0  # the platform sends the caller's text; its audio is never transcribed
         else:
-            assert pending.audio is not None
-            slots = services.asr_slots or contextlib.nullcontext()
-            # The deadline counts from when this turn could first be served: time spent behind the
-            # same call's previous turn is not an ASR backlog.
-            ready_at = time.monotonic()
-            async with slots:
-                waited_s = time.monotonic() - ready_at
-                if waited_s > services.config.gateway.turn_deadline_s:
-                    await self._shed(turn, pending, waited_s)
-                    return
-                audio = resample(pending.audio, pending.sample_rate, SAMPLE_RATE)  # once per turn
-                try:
-                    transcript = await asyncio.to_thread(services.recognizer.transcribe, audio, SAMPLE_RATE)
-                except SpeechEngineError as exc:
-                    await self._recognition_failed(turn, pending, exc)
-                    return
+            transcript = await self._transcript(turn, pending)
+            if transcript is None:
+                return
             text, asr_s = transcript.text, transcript.compute_s
             language = transcript.language if transcript.other_language else None
         if not text:
@@ -367,6 +391,33 @@ class DialogueTurns:
                        "summary": summaries.fallbacks_summary(self._fallbacks_in_a_row, reply.fallback_reason)}
         if handoff is not None:
             await self.hand_off(handoff)
+
+    async def _transcript(self, turn: int, pending: Turn) -> Transcript | None:
+        """The turn's words: the early transcript when the turn ended in its pause, else recognised
+        now. None when the turn was shed (recognition backlog) or recognition failed (both answered)."""
+        call, services = self.call, self.call.services
+        early = self._take_early(pending)
+        try:
+            if early is not None:
+                transcript = await early.task
+                call.record("early_transcript_used", turn=turn, pause=early.pause,
+                            saved_s=round(max(0.0, pending.ended_at - early.started_at), 3))  # fmt: skip
+                return transcript
+            assert pending.audio is not None
+            slots = services.asr_slots or contextlib.nullcontext()
+            # The deadline counts from when this turn could first be served: time spent behind the
+            # same call's previous turn is not an ASR backlog.
+            ready_at = time.monotonic()
+            async with slots:
+                waited_s = time.monotonic() - ready_at
+                if waited_s > services.config.gateway.turn_deadline_s:
+                    await self._shed(turn, pending, waited_s)
+                    return None
+                audio = resample(pending.audio, pending.sample_rate, SAMPLE_RATE)  # once per turn
+                return await asyncio.to_thread(services.recognizer.transcribe, audio, SAMPLE_RATE)
+        except SpeechEngineError as exc:
+            await self._recognition_failed(turn, pending, exc)
+            return None
 
     async def _hear_out_a_resumed_caller(self) -> None:
         """The caller began speaking again after this turn ended (a pause mid-sentence), not yet long

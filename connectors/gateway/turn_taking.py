@@ -19,11 +19,14 @@ Two classifiers:
 
 Whether a pause ends the turn is its own stage, :mod:`connectors.gateway.end_of_turn`
 (``turn_taking.end_of_turn``: the fixed silence, or the smart-turn model asked after a short pause).
+A short pause (``turn_taking.early_transcription_s``) also hands the turn so far to the recogniser
+early (a ``pause`` event): if the turn then ends without more speech, its words are already there.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -159,12 +162,16 @@ def score_silero(batch: Sequence[tuple[SileroVad, np.ndarray]]) -> list[np.ndarr
 
 @dataclass(frozen=True)
 class SegmentEvent:
-    """``onset``: the caller has been speaking ``min_onset_s`` (barge-in cue); ``turn``: a turn ended."""
+    """``onset``: the caller has been speaking ``min_onset_s`` (barge-in cue); ``turn``: a turn ended;
+    ``pause``: ``early_transcription_s`` of silence inside a turn, with the turn's audio so far (to
+    transcribe early). ``pause`` numbers the pauses of a stream: a ``turn`` that ends in the same
+    pause as a ``pause`` event has no speech after that event's audio."""
 
     kind: str
     start_s: float
     end_s: float
     audio: np.ndarray | None = None
+    pause: int = 0
 
 
 class TurnSegmenter:
@@ -197,9 +204,12 @@ class TurnSegmenter:
         vad: FrameVad | None = None,
         rule: EndOfTurnRule | None = None,
         end_of_turn_model: SmartTurnModel | None = None,
+        early_transcription_s: float | None = None,
     ) -> None:
         if end_silence_s <= 0 or max_turn_s <= end_silence_s:
             raise ValueError("need 0 < end_silence_s < max_turn_s")
+        if early_transcription_s is not None and early_transcription_s <= 0:
+            raise ValueError("need early_transcription_s > 0 (or None)")
         self.rule = rule or EndOfTurnRule(
             end_silence_s=end_silence_s, short_silence_s=min(0.2, end_silence_s), long_silence_s=end_silence_s
         )
@@ -218,6 +228,8 @@ class TurnSegmenter:
         self._onset_frames = max(1, round(min_onset_s / self.frame_s))
         self._max_frames = round(max_turn_s / self.frame_s)
         self._preroll_frames = round(preroll_s / self.frame_s)
+        self._early_frames = max(1, round(early_transcription_s / self.frame_s)) if early_transcription_s else 0
+        self._end_frames = math.ceil(self.rule.end_silence_s / self.frame_s - 1e-9)  # what the silence rule waits
         self._pending = np.zeros(0, dtype=np.float32)
         self._frames: list[np.ndarray] = []  # current turn (or pre-roll when idle)
         self._in_turn = False
@@ -257,7 +269,7 @@ class TurnSegmenter:
         return cls(
             end_silence_s=tt.end_silence_s, min_speech_s=tt.min_speech_s, min_onset_s=tt.barge_in_min_speech_s,
             max_turn_s=tt.max_turn_s, preroll_s=tt.preroll_s, sample_rate=sample_rate, vad=vad,
-            rule=rule, end_of_turn_model=model,
+            rule=rule, end_of_turn_model=model, early_transcription_s=tt.early_transcription_s,
         )
 
     @property
@@ -330,6 +342,12 @@ class TurnSegmenter:
             else:
                 self._silent_run += 1
             now_s = self.frames_seen * self.frame_s
+            if self._early_frames and self._silent_run == self._early_frames and self._voiced >= self._min_speech_frames:
+                # Padded with digital silence to the length the turn has if it ends in this pause: the
+                # recogniser then sees the same input (Whisper's output shifts with the input's length).
+                pad = np.zeros(max(0, self._end_frames - self._early_frames) * self._frame, dtype=np.float32)
+                events.append(SegmentEvent("pause", self._turn_start_frame * self.frame_s, now_s,
+                                           np.concatenate([*self._frames, pad]), self._pause))  # fmt: skip
             if not self._onset_sent and self._voiced >= self._onset_frames:
                 self._onset_sent = True
                 events.append(SegmentEvent("onset", self._turn_start_frame * self.frame_s, now_s))
@@ -376,14 +394,14 @@ class TurnSegmenter:
         return sum(flags) / len(flags)
 
     def _end_turn(self) -> list[SegmentEvent]:
-        frames, voiced = self._frames, self._voiced
+        frames, voiced, pause = self._frames, self._voiced, self._pause
         self._frames, self._in_turn, self._voiced, self._silent_run = [], False, 0, 0
         self._new_pause()
         if voiced < self._min_speech_frames:
             return []  # a click or a cough, not a turn
         audio = np.concatenate(frames)
         start_s = self._turn_start_frame * self.frame_s
-        return [SegmentEvent("turn", start_s, start_s + audio.shape[0] / self.sample_rate, audio)]
+        return [SegmentEvent("turn", start_s, start_s + audio.shape[0] / self.sample_rate, audio, pause)]
 
     def flush(self) -> list[SegmentEvent]:
         """End of call: a turn still open ends here."""
