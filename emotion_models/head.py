@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["HeadConfig", "EmotionHead", "save_head", "load_head"]
+__all__ = ["AnyHead", "HeadConfig", "EmotionHead", "HeadEnsemble", "save_head", "load_head"]
 
 
 @dataclass
@@ -79,3 +79,23 @@ def load_head(path: Path) -> tuple[EmotionHead, dict[str, Any]]:
     head.load_state_dict(data["state"])
     head.eval()
     return head, data.get("extra", {})
+
+
+class HeadEnsemble(nn.Module):
+    """Heads trained alike from different initialisations; logits and arousal averaged (one graph,
+    the same inputs and outputs as one head)."""
+
+    def __init__(self, members: list[EmotionHead]) -> None:
+        super().__init__()
+        self.members = nn.ModuleList(members)  # registered: state_dict, eval(), export
+        self._heads = list(members)  # the same modules, typed
+
+    def layer_weights(self) -> torch.Tensor:
+        return torch.stack([m.layer_weights() for m in self._heads]).mean(dim=0)
+
+    def forward(self, states: torch.Tensor, offset: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        outputs = [m(states, offset) for m in self._heads]
+        return torch.stack([o[0] for o in outputs]).mean(dim=0), torch.stack([o[1] for o in outputs]).mean(dim=0)
+
+
+AnyHead = EmotionHead | HeadEnsemble  # what evaluation and export take: one head or an ensemble

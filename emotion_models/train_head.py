@@ -38,7 +38,7 @@ from hyperpyyaml import load_hyperpyyaml
 from emotion_models.corpora import CLASSES
 from emotion_models.encoder_cache import WindowSet, load_window_set
 from emotion_models.evaluate import metrics
-from emotion_models.head import EmotionHead, HeadConfig
+from emotion_models.head import AnyHead, EmotionHead, HeadConfig
 from emotion_runtime.adaptation import (
     ADAPTATION_MODES,
     AdaptationSpec,
@@ -118,11 +118,17 @@ def call_orders(meta: WindowSet, indices: np.ndarray, condition: str, seed: int 
     return calls
 
 
-def offsets_for(spec: AdaptationSpec, pooled: np.ndarray, calls: Sequence[np.ndarray], labels: np.ndarray) -> np.ndarray:
-    """Training offsets of every window of ``calls``; a gated spec is gated by the labels."""
+def offsets_for(
+    spec: AdaptationSpec, pooled: np.ndarray, calls: Sequence[np.ndarray], labels: np.ndarray | None = None
+) -> np.ndarray:
+    """Training offsets of every window of ``calls``; a gated spec is gated by the ``labels`` (which only
+    it needs)."""
+    if spec.gated and labels is None:
+        raise ValueError(f"adaptation {spec.mode!r} is gated by the labels: pass them")
     out = np.zeros(pooled.shape, dtype=np.float16)
     for call in calls:
         if spec.gated:
+            assert labels is not None
             out[call] = gated_offsets(spec, pooled[call], labels[call] == spec.neutral_index).astype(np.float16)
         else:
             out[call] = causal_offsets(spec, pooled[call]).astype(np.float16)
@@ -130,13 +136,13 @@ def offsets_for(spec: AdaptationSpec, pooled: np.ndarray, calls: Sequence[np.nda
 
 
 def scored_offsets(
-    head: EmotionHead, spec: AdaptationSpec, states: np.ndarray, pooled: np.ndarray, calls: Sequence[np.ndarray],
+    head: AnyHead, spec: AdaptationSpec, states: np.ndarray, pooled: np.ndarray, calls: Sequence[np.ndarray],
     temperature: float = 1.0,
 ) -> np.ndarray:
     """Offsets as the runtime computes them: a gated spec is gated by the head's own scores, window by
     window (one :class:`CallAdaptation` per call, all calls advanced together one window at a time)."""
     if not spec.gated:
-        return offsets_for(spec, pooled, calls, np.zeros(len(pooled), dtype=int))
+        return offsets_for(spec, pooled, calls)
     out = np.zeros(pooled.shape, dtype=np.float16)
     adaptations = [CallAdaptation(spec) for _ in calls]
     for step in range(max((len(c) for c in calls), default=0)):
@@ -262,7 +268,7 @@ class HeadBrain(sb.Brain):
 
 @torch.inference_mode()
 def predict(
-    head: EmotionHead, states: np.ndarray, offsets: np.ndarray, temperature: float = 1.0, batch: int = 256
+    head: AnyHead, states: np.ndarray, offsets: np.ndarray, temperature: float = 1.0, batch: int = 256
 ) -> tuple[np.ndarray, np.ndarray]:
     """Probabilities [N, C] (after temperature) and arousal [N]."""
     head.eval()
@@ -368,7 +374,7 @@ def escalation_simulation(meta: WindowSet, rows: np.ndarray, probs: np.ndarray) 
 
 
 def _cell_probs(
-    head: EmotionHead, spec: AdaptationSpec, data: TrainingData, rows: np.ndarray, *, seed: int = 0,
+    head: AnyHead, spec: AdaptationSpec, data: TrainingData, rows: np.ndarray, *, seed: int = 0,
     temperature: float = 1.0, offsets: dict[tuple[str, str], np.ndarray] | None = None,
 ) -> Iterator[tuple[str, str, np.ndarray]]:
     """(channel, condition, probabilities of ``rows``) for every cell, the offsets computed as at run
@@ -387,7 +393,7 @@ def _cell_probs(
 
 
 def evaluate(
-    head: EmotionHead, data: TrainingData, spec: AdaptationSpec, rows: np.ndarray, temperature: float
+    head: AnyHead, data: TrainingData, spec: AdaptationSpec, rows: np.ndarray, temperature: float
 ) -> dict[str, Any]:
     """UA, recall, ECE per channel x call condition, per 2-s window as the runtime labels a call."""
     meta = data.meta
@@ -405,7 +411,7 @@ def evaluate(
 
 
 def _window_probs(
-    head: EmotionHead, spec: AdaptationSpec, data: TrainingData, rows: np.ndarray, seed: int,
+    head: AnyHead, spec: AdaptationSpec, data: TrainingData, rows: np.ndarray, seed: int,
     offsets: dict[tuple[str, str], np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Untempered probabilities and labels of ``rows``, every cell stacked (what a temperature is fitted on)."""
@@ -455,7 +461,9 @@ def run(
     temperature_from = hparams.get("temperature_from", "dev_speakers")
     if temperature_from not in TEMPERATURE_SOURCES:
         raise ConfigError("temperature_from", [f"{temperature_from!r} is not one of {', '.join(TEMPERATURE_SOURCES)}"])
-    torch.manual_seed(int(hparams["seed"]))
+    # init_seed: the network's initialisation and draws only (ensemble members share the dev split).
+    init_seed = int(hparams.get("init_seed", hparams["seed"]))
+    torch.manual_seed(init_seed)
     torch.set_num_threads(int(hparams.get("threads", 2)))
     meta = data.meta
     dev_speakers = _dev_speakers(meta, train_rows, hparams["dev_share"], hparams["seed"]) if hparams["dev_share"] > 0 else np.asarray([])
@@ -488,7 +496,7 @@ def run(
         np.repeat(per_row / (len(CHANNELS) * len(CONDITIONS)), len(CHANNELS) * len(CONDITIONS)).tolist(),
         num_samples=int(hparams["draws_per_epoch"]),
         replacement=True,
-        generator=torch.Generator().manual_seed(int(hparams["seed"])),
+        generator=torch.Generator().manual_seed(init_seed),
     )
     train_loader = torch.utils.data.DataLoader(draws, batch_size=hparams["batch_size"], sampler=sampler)
     labelled_dev = dev_rows[meta.label[dev_rows] >= 0]

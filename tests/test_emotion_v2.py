@@ -81,6 +81,18 @@ def test_neutral_baseline_streaming_equals_batch_and_learns_only_from_neutral_wi
         causal_offsets(spec, means)
 
 
+def test_training_offsets_of_a_gated_spec_need_the_labels() -> None:
+    from emotion_models.train_head import offsets_for
+
+    spec = _neutral_spec()
+    means = np.random.default_rng(6).standard_normal((6, 3, 8)).astype(np.float32)
+    labels = np.asarray([0, 1, 0, 0, 1, 0])  # neutral_index 0
+    calls = [np.arange(6)]
+    np.testing.assert_allclose(offsets_for(spec, means, calls, labels), gated_offsets(spec, means, labels == 0), atol=1e-2)
+    with pytest.raises(ValueError, match="gated by the labels"):
+        offsets_for(spec, means, calls)
+
+
 def test_neutral_baseline_without_its_statistics_is_refused() -> None:
     with pytest.raises(ValueError, match="neutral_mean"):
         AdaptationSpec("neutral_baseline", 2.0, np.zeros((3, 8), np.float32), np.ones((3, 8), np.float32))
