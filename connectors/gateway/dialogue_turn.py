@@ -111,7 +111,7 @@ class DialogueTurns:
         self._dtmf_at = self._started_at
         self.keypad = KeypadCollector(call.services.config.turn_taking.keypad)
         self._prompts: set[asyncio.Task[None]] = set()  # keypad prompts being spoken
-        self._early: EarlyTranscript | None = None
+        self._early: dict[int, EarlyTranscript] = {}  # pause -> its guess (turns may wait in the queue)
         self._ignore = self._backchannel_pattern()
 
     def _backchannel_pattern(self) -> re.Pattern[str] | None:
@@ -260,7 +260,7 @@ class DialogueTurns:
     def transcribe_early(self, audio: np.ndarray, sample_rate: int, pause: int) -> None:
         """The caller paused: recognise the turn so far now, so that if the pause ends the turn its
         words are ready. Only with a recognition slot free right now: a guess must never make another
-        caller's finished turn wait. An earlier guess of this call is left to finish and forgotten."""
+        caller's finished turn wait."""
         services = self.call.services
         slots = services.asr_slots
         if services.recognizer.name == "none" or self.handoff_requested or (slots is not None and slots.locked()):
@@ -273,12 +273,16 @@ class DialogueTurns:
 
         task = asyncio.create_task(recognise(), name=f"early-asr-{self.call.call_id}")
         task.add_done_callback(lambda t: t.cancelled() or t.exception())  # a failure is met again at the turn
-        self._early = EarlyTranscript(pause, time.monotonic(), task)
+        self._early[pause] = EarlyTranscript(pause, time.monotonic(), task)
 
     def _take_early(self, pending: Turn) -> EarlyTranscript | None:
-        early, self._early = self._early, None
-        if early is None or pending.pause is None or early.pause != pending.pause:
+        """The guess made in the pause that ended ``pending``, if any; guesses of earlier pauses are of
+        speech that went on (or of turns already answered): forgotten, left to finish."""
+        if pending.pause is None:
             return None
+        early = self._early.pop(pending.pause, None)
+        for pause in [p for p in self._early if p < pending.pause]:
+            del self._early[pause]
         return early
 
     def put(self, turn: Turn) -> None:
