@@ -28,8 +28,7 @@ from emotion_models.corpora import CLASS_CORPORA
 from emotion_models.experiments_v2 import loco_row
 from emotion_models.head import HeadEnsemble
 from emotion_models.train_head import (
-    _fit_temperature,
-    _window_probs,
+    dev_speaker_temperature,
     evaluate,
     load_recipe,
     load_training_data,
@@ -67,8 +66,7 @@ def main(argv: list[str] | None = None) -> int:
                    for k in range(args.members)]  # fmt: skip
         spec = members[0]["_spec"]
         heads = HeadEnsemble([m["_head"] for m in members]).eval()
-        dev_rows = train_rows[np.isin(meta.speaker[train_rows], members[0]["dev_speakers"]) & (meta.label[train_rows] >= 0)]
-        temperature = _fit_temperature(*_window_probs(heads, spec, data, dev_rows, seed))
+        temperature = dev_speaker_temperature(heads, spec, data, train_rows, members[0]["dev_speakers"], seed)
         single[corpus] = {"test": members[0]["test"], "temperature": members[0]["temperature"]}
         ensemble[corpus] = {"test": evaluate(heads, data, spec, test_rows, temperature), "temperature": round(temperature, 3),
                             "train_s": round(time.monotonic() - started, 1)}  # fmt: skip

@@ -35,8 +35,7 @@ from emotion_models.corpora import CLASS_CORPORA
 from emotion_models.train_head import (
     TrainingData,
     _cell_probs,
-    _fit_temperature,
-    _window_probs,
+    dev_speaker_temperature,
     expected_calibration_error,
     hand_offs,
     load_recipe,
@@ -96,12 +95,11 @@ def fold_scores(hparams: dict[str, Any], data: TrainingData, corpus: str) -> Fol
     train_rows = np.flatnonzero(~test)
     result = run({**hparams, "temperature_from": "held_out_corpora"}, data, train_rows, None)
     head, spec = result["_head"], result["_spec"]
-    dev_rows = train_rows[np.isin(meta.speaker[train_rows], result["dev_speakers"]) & (meta.label[train_rows] >= 0)]
-    dev_probs, dev_labels = _window_probs(head, spec, data, dev_rows, int(hparams["seed"]))
+    dev_temperature = dev_speaker_temperature(head, spec, data, train_rows, result["dev_speakers"], int(hparams["seed"]))
     rows = np.flatnonzero(test & (meta.label >= 0))
     probs = {channel: p for channel, condition, p in _cell_probs(head, spec, data, rows) if condition == "single"}
     return FoldScores(
-        {"dev_speakers": _fit_temperature(dev_probs, dev_labels), "held_out_corpora": float(result["temperature"])},
+        {"dev_speakers": dev_temperature, "held_out_corpora": float(result["temperature"])},
         rows, probs, round(time.monotonic() - started, 1),
     )
 

@@ -56,8 +56,10 @@ __all__ = [
     "HeadBrain",
     "TrainingData",
     "call_orders",
+    "dev_speaker_temperature",
     "expected_calibration_error",
     "fit_adaptation",
+    "labelled_dev_rows",
     "load_training_data",
     "predict",
     "run",
@@ -419,6 +421,22 @@ def _window_probs(
     return np.concatenate(cells), np.tile(data.meta.label[rows], len(cells))
 
 
+def labelled_dev_rows(meta: WindowSet, train_rows: np.ndarray, dev_speakers: Sequence[str] | np.ndarray) -> np.ndarray:
+    """The labelled windows of ``train_rows`` spoken by ``dev_speakers`` (they choose the epoch and the temperature)."""
+    return train_rows[np.isin(meta.speaker[train_rows], dev_speakers) & (meta.label[train_rows] >= 0)]
+
+
+def dev_speaker_temperature(
+    head: AnyHead, spec: AdaptationSpec, data: TrainingData, train_rows: np.ndarray,
+    dev_speakers: Sequence[str] | np.ndarray, seed: int, offsets: dict[tuple[str, str], np.ndarray] | None = None,
+) -> float:
+    """The temperature fitted on the development speakers' labelled windows of ``train_rows`` (both
+    channels, both call conditions; never the test set): the recipe's default (``temperature_from:
+    dev_speakers``). ``offsets``: the training run's precomputed ones (an ungated spec only)."""
+    rows = labelled_dev_rows(data.meta, train_rows, dev_speakers)
+    return _fit_temperature(*_window_probs(head, spec, data, rows, seed, offsets))
+
+
 def _held_out_corpus_probs(
     hparams: dict[str, Any], data: TrainingData, train_rows: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -467,8 +485,7 @@ def run(
     torch.set_num_threads(int(hparams.get("threads", 2)))
     meta = data.meta
     dev_speakers = _dev_speakers(meta, train_rows, hparams["dev_share"], hparams["seed"]) if hparams["dev_share"] > 0 else np.asarray([])
-    is_dev = np.isin(meta.speaker[train_rows], dev_speakers)
-    fit_rows, dev_rows = train_rows[~is_dev], train_rows[is_dev]
+    fit_rows = train_rows[~np.isin(meta.speaker[train_rows], dev_speakers)]
     pooled = {channel: data.windows[channel].pooled for channel in CHANNELS}
     if base is None:
         spec = fit_adaptation(hparams["adaptation"], hparams["prior_windows"], pooled["clean"][fit_rows], meta.subset(fit_rows))
@@ -499,7 +516,7 @@ def run(
         generator=torch.Generator().manual_seed(init_seed),
     )
     train_loader = torch.utils.data.DataLoader(draws, batch_size=hparams["batch_size"], sampler=sampler)
-    labelled_dev = dev_rows[meta.label[dev_rows] >= 0]
+    labelled_dev = labelled_dev_rows(meta, train_rows, dev_speakers)
     dev_loader = (
         torch.utils.data.DataLoader(_Draws(data, offsets, labelled_dev), batch_size=256) if len(labelled_dev) else None
     )
@@ -521,9 +538,7 @@ def run(
         probs, labels, inner_corpora = _held_out_corpus_probs(hparams, data, train_rows)
         temperature = _fit_temperature(probs, labels)
     elif len(labelled_dev):
-        # Temperature on the development windows (both channels and conditions), never the test set.
-        probs, labels = _window_probs(head, spec, data, labelled_dev, int(hparams["seed"]), offsets)
-        temperature = _fit_temperature(probs, labels)
+        temperature = dev_speaker_temperature(head, spec, data, train_rows, dev_speakers, int(hparams["seed"]), offsets)
     result: dict[str, Any] = {
         "best_epoch": state["best"].get("epoch", int(hparams["number_of_epochs"])),
         "dev_ua": round(float(state["best"].get("dev_ua", float("nan"))), 4),

@@ -372,3 +372,18 @@ def test_an_unknown_temperature_source_is_refused_before_training() -> None:
     data = _synthetic_corpora(shifted=False)
     with pytest.raises(ConfigError, match="temperature_from"):
         run({**_TINY_RECIPE, "temperature_from": "test_set"}, data, np.arange(10), None)  # type: ignore[arg-type]
+
+
+def test_the_dev_speaker_temperature_is_the_one_run_fits() -> None:
+    """One helper fits the recipe's default temperature for run, escalation_choice and ensemble_v2."""
+    from emotion_models.train_head import dev_speaker_temperature, labelled_dev_rows, run
+
+    data = _synthetic_corpora(shifted=True)
+    meta = data.meta  # type: ignore[attr-defined]
+    train_rows = np.flatnonzero(meta.corpus != "c")
+    result = run(dict(_TINY_RECIPE), data, train_rows, None)  # type: ignore[arg-type]
+    dev = labelled_dev_rows(meta, train_rows, result["dev_speakers"])
+    assert len(dev) and set(meta.speaker[dev].tolist()) == set(result["dev_speakers"])
+    assert not np.isin(dev, np.flatnonzero(meta.corpus == "c")).any()
+    fitted = dev_speaker_temperature(result["_head"], result["_spec"], data, train_rows, result["dev_speakers"], 3)  # type: ignore[arg-type]
+    assert round(fitted, 3) == result["temperature"]
