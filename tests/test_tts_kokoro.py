@@ -11,6 +11,7 @@ import pytest
 
 from connectors.speech.asr import create_recognizer
 from connectors.speech.kokoro import (
+    CHUNK_TOKENS,
     SAMPLE_RATE,
     KokoroSynthesizer,
     RenderCache,
@@ -18,11 +19,12 @@ from connectors.speech.kokoro import (
     domain_replies,
     kokoro_phonemes,
     split_sentences,
+    spoken_prompts,
 )
 from connectors.speech.tts import EspeakSynthesizer, create_synthesizer
 from emotion_runtime import weights
 from emotion_runtime.audio import decode, encode, resample
-from emotune.config import AsrConfig, EmotuneConfig, Prosody, TtsConfig
+from emotune.config import AsrConfig, EmotuneConfig, Prosody, TtsConfig, load_config
 from emotune.errors import AudioError, ModelFileError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -143,7 +145,47 @@ def test_bad_text_is_refused(voice: KokoroSynthesizer) -> None:
         voice.synthesize("... ?!", Prosody())
 
 
+def test_a_reply_streams_sentence_by_sentence(voice: KokoroSynthesizer) -> None:
+    """synthesize_parts: one part per sentence (the gateway sends the first while the next is
+    made), the pause at the start of the later ones; joined they are synthesize's audio."""
+    text = "Thanks for calling. Goodbye."
+    parts = list(voice.synthesize_parts(text, TONES["warm"]))
+    assert [part.text for part in parts] == ["Thanks for calling.", "Goodbye."]
+    pause = round(voice.config.sentence_pause_s / TONES["warm"].rate ** 2 * SAMPLE_RATE)
+    assert not np.any(parts[1].samples[:pause]) and np.any(parts[1].samples[pause:])
+    whole = voice.synthesize(text, TONES["warm"]).samples
+    assert np.array_equal(np.concatenate([part.samples for part in parts]), whole)
+
+
+def test_long_sentences_are_cut_at_a_clause(voice: KokoroSynthesizer) -> None:
+    """Peak memory follows the longest model input: a long sentence goes in pieces of at most
+    CHUNK_TOKENS, cut after a comma when there is one in the piece's second half."""
+    sentence = ("I'm sorry, no colleague is available on this line right now, but I can still help you with "
+                "order status, refunds, cancellations, complaints and billing, and if you would rather wait, "
+                "I can note your number so that a colleague calls you back as soon as one is free.")  # fmt: skip
+    phonemes = voice.phonemes(sentence)
+    chunks = voice._chunks(phonemes)
+    assert len(chunks) >= 2 and all(len(chunk) <= CHUNK_TOKENS for chunk in chunks)
+    assert chunks[0][-1] == voice.vocab[","]
+    assert sum(map(len, chunks)) + len(chunks) - 1 == len(voice.tokens(phonemes))  # only the cut spaces go
+    assert voice._chunks(voice.phonemes("Please hold.")) == [voice.tokens(voice.phonemes("Please hold."))]
+
+
 # --- the reply cache ------------------------------------------------------------------------
+
+
+def test_pinned_entries_stay_outside_the_bound(tmp_path: Path) -> None:
+    entry = np.ones(25_000, dtype=np.float32)  # ~100 kB each on disk
+    cache = RenderCache(tmp_path, max_bytes=250_000)
+    fixed = RenderCache.key(text="Please hold.")
+    cache.put(fixed, entry)
+    cache.pin(fixed, entry)  # rendered ahead of calls after it was met live: moved, not copied
+    assert cache.pinned_bytes() > 0 and cache.size_bytes() == 0
+    for i in range(6):  # one-off sentences (an order number each) fill the bound
+        cache.put(RenderCache.key(text=f"order {i}"), entry)
+    assert cache.size_bytes() <= 250_000
+    assert cache.get(fixed) is not None
+    assert cache.get(RenderCache.key(text="order 0")) is None  # evicted; the pinned one is not
 
 
 def test_cache_hit_returns_identical_audio_without_synthesis(voice: KokoroSynthesizer) -> None:
@@ -308,8 +350,22 @@ def test_render_command_fills_the_cache_once(tmp_path: Path, capsys: pytest.Capt
     )
     config = tmp_path / "config.yml"
     config.write_text(f"tts: {{engine: espeak-ng, cache_dir: '{tmp_path / 'cache'}'}}\n", encoding="utf-8")
-    assert main(["render", str(domain), "--config", str(config)]) == 0
+    assert main(["render", str(domain), "--config", str(config), "--no-prompts"]) == 0
     assert "rendered 2 new sentences (0 cached) of 2 replies" in capsys.readouterr().out
-    assert main(["render", str(domain), "--config", str(config)]) == 0
+    assert main(["render", str(domain), "--config", str(config), "--no-prompts"]) == 0
     assert "rendered 0 new sentences (2 cached)" in capsys.readouterr().out
-    assert len(list((tmp_path / "cache").glob("*/*.npy"))) == 2
+    assert len(list((tmp_path / "cache" / "pinned").glob("*/*.npy"))) == 2  # pinned: outside the bound
+    assert not list((tmp_path / "cache").glob("*/*.npy"))
+    # make setup renders only profiles that speak with Kokoro: this config says espeak-ng.
+    assert main(["render", "--config", str(config), "--if-configured"]) == 0
+    assert "tts.engine espeak-ng (en-us): nothing to render" in capsys.readouterr().out
+
+
+def test_the_gateways_own_prompts_are_rendered_too() -> None:
+    prompts = spoken_prompts(load_config(PROJECT_ROOT / "config.yml", profile="contact_center"))
+    config = EmotuneConfig()
+    for said in (config.gateway.busy_reply, config.rasa.fallback_reply, config.turn_taking.reprompt,
+                 config.turn_taking.goodbye, config.turn_taking.keypad.empty_prompt):  # fmt: skip
+        assert said in prompts
+    korean = spoken_prompts(load_config(PROJECT_ROOT / "config.yml", profile="ko_contact_center"))
+    assert any("상담원" in text for text in korean)  # a profile's own prompts, in its language

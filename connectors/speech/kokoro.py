@@ -21,10 +21,22 @@ The words are never changed.
 
 Cache: bot replies are templates, so each sentence's audio is kept on disk keyed by (sentence text,
 voice blend, speed, engine version) and only sentences not seen before are synthesised: a template
-with a slot re-renders only the sentence holding the slot. The cache is bounded
-(``tts.cache_max_mb``, least recently used removed first) and safe to share between processes
-(atomic writes). ``python -m connectors.speech.kokoro render bot/contact_center/domain.yml``
-renders every fixed sentence of a bot's responses in the tone each variant declares.
+with a slot re-renders only the sentence holding the slot. Sentences met live are bounded
+(``tts.cache_max_mb``, least recently used removed first); the cache is safe to share between
+processes (atomic writes). ``python -m connectors.speech.kokoro render --profile contact_center``
+(``make tts-cache``, part of ``make setup``) renders every fixed sentence of the profile's bot in the
+tone each variant declares, and the gateway's own prompts in every tone, as *pinned* entries that
+live sentences (one order number each) never evict.
+
+Streaming: :meth:`KokoroSynthesizer.synthesize_parts` yields the reply sentence by sentence, so the
+gateway sends the first sentence while the next is synthesised (what counts is the first audio the
+caller hears).
+
+Memory: onnxruntime's CPU arena stays on and is shrunk after every run. Without it every one of the
+decoder's ~12 MB-per-5-s activations is a separate ``malloc``; glibc then serves them from its heap
+(its mmap threshold adapts upward after the first frees) and the fragmented heap peaked at 1-2 GB
+RSS for one 5-10 s sentence. With the arena the peak follows the longest input, so inputs are cut at
+``CHUNK_TOKENS`` (at a clause mark when one is near): ``python -m benchmarks.bench_tts_memory``.
 
 Languages without a Kokoro voice (Korean) speak with espeak-ng: :func:`create_kokoro` returns an
 :class:`~connectors.speech.tts.EspeakSynthesizer` for them. Missing or altered Kokoro files are
@@ -46,7 +58,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,12 +67,13 @@ import numpy as np
 from connectors.speech.tts import EspeakSynthesizer, Speech, SpeechSynthesizer
 from connectors.speech.tts import _check_text as checked_text  # the one text check of every engine
 from emotion_runtime import weights
-from emotune.config import Prosody, TtsConfig
+from emotune.config import EmotuneConfig, Prosody, TtsConfig
 from emotune.errors import AudioError, ModelFileError, NotBuiltError
 
 __all__ = [
     "SAMPLE_RATE",
     "MAX_TOKENS",
+    "CHUNK_TOKENS",
     "G2P_VERSION",
     "kokoro_phonemes",
     "split_sentences",
@@ -69,6 +82,7 @@ __all__ = [
     "KokoroSynthesizer",
     "create_kokoro",
     "domain_replies",
+    "spoken_prompts",
     "main",
 ]
 
@@ -76,6 +90,9 @@ log = logging.getLogger(__name__)
 
 SAMPLE_RATE = 24000
 MAX_TOKENS = 510  # a voice has one style row per input length up to this
+# Longest model input: peak memory grows with the audio of one run (~25 MB per second with the
+# arena), so a sentence longer than this (~13 s of speech) is synthesised in pieces, cut at a clause.
+CHUNK_TOKENS = 200
 G2P_VERSION = 1  # bump when the phoneme rewriting changes: cached audio is keyed by it
 _MODEL = f"{weights.KOKORO_DIR}/kokoro-v1.0.int8.onnx"
 _VOCAB = f"{weights.KOKORO_DIR}/config.json"
@@ -179,6 +196,8 @@ class RenderCache:
 
     Keys are sha256 of their parts; a read touches the file (its mtime orders eviction); writes go
     to a temporary file renamed into place, so processes sharing the folder never read half a file.
+    Pinned entries (``pinned/``: a bot's fixed sentences, rendered ahead of calls) are outside the
+    bound and never evicted: one-off sentences with an order number in them cannot push them out.
     """
 
     def __init__(self, root: Path, max_bytes: int) -> None:
@@ -197,22 +216,29 @@ class RenderCache:
     def key(**parts: object) -> str:
         return hashlib.sha256(json.dumps(parts, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
-    def _path(self, key: str) -> Path:
-        return self.root / key[:2] / f"{key}.npy"
+    def _path(self, key: str, pinned: bool = False) -> Path:
+        return (self.root / "pinned" if pinned else self.root) / key[:2] / f"{key}.npy"
+
+    def _load(self, path: Path) -> np.ndarray | None:
+        try:
+            audio = np.load(path, allow_pickle=False)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:  # a damaged entry is a miss, and goes
+            log.warning("tts cache: dropping unreadable %s (%s)", path, exc)
+            path.unlink(missing_ok=True)
+            return None
+        return np.asarray(audio)
 
     def get(self, key: str) -> np.ndarray | None:
         if not self.enabled:
             return None
-        path = self._path(key)
-        try:
-            audio = np.load(path, allow_pickle=False)
-            _touch(path)
-        except FileNotFoundError:
-            audio = None
-        except (OSError, ValueError) as exc:  # a damaged entry is a miss, and goes
-            log.warning("tts cache: dropping unreadable %s (%s)", path, exc)
-            path.unlink(missing_ok=True)
-            audio = None
+        audio = self._load(self._path(key, pinned=True))
+        if audio is None:
+            path = self._path(key)
+            audio = self._load(path)
+            if audio is not None:
+                _touch(path)
         with self._lock:
             if audio is None:
                 self.misses += 1
@@ -220,10 +246,10 @@ class RenderCache:
                 self.hits += 1
         return None if audio is None else audio.astype(np.float32, copy=False)
 
-    def put(self, key: str, audio: np.ndarray) -> None:
-        if not self.enabled or audio.nbytes > self.max_bytes:
+    def put(self, key: str, audio: np.ndarray, pinned: bool = False) -> None:
+        if not self.enabled or (audio.nbytes > self.max_bytes and not pinned):
             return
-        path = self._path(key)
+        path = self._path(key, pinned)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=path.parent)
         try:
@@ -233,6 +259,9 @@ class RenderCache:
             _touch(path)
         finally:
             Path(tmp_name).unlink(missing_ok=True)
+        if pinned:
+            self._path(key).unlink(missing_ok=True)  # no second copy under the bound
+            return
         with self._lock:
             if self._total is None:
                 self._total = sum(size for _, size, _ in self._entries())
@@ -240,6 +269,14 @@ class RenderCache:
                 self._total += path.stat().st_size
             if self._total > self.max_bytes:
                 self._evict()
+
+    def pin(self, key: str, audio: np.ndarray) -> None:
+        """Keep an entry (met live before the bot's sentences were rendered) out of the bound."""
+        if self.enabled and not self._path(key, pinned=True).is_file():
+            self.put(key, audio, pinned=True)
+
+    def pinned_bytes(self) -> int:
+        return sum(path.stat().st_size for path in (self.root / "pinned").glob("*/*.npy"))
 
     def _entries(self) -> list[tuple[Path, int, float]]:
         found = []
@@ -282,7 +319,11 @@ class KokoroSynthesizer:
 
     name = "kokoro"
 
-    def __init__(self, config: TtsConfig, model_root: Path | None = None, espeak_binary: str = "espeak-ng") -> None:
+    def __init__(
+        self, config: TtsConfig, model_root: Path | None = None, espeak_binary: str = "espeak-ng",
+        memory_arena: bool = True,
+    ) -> None:
+        """``memory_arena=False`` is the old allocation (kept for ``bench_tts_memory``'s comparison)."""
         import onnxruntime as ort  # the toolkit's runtime; imported here so espeak-only setups skip it
 
         language = config.voice.lower()
@@ -310,9 +351,13 @@ class KokoroSynthesizer:
         options = ort.SessionOptions()
         options.intra_op_num_threads = config.threads
         options.inter_op_num_threads = 1
-        options.enable_cpu_mem_arena = False  # inputs vary in length: an arena only grows
+        # The arena, shrunk after every run (module docstring, "Memory"): without it the peak RSS is 4x.
+        options.enable_cpu_mem_arena = memory_arena
         options.log_severity_level = 3
         self._session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+        self._run_options = ort.RunOptions()
+        if memory_arena:
+            self._run_options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
         model_item = weights.entry(_MODEL)
         self.engine_version = (
             f"kokoro-v1.0-int8:{model_item.sha256[:16]}:g2p{G2P_VERSION}:{self.dialect}:{_espeak_version(binary)}"
@@ -371,16 +416,25 @@ class KokoroSynthesizer:
     def tokens(self, phonemes: str) -> list[int]:
         return [self.vocab[symbol] for symbol in phonemes if symbol in self.vocab]
 
-    def _chunks(self, phonemes: str) -> list[list[int]]:
-        """Token lists of at most MAX_TOKENS, cut between words (a sentence that long is rare)."""
+    def _chunks(self, phonemes: str, limit: int = CHUNK_TOKENS) -> list[list[int]]:
+        """Token lists of at most ``limit``, cut between words: after the last clause mark of the
+        piece when it has one in its second half, else before the word that does not fit."""
+        space = self.vocab[" "]
+        marks = {self.vocab[c] for c in _CLAUSE_MARKS if c in self.vocab}
         chunks: list[list[int]] = []
         current: list[int] = []
         for word in phonemes.split(" "):
-            ids = self.tokens(word)
-            if current and len(current) + 1 + len(ids) > MAX_TOKENS:
-                chunks.append(current)
-                current = []
-            current = [*current, self.vocab[" "], *ids] if current else ids[:MAX_TOKENS]
+            ids = self.tokens(word)[:limit]
+            if current and len(current) + 1 + len(ids) > limit:
+                cut = max((i for i, t in enumerate(current) if t in marks and i + 1 < len(current)
+                           and current[i + 1] == space), default=-1)  # fmt: skip
+                if cut >= len(current) // 2:
+                    chunks.append(current[: cut + 1])
+                    current = current[cut + 2 :]
+                if current and len(current) + 1 + len(ids) > limit:
+                    chunks.append(current)
+                    current = []
+            current = [*current, space, *ids] if current else ids
         if current:
             chunks.append(current)
         return [chunk for chunk in chunks if chunk]
@@ -393,14 +447,17 @@ class KokoroSynthesizer:
             "style": style[len(ids) - 1].reshape(1, -1),
             "speed": np.array([speed], dtype=np.float32),
         }
-        audio = np.asarray(self._session.run(None, feeds)[0], dtype=np.float32).reshape(-1)
+        audio = np.asarray(self._session.run(None, feeds, self._run_options)[0], dtype=np.float32).reshape(-1)
         return _trim(audio)
 
-    def render_sentence(self, sentence: str, blend: VoiceBlend, speed: float) -> np.ndarray:
-        """One sentence at 24 kHz, from the cache when it was rendered before."""
+    def render_sentence(self, sentence: str, blend: VoiceBlend, speed: float, pinned: bool = False) -> np.ndarray:
+        """One sentence at 24 kHz, from the cache when it was rendered before; ``pinned`` (a bot's
+        fixed sentence, rendered ahead of calls) is kept out of the least-recently-used bound."""
         key = RenderCache.key(text=sentence, voice=blend.spec(), speed=round(speed, 4), engine=self.engine_version)
         cached = self.cache.get(key)
         if cached is not None:
+            if pinned:
+                self.cache.pin(key, cached)
             return cached
         phonemes = self.phonemes(sentence)
         chunks = self._chunks(phonemes)
@@ -409,34 +466,46 @@ class KokoroSynthesizer:
         style = self.style(blend)
         audio = np.concatenate([self._run(ids, style, speed) for ids in chunks])
         self.sentences_synthesized += 1
-        self.cache.put(key, audio)
+        self.cache.put(key, audio, pinned=pinned)
         return audio
 
-    def synthesize(self, text: str, prosody: Prosody) -> Speech:
-        started = time.perf_counter()
+    def synthesize_parts(self, text: str, prosody: Prosody) -> Iterator[Speech]:
+        """The reply sentence by sentence, each synthesised (or read from the cache) when asked for;
+        a part after the first starts with the pause before it. Joined they are :meth:`synthesize`."""
         sentences = split_sentences(checked_text(text))
         blend = self.blend_for(prosody)
         speed = float(np.clip(prosody.rate, 0.5, 2.0))  # Kokoro's trained range
-        rendered = [audio for audio in (self.render_sentence(s, blend, speed) for s in sentences) if audio.size]
-        if not rendered:  # punctuation only: espeak-ng found no words either
-            raise AudioError(f"nothing to say in {text[:80]!r}: no words espeak-ng can phonemise")
         pause = np.zeros(round(self.config.sentence_pause_s / speed**2 * SAMPLE_RATE), dtype=np.float32)
-        joined = rendered[0] if len(rendered) == 1 else np.concatenate(
-            [piece for audio in rendered for piece in (audio, pause)][:-1]
-        )  # fmt: skip
         gain = 10.0 ** (prosody.volume_db / 20.0)
-        samples = np.clip(joined * gain, -1.0, 1.0).astype(np.float32)
+        spoken = 0
+        for sentence in sentences:
+            started = time.perf_counter()
+            audio = self.render_sentence(sentence, blend, speed)
+            if not audio.size:
+                continue
+            if spoken:
+                audio = np.concatenate([pause, audio])
+            spoken += 1
+            samples = np.clip(audio * gain, -1.0, 1.0).astype(np.float32)
+            yield Speech(samples, SAMPLE_RATE, sentence, time.perf_counter() - started)
+        if not spoken:  # punctuation only: espeak-ng found no words either
+            raise AudioError(f"nothing to say in {text[:80]!r}: no words espeak-ng can phonemise")
+
+    def synthesize(self, text: str, prosody: Prosody) -> Speech:
+        started = time.perf_counter()
+        parts = [part.samples for part in self.synthesize_parts(text, prosody)]
+        samples = parts[0] if len(parts) == 1 else np.concatenate(parts)
         return Speech(samples, SAMPLE_RATE, text, time.perf_counter() - started)
 
     def prerender(self, replies: Iterable[tuple[str, Prosody]]) -> int:
-        """Render every fixed sentence (no ``{slot}``) of ``replies`` into the cache; returns how
-        many were synthesised (the rest were cached already)."""
+        """Render every fixed sentence (no ``{slot}``) of ``replies`` into the cache, pinned; returns
+        how many were synthesised (the rest were cached already)."""
         before = self.sentences_synthesized
         for text, prosody in replies:
             blend, speed = self.blend_for(prosody), float(np.clip(prosody.rate, 0.5, 2.0))
             for sentence in split_sentences(text):
                 if "{" not in sentence:
-                    self.render_sentence(sentence, blend, speed)
+                    self.render_sentence(sentence, blend, speed, pinned=True)
         return self.sentences_synthesized - before
 
 
@@ -484,23 +553,50 @@ def domain_replies(domain: Path) -> list[tuple[str, str]]:
     return replies
 
 
+def spoken_prompts(config: EmotuneConfig) -> list[str]:
+    """What the gateway says itself (not the bot's domain): spoken in the caller's tone, so every
+    tone is rendered."""
+    turn_taking = config.turn_taking
+    texts = [config.gateway.busy_reply, config.rasa.fallback_reply, config.asr.other_language_reply,
+             turn_taking.reprompt, turn_taking.goodbye, turn_taking.max_call_message,
+             turn_taking.keypad.empty_prompt, turn_taking.keypad.retype_prompt]  # fmt: skip
+    return list(dict.fromkeys(text for text in texts if text))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from emotune.config import load_config
 
-    parser = argparse.ArgumentParser(prog="python -m connectors.speech.kokoro",
-                                     description="Render a bot's fixed reply sentences into the TTS cache.")  # fmt: skip
+    parser = argparse.ArgumentParser(
+        prog="python -m connectors.speech.kokoro",
+        description="Render a bot's fixed reply sentences (each response variant in its tone) and the "
+        "gateway's own prompts (in every tone) into the TTS cache, pinned.",
+    )
     parser.add_argument("command", choices=["render"])
-    parser.add_argument("domain", type=Path, help="a Rasa domain.yml (responses with tone variants)")
+    parser.add_argument("domain", type=Path, nargs="*",
+                        help="Rasa domain.yml files (default: the profile's bot, bot/<rasa.bot>/domain.yml)")  # fmt: skip
     parser.add_argument("--config", type=Path, default=weights.PROJECT_ROOT / "config.yml")
+    parser.add_argument("--profile", help="the config profile whose voice, tones and prompts are rendered")
+    parser.add_argument("--threads", type=int, default=min(4, os.cpu_count() or 1),
+                        help="onnxruntime threads while rendering (calls use tts.threads)")  # fmt: skip
+    parser.add_argument("--no-prompts", action="store_true", help="the domains' responses only")
+    parser.add_argument("--if-configured", action="store_true",
+                        help="do nothing unless the profile's tts.engine is kokoro with an English voice (make setup)")  # fmt: skip
     args = parser.parse_args(argv)
-    config = load_config(args.config)
+    config = load_config(args.config, **({"profile": args.profile} if args.profile else {}))
+    label = args.profile or config.profile
+    if args.if_configured and (config.tts.engine != "kokoro" or not config.tts.voice.lower().startswith("en")):
+        print(f"{label}: tts.engine {config.tts.engine} ({config.tts.voice}): nothing to render")
+        return 0
     policy = config.tone_policy
-    synthesizer = KokoroSynthesizer(config.tts.model_copy(update={"engine": "kokoro"}))
+    domains = args.domain or [weights.PROJECT_ROOT / "bot" / config.rasa.bot / "domain.yml"]
+    synthesizer = KokoroSynthesizer(config.tts.model_copy(update={"engine": "kokoro", "threads": args.threads}))
     replies = [(text, policy.prosody.get(tone) or policy.prosody[policy.default_tone])
-               for text, tone in domain_replies(args.domain)]  # fmt: skip
+               for domain in domains for text, tone in domain_replies(domain)]  # fmt: skip
+    if not args.no_prompts:
+        replies += [(text, prosody) for text in spoken_prompts(config) for prosody in policy.prosody.values()]
     started = time.perf_counter()
     made = synthesizer.prerender(replies)
-    print(f"rendered {made} new sentences ({synthesizer.cache.hits} cached) of {len(replies)} replies "
+    print(f"{label}: rendered {made} new sentences ({synthesizer.cache.hits} cached) of {len(replies)} replies "
           f"in {time.perf_counter() - started:.1f} s into {synthesizer.cache.root}")  # fmt: skip
     return 0
 
