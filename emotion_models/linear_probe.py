@@ -24,7 +24,7 @@ from emotion_models.corpora import CLASS_CORPORA, CLASSES
 from emotion_models.encoder_cache import WindowSet, load_window_set
 from emotion_models.evaluate import metrics
 
-__all__ = ["probe_cache", "main"]
+__all__ = ["fit_logistic", "probe_cache", "main"]
 
 
 def _features(ws: WindowSet, mode: str, train: np.ndarray) -> np.ndarray:
@@ -37,16 +37,12 @@ def _features(ws: WindowSet, mode: str, train: np.ndarray) -> np.ndarray:
     return ((flat - flat[train].mean(axis=0)) / (flat[train].std(axis=0) + 1e-6)).astype(np.float32)
 
 
-def _fit_and_score(ws: WindowSet, feats: np.ndarray, train: np.ndarray, test: np.ndarray, l2: float) -> dict[str, Any]:
-    weights = np.zeros(len(train))
-    for corpus in np.unique(ws.corpus[train]):
-        for label in range(len(CLASSES)):
-            members = (ws.corpus[train] == corpus) & (ws.label[train] == label)
-            if members.any():
-                weights[members] = 1.0 / members.sum()
+def fit_logistic(features: np.ndarray, labels: np.ndarray, weights: np.ndarray, l2: float) -> torch.nn.Linear:
+    """Multinomial logistic regression over len(CLASSES) classes: the ``weights``-weighted cross-entropy
+    (weights summing to 1) + ``l2`` x the squared weights (not the bias), by L-BFGS (300 iterations)."""
     w = torch.from_numpy(weights / weights.sum()).float()
-    x, y = torch.from_numpy(feats[train]), torch.from_numpy(ws.label[train])
-    linear = torch.nn.Linear(feats.shape[1], len(CLASSES))
+    x, y = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32)), torch.from_numpy(labels)
+    linear = torch.nn.Linear(features.shape[1], len(CLASSES))
     optimiser = torch.optim.LBFGS(linear.parameters(), max_iter=300)
 
     def closure() -> torch.Tensor:
@@ -56,6 +52,17 @@ def _fit_and_score(ws: WindowSet, feats: np.ndarray, train: np.ndarray, test: np
         return loss
 
     optimiser.step(closure)
+    return linear
+
+
+def _fit_and_score(ws: WindowSet, feats: np.ndarray, train: np.ndarray, test: np.ndarray, l2: float) -> dict[str, Any]:
+    weights = np.zeros(len(train))
+    for corpus in np.unique(ws.corpus[train]):
+        for label in range(len(CLASSES)):
+            members = (ws.corpus[train] == corpus) & (ws.label[train] == label)
+            if members.any():
+                weights[members] = 1.0 / members.sum()
+    linear = fit_logistic(feats[train], ws.label[train], weights, l2)
     with torch.no_grad():
         predicted = linear(torch.from_numpy(feats[test])).argmax(dim=1).numpy()
     scores = metrics(ws.label[test].tolist(), predicted.tolist(), CLASSES)

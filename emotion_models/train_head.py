@@ -24,7 +24,7 @@ import json
 import math
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -200,18 +200,34 @@ class _Draws(torch.utils.data.Dataset[tuple[torch.Tensor, ...]]):
         )
 
 
-def _balanced_weights(meta: WindowSet, rows: np.ndarray) -> np.ndarray:
-    """Each corpus gets an equal share of draws; inside it, each class (or arousal level) too."""
+def _balanced_weights(meta: WindowSet, rows: np.ndarray, corpus_shares: Mapping[str, float] | None = None) -> np.ndarray:
+    """Each corpus gets an equal share of draws; inside it, each class (or arousal level) too.
+    ``corpus_shares`` (hparam, optional): the share of draws of the corpora it names (e.g. an operator's
+    corpus up-weighted among the rehearsed base corpora); the other corpora split the rest equally."""
     weights = np.zeros(len(rows))
     corpora = meta.corpus[rows]
-    for corpus in np.unique(corpora):
+    present = np.unique(corpora)
+    shares = _corpus_shares(present, corpus_shares) if corpus_shares else dict.fromkeys(present.tolist(), 1.0)
+    for corpus in present:
         in_corpus = corpora == corpus
         keys = np.where(meta.label[rows] >= 0, meta.label[rows], np.round(meta.arousal[rows] * 100).astype(int) + 1000)
         groups = np.unique(keys[in_corpus])
         for key in groups:
             members = in_corpus & (keys == key)
-            weights[members] = 1.0 / (members.sum() * len(groups))
+            weights[members] = shares[str(corpus)] / (members.sum() * len(groups))
     return weights / weights.sum()
+
+
+def _corpus_shares(present: np.ndarray, corpus_shares: Mapping[str, float]) -> dict[str, float]:
+    named = {str(c): float(v) for c, v in corpus_shares.items() if c in set(present.tolist())}
+    problems = [f"{c}: {v} is not a share in (0, 1]" for c, v in named.items() if not 0.0 < v <= 1.0]
+    rest = [str(c) for c in present if str(c) not in named]
+    remaining = 1.0 - sum(named.values())
+    if remaining < -1e-9 or (rest and remaining <= 1e-9):
+        problems.append(f"shares {named} leave {remaining:.3f} for the other corpora {rest}")
+    if problems:
+        raise ConfigError("corpus_shares", problems)
+    return {**named, **dict.fromkeys(rest, remaining / max(1, len(rest)))}
 
 
 class HeadBrain(sb.Brain):
@@ -508,7 +524,7 @@ def run(
     else:
         head = copy.deepcopy(base[0])
     draws = _Draws(data, offsets, fit_rows)
-    per_row = _balanced_weights(meta, fit_rows)
+    per_row = _balanced_weights(meta, fit_rows, hparams.get("corpus_shares"))
     sampler = torch.utils.data.WeightedRandomSampler(
         np.repeat(per_row / (len(CHANNELS) * len(CONDITIONS)), len(CHANNELS) * len(CONDITIONS)).tolist(),
         num_samples=int(hparams["draws_per_epoch"]),

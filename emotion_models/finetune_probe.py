@@ -1,0 +1,290 @@
+"""Simpler heads on an operator's clips against today's head fine-tune, on the same leave-one-speaker-out folds.
+
+    nice .venv/bin/python -m emotion_models.finetune_probe --cache results/cache/smart-turn \\
+        --base models/emotune-ser-v2-st --threads 1 --out emotion_models/results/v2/smart_turn_finetune_probe.json
+
+The operator's corpus (``--corpus``, korean_operator here: 5 speakers) is taken from the encoder cache, so
+its windows are those ``emotune finetune`` encodes (2 s every 1 s, clean and 8 kHz mu-law). Per fold one
+speaker is held out and every variant trains on the other speakers' windows only; each is scored per
+2-s window on the held-out speaker, clean and telephone (UA, angry recall), as ``finetune_v2`` scores.
+No per-speaker normalisation anywhere (a caller keeps one emotion: subtracting a caller's mean removes it).
+
+Variants:
+- ``head_finetune``: today's ``emotune finetune`` (the base head trained further, ``finetune_head.yaml``).
+- ``head_finetune_rehearsal``: the same with the base corpora's windows mixed into the draws, the
+  operator's corpus at a share of the draws chosen nested.
+- ``probe``: multinomial logistic regression (L2, class-balanced) on the frozen encoder's mean-pooled
+  states (all layers concatenated, z-scored with the training windows' statistics), both channels.
+- ``probe_plus_base``: the same probe with the base corpora's class windows added, the operator's
+  corpus up-weighted to a share chosen nested.
+- ``probe_penultimate``: the probe on the base head's penultimate features (the classifier's hidden layer).
+
+Every hyper-parameter (L2, the operator's share) is chosen inside the training speakers: an inner
+leave-one-speaker-out over them, by mean telephone UA; the held-out speaker never chooses anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from emotion_models.corpora import CLASSES
+from emotion_models.evaluate import metrics
+from emotion_models.finetune_v2 import FINETUNE_HPARAMS
+from emotion_models.head import EmotionHead, load_head
+from emotion_models.linear_probe import fit_logistic
+from emotion_models.train_head import (
+    CHANNELS,
+    TrainingData,
+    _cell_probs,
+    call_orders,
+    load_recipe,
+    load_training_data,
+    scored_offsets,
+)
+from emotion_models.train_head import run as train_head
+from emotion_runtime.adaptation import AdaptationSpec
+from emotion_runtime.encoder_model import load_adaptation, read_v2_sidecar
+
+__all__ = ["VARIANTS", "choose_nested", "class_weights", "main", "penultimate", "score"]
+
+L2_GRID = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
+PROBE_SHARES = (0.5, 0.8)  # the operator's share of the weight when the base corpora are added
+REHEARSAL_SHARES = (0.5, 0.8)  # the operator's share of the head's draws
+Base = tuple[EmotionHead, AdaptationSpec, float]
+# one variant: (data, features per channel, training rows, operator test rows, hyper-parameters) -> predictions per channel
+Scores = dict[str, dict[str, Any]]
+
+
+def score(labels: np.ndarray, predicted: np.ndarray) -> dict[str, Any]:
+    """UA, angry recall and recall per class of one speaker's windows."""
+    m = metrics(labels.tolist(), predicted.tolist(), CLASSES)
+    return {"ua": round(m["ua"], 4), "angry_recall": round(m["recall"].get("angry", 0.0), 4),
+            "recall": {k: round(v, 4) for k, v in m["recall"].items()}}  # fmt: skip
+
+
+def class_weights(corpus: np.ndarray, labels: np.ndarray, operator: str, share: float | None) -> np.ndarray:
+    """Corpus x class balanced weights summing to 1; ``share``: the operator corpus's part of the total
+    (the other corpora split the rest equally); None: every corpus alike."""
+    weights = np.zeros(len(labels))
+    corpora = np.unique(corpus).tolist()
+    others = [c for c in corpora if c != operator]
+    if share is None or not others or operator not in corpora:
+        parts = dict.fromkeys(corpora, 1.0 / len(corpora))
+    else:
+        parts = {c: share if c == operator else (1.0 - share) / len(others) for c in corpora}
+    for c in corpora:
+        in_corpus = corpus == c
+        present = np.unique(labels[in_corpus])
+        for label in present:
+            members = in_corpus & (labels == label)
+            weights[members] = parts[c] / (members.sum() * len(present))
+    return weights / weights.sum()
+
+
+def penultimate(head: EmotionHead, spec: AdaptationSpec, data: TrainingData, temperature: float) -> dict[str, np.ndarray]:
+    """Per channel, every window's input to the base head's last layer (offsets of single-emotion calls,
+    as the runtime computes them; zero for adaptation ``none``)."""
+    out = {}
+    rows = np.arange(len(data.meta.label))
+    calls = call_orders(data.meta, rows, "single")
+    for channel in CHANNELS:
+        ws = data.windows[channel]
+        offsets = scored_offsets(head, spec, ws.states, ws.pooled, calls, temperature)
+        feats = []
+        with torch.no_grad():
+            for start in range(0, len(rows), 256):
+                part = slice(start, start + 256)
+                z = head.embed(torch.from_numpy(ws.states[part].astype(np.float32)), torch.from_numpy(offsets[part].astype(np.float32)))
+                feats.append(head.classify[:-1](z).numpy())
+        out[channel] = np.concatenate(feats)
+    return out
+
+
+def _probe_predict(
+    feats: dict[str, np.ndarray], data: TrainingData, train: np.ndarray, test: np.ndarray, operator: str,
+    l2: float, share: float | None,
+) -> dict[str, np.ndarray]:
+    """Fit on ``train`` (both channels stacked), predict ``test`` per channel."""
+    x = np.concatenate([feats[c][train] for c in CHANNELS]).astype(np.float64)
+    mean, std = x.mean(axis=0), x.std(axis=0) + 1e-6
+    meta = data.meta
+    weights = class_weights(np.tile(meta.corpus[train], len(CHANNELS)), np.tile(meta.label[train], len(CHANNELS)), operator, share)
+    torch.manual_seed(0)
+    linear = fit_logistic(((x - mean) / std).astype(np.float32), np.tile(meta.label[train], len(CHANNELS)), weights, l2)
+    with torch.no_grad():
+        return {c: linear(torch.from_numpy(((feats[c][test] - mean) / std).astype(np.float32))).argmax(dim=1).numpy() for c in CHANNELS}
+
+
+def choose_nested(
+    speakers: Sequence[str], grid: Sequence[Any], inner_score: Callable[[Any, str, list[str]], float]
+) -> tuple[Any, dict[str, float]]:
+    """The grid value with the best mean ``inner_score(value, held, rest)`` over leave-one-out of
+    ``speakers`` (the outer fold's training speakers only); ties go to the earlier (more regularised) value."""
+    means = {}
+    for value in grid:
+        means[json.dumps(value)] = float(np.mean([inner_score(value, s, [t for t in speakers if t != s]) for s in speakers]))
+    best = max(grid, key=lambda v: means[json.dumps(v)])  # max keeps the first of equal values
+    return best, {k: round(v, 4) for k, v in means.items()}
+
+
+class Folds:
+    """The operator's speakers, the rows of each, and the base corpora's labelled rows."""
+
+    def __init__(self, data: TrainingData, operator: str) -> None:
+        meta = data.meta
+        self.data, self.operator = data, operator
+        self.speakers = sorted(set(meta.speaker[meta.corpus == operator].tolist()))
+        if len(self.speakers) < 3:
+            raise SystemExit(f"{operator}: {len(self.speakers)} speakers; nested leave-one-speaker-out needs 3")
+        self.base_rows = np.flatnonzero((meta.corpus != operator) & (meta.label >= 0))
+        self.base_all_rows = np.flatnonzero(meta.corpus != operator)  # + arousal-only corpora, for the head
+
+    def rows(self, speakers: Sequence[str]) -> np.ndarray:
+        meta = self.data.meta
+        return np.flatnonzero((meta.corpus == self.operator) & np.isin(meta.speaker, list(speakers)) & (meta.label >= 0))
+
+
+def _probe_variant(folds: Folds, feats: dict[str, np.ndarray], with_base: bool) -> Callable[[list[str], str], tuple[dict[str, np.ndarray], dict[str, Any]]]:
+    grid: list[Any] = [[l2, s] for s in PROBE_SHARES for l2 in sorted(L2_GRID, reverse=True)] if with_base else sorted(L2_GRID, reverse=True)
+    meta = folds.data.meta
+
+    def fit(value: Any, train_speakers: list[str], test_speaker: str) -> dict[str, np.ndarray]:
+        l2, share = (value if with_base else (value, None))
+        train = folds.rows(train_speakers)
+        if with_base:
+            train = np.concatenate([train, folds.base_rows])
+        return _probe_predict(feats, folds.data, train, folds.rows([test_speaker]), folds.operator, l2, share)
+
+    def inner(value: Any, held: str, rest: list[str]) -> float:
+        predicted = fit(value, rest, held)["telephone"]
+        return float(score(meta.label[folds.rows([held])], predicted)["ua"])
+
+    def outer(train_speakers: list[str], held: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        best, inner_means = choose_nested(train_speakers, grid, inner)
+        chosen = {"l2": best[0], "operator_share": best[1]} if with_base else {"l2": best}
+        return fit(best, train_speakers, held), {"chosen": chosen, "inner_telephone_ua": inner_means}
+
+    return outer
+
+
+def _head_variant(folds: Folds, base: Base, hparams: dict[str, Any], rehearsal: bool) -> Callable[[list[str], str], tuple[dict[str, np.ndarray], dict[str, Any]]]:
+    data, meta = folds.data, folds.data.meta
+
+    def fit(share: float | None, train_speakers: list[str], test_speaker: str) -> dict[str, np.ndarray]:
+        train = folds.rows(train_speakers)
+        recipe = dict(hparams)
+        if rehearsal:
+            train = np.concatenate([train, folds.base_all_rows])
+            recipe["corpus_shares"] = {folds.operator: share}
+        test = folds.rows([test_speaker])
+        tuned = train_head(recipe, data, train, None, base=base)
+        cells = {c: p for c, p in _predictions(tuned["_head"], tuned["_spec"], data, test, base[2]).items()}
+        return cells
+
+    def inner(share: float, held: str, rest: list[str]) -> float:
+        return float(score(meta.label[folds.rows([held])], fit(share, rest, held)["telephone"])["ua"])
+
+    def outer(train_speakers: list[str], held: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        if not rehearsal:
+            return fit(None, train_speakers, held), {"chosen": {}}
+        best, inner_means = choose_nested(train_speakers, list(REHEARSAL_SHARES), inner)
+        return fit(best, train_speakers, held), {"chosen": {"operator_share": best}, "inner_telephone_ua": inner_means}
+
+    return outer
+
+
+def _predictions(head: EmotionHead, spec: AdaptationSpec, data: TrainingData, rows: np.ndarray, temperature: float) -> dict[str, np.ndarray]:
+    """Per channel, the top class of every window of ``rows`` in single-emotion calls (``evaluate``'s cells)."""
+    return {channel: probs.argmax(axis=1) for channel, condition, probs in
+            _cell_probs(head, spec, data, rows, temperature=temperature) if condition == "single"}  # fmt: skip
+
+
+VARIANTS = ("head_finetune", "probe", "probe_penultimate", "probe_plus_base", "head_finetune_rehearsal")
+
+
+def _summary(folds: list[dict[str, Any]], reference: list[dict[str, Any]] | None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for channel in CHANNELS:
+        ua = [f[channel]["ua"] for f in folds]
+        out[channel] = {"ua": round(float(np.mean(ua)), 4), "angry_recall": round(float(np.mean([f[channel]["angry_recall"] for f in folds])), 4),
+                        "ua_per_fold": ua}  # fmt: skip
+        if reference is not None:
+            diff = np.asarray(ua) - np.asarray([f[channel]["ua"] for f in reference])
+            out[channel]["ua_minus_head_finetune_per_fold"] = [round(float(d), 4) for d in diff]
+            out[channel]["ua_minus_head_finetune"] = {
+                "mean": round(float(diff.mean()), 4), "sd_over_folds": round(float(diff.std(ddof=1)), 4),
+                "folds_better": int((diff > 0).sum()),
+            }  # fmt: skip
+    return out
+
+
+def _write(args: argparse.Namespace, argv: list[str] | None, folds: Folds, results: dict[str, Any], started: float) -> dict[str, Any]:
+    reference = results.get("head_finetune", {}).get("folds")
+    summary = {name: _summary(r["folds"], reference if name != "head_finetune" else None) for name, r in results.items()}
+    command = "python -m emotion_models.finetune_probe " + " ".join(argv if argv is not None else sys.argv[1:])
+    report = {
+        "command": command, "cache": str(args.cache), "base": str(args.base), "corpus": args.corpus, "speakers": folds.speakers,
+        "protocol": (__doc__ or "").split("\n\n")[2].replace("\n", " "),
+        "grids": {"l2": list(L2_GRID), "probe_operator_share": list(PROBE_SHARES), "rehearsal_operator_share": list(REHEARSAL_SHARES)},
+        "summary": summary, "variants": results, "wall_seconds": round(time.monotonic() - started, 1),
+    }  # fmt: skip
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=1) + "\n")
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--cache", type=Path, required=True)
+    parser.add_argument("--base", type=Path, required=True, help="the v2 model folder the fine-tune starts from")
+    parser.add_argument("--corpus", default="korean_operator", help="the operator's corpus in the cache")
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    started = time.monotonic()
+    data = load_training_data(args.cache)
+    folds = Folds(data, args.corpus)
+    sidecar = read_v2_sidecar(args.base / "emotion.json")
+    head, _ = load_head(args.base / "head.ckpt")
+    base: Base = (head, load_adaptation(args.base, sidecar), float(sidecar.get("temperature", 1.0)))
+    hparams = load_recipe(FINETUNE_HPARAMS, {"threads": args.threads, "progress": False})
+    pooled = {c: data.windows[c].pooled.reshape(len(data.meta.label), -1) for c in CHANNELS}
+    makers: dict[str, Callable[[], Callable[[list[str], str], tuple[dict[str, np.ndarray], dict[str, Any]]]]] = {
+        "head_finetune": lambda: _head_variant(folds, base, hparams, rehearsal=False),
+        "head_finetune_rehearsal": lambda: _head_variant(folds, base, hparams, rehearsal=True),
+        "probe": lambda: _probe_variant(folds, pooled, with_base=False),
+        "probe_plus_base": lambda: _probe_variant(folds, pooled, with_base=True),
+        "probe_penultimate": lambda: _probe_variant(folds, penultimate(base[0], base[1], data, base[2]), with_base=False),
+    }
+    results: dict[str, Any] = {}
+    summary: dict[str, Any] = {}
+    for name in args.variants:
+        variant_started = time.monotonic()
+        outer = makers[name]()
+        per_fold = []
+        for held in folds.speakers:
+            train_speakers = [s for s in folds.speakers if s != held]
+            predicted, info = outer(train_speakers, held)
+            labels = data.meta.label[folds.rows([held])]
+            per_fold.append({"speaker": held, **info, **{c: score(labels, predicted[c]) for c in CHANNELS}})
+            print(f"[finetune_probe] {name} {held}: telephone UA {per_fold[-1]['telephone']['ua']:.3f} {info.get('chosen')}",
+                  file=sys.stderr, flush=True)  # fmt: skip
+        results[name] = {"folds": per_fold, "seconds": round(time.monotonic() - variant_started, 1)}
+        summary = _write(args, argv, folds, results, started)  # after every variant: a long run keeps what it did
+    print(json.dumps(summary, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,71 @@
+"""The finetune_probe comparison: weights, nested choice, the probe, and the head's corpus shares."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from emotion_models.finetune_probe import choose_nested, class_weights
+from emotion_models.linear_probe import fit_logistic
+
+
+def test_class_weights_balance_classes_and_give_the_operator_its_share() -> None:
+    corpus = np.array(["op"] * 6 + ["a"] * 10 + ["b"] * 4)
+    labels = np.array([0, 0, 0, 0, 1, 1] + [0] * 5 + [1] * 5 + [2, 2, 3, 3])
+    w = class_weights(corpus, labels, "op", 0.8)
+    assert w.sum() == pytest.approx(1.0)
+    assert w[corpus == "op"].sum() == pytest.approx(0.8)
+    assert w[corpus == "a"].sum() == pytest.approx(0.1) and w[corpus == "b"].sum() == pytest.approx(0.1)
+    op = corpus == "op"
+    assert w[op & (labels == 0)].sum() == pytest.approx(w[op & (labels == 1)].sum())
+    even = class_weights(corpus, labels, "op", None)
+    assert all(even[corpus == c].sum() == pytest.approx(1 / 3) for c in ("op", "a", "b"))
+    only = class_weights(corpus[op], labels[op], "op", 0.5)  # no other corpus: all of it
+    assert only.sum() == pytest.approx(1.0)
+
+
+def test_nested_choice_sees_only_the_speakers_it_is_given() -> None:
+    seen: list[tuple[str, tuple[str, ...]]] = []
+
+    def inner(value: float, held: str, rest: list[str]) -> float:
+        seen.append((held, tuple(rest)))
+        return {0.1: 0.5, 1.0: 0.7}[value] if held != "s2" else 0.0
+
+    best, means = choose_nested(["s1", "s2", "s3"], [1.0, 0.1], inner)
+    assert best == 1.0 and means["1.0"] == pytest.approx(1.4 / 3, abs=1e-4)
+    assert {h for h, _ in seen} == {"s1", "s2", "s3"} and all(h not in rest for h, rest in seen)
+    tie, _ = choose_nested(["s1", "s2"], [1.0, 0.1], lambda v, h, r: 0.5)
+    assert tie == 1.0  # ties go to the first (more regularised) value
+
+
+def test_the_logistic_probe_separates_linearly_separable_classes() -> None:
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(4), 20)
+    x = rng.normal(size=(80, 6)).astype(np.float32)
+    x[np.arange(80), labels] += 4.0
+    linear = fit_logistic(x, labels, np.ones(80), 1e-3)
+    import torch
+
+    with torch.no_grad():
+        assert (linear(torch.from_numpy(x)).argmax(dim=1).numpy() == labels).mean() > 0.95
+
+
+def test_corpus_shares_set_the_draws_of_a_corpus_and_bad_shares_are_refused() -> None:
+    from emotion_models.encoder_cache import WindowSet
+    from emotion_models.train_head import _balanced_weights
+    from emotune.errors import ConfigError
+
+    n = 12
+    corpus = np.array(["op"] * 4 + ["a"] * 4 + ["b"] * 4)
+    labels = np.array([0, 1, 0, 1] * 3)
+    meta = WindowSet(np.zeros((n, 1, 1, 1), np.float16), labels, np.full(n, 0.5, np.float32), corpus.copy(), corpus,
+                     np.arange(n), np.zeros(n, int))  # fmt: skip
+    rows = np.arange(n)
+    even = _balanced_weights(meta, rows)
+    assert even[corpus == "op"].sum() == pytest.approx(1 / 3)
+    assert np.allclose(_balanced_weights(meta, rows, None), even)
+    shared = _balanced_weights(meta, rows, {"op": 0.6})
+    assert shared[corpus == "op"].sum() == pytest.approx(0.6) and shared[corpus == "a"].sum() == pytest.approx(0.2)
+    for bad in ({"op": 1.0}, {"op": 0.0}, {"op": 0.7, "a": 0.5}):
+        with pytest.raises(ConfigError, match="corpus_shares"):
+            _balanced_weights(meta, rows, bad)
