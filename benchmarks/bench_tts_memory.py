@@ -63,7 +63,7 @@ def _measure(arena: bool, replies: int) -> dict[str, Any]:
         loaded = _status_mb("VmRSS")
         work = [(sentence, tone) for text, tone in chosen for sentence in split_sentences(text)]
         work.append((LONG, "standard"))
-        rows = []
+        rows: list[dict[str, Any]] = []
         for sentence, tone in work:
             prosody = policy.prosody[tone]
             blend, speed = voice.blend_for(prosody), float(prosody.rate)
@@ -76,8 +76,8 @@ def _measure(arena: bool, replies: int) -> dict[str, Any]:
                          "peak_mb": _status_mb("VmHWM"), "after_mb": _status_mb("VmRSS")})  # fmt: skip
             print(f"  arena={arena!s:5} {tone:8s} {rows[-1]['tokens']:3d} tokens {rows[-1]['audio_s']:5.2f} s "
                   f"peak {rows[-1]['peak_mb']:7.1f} MB after {rows[-1]['after_mb']:6.1f} MB", flush=True)  # fmt: skip
-    peaks = [r["peak_mb"] for r in rows]
-    walls = [r["wall_s"] for r in rows]
+    peaks = [float(r["peak_mb"]) for r in rows]
+    walls = [float(r["wall_s"]) for r in rows]
     return {"memory_arena": arena, "rss_before_load_mb": before, "rss_loaded_mb": loaded,
             "peak_mb": {"max": max(peaks), "p50": statistics.median(peaks)},
             "after_mb_max": max(r["after_mb"] for r in rows), "rss_end_mb": _status_mb("VmRSS"),
