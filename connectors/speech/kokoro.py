@@ -469,12 +469,16 @@ class KokoroSynthesizer:
         self.cache.put(key, audio, pinned=pinned)
         return audio
 
+    @staticmethod
+    def speed_for(prosody: Prosody) -> float:
+        """The tone's rate as Kokoro's speed, inside its trained range."""
+        return float(np.clip(prosody.rate, 0.5, 2.0))
+
     def synthesize_parts(self, text: str, prosody: Prosody) -> Iterator[Speech]:
         """The reply sentence by sentence, each synthesised (or read from the cache) when asked for;
         a part after the first starts with the pause before it. Joined they are :meth:`synthesize`."""
         sentences = split_sentences(checked_text(text))
-        blend = self.blend_for(prosody)
-        speed = float(np.clip(prosody.rate, 0.5, 2.0))  # Kokoro's trained range
+        blend, speed = self.blend_for(prosody), self.speed_for(prosody)
         pause = np.zeros(round(self.config.sentence_pause_s / speed**2 * SAMPLE_RATE), dtype=np.float32)
         gain = 10.0 ** (prosody.volume_db / 20.0)
         spoken = 0
@@ -502,7 +506,7 @@ class KokoroSynthesizer:
         how many were synthesised (the rest were cached already)."""
         before = self.sentences_synthesized
         for text, prosody in replies:
-            blend, speed = self.blend_for(prosody), float(np.clip(prosody.rate, 0.5, 2.0))
+            blend, speed = self.blend_for(prosody), self.speed_for(prosody)
             for sentence in split_sentences(text):
                 if "{" not in sentence:
                     self.render_sentence(sentence, blend, speed, pinned=True)
