@@ -338,7 +338,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not (DATA / "ravdess" / "manifest.csv").is_file() or not (DATA / "korean_operator" / "manifest.csv").is_file():
         print(f"skipped: {DATA} (RAVDESS, korean_operator) is not there")
         return 0
-    config = EmotuneConfig(turn_taking={"end_of_turn": "silence"})
+    # The caller-level gate (turn_taking.background_speech_db) is off here: this compares end-of-turn
+    # rules on the VAD alone; benchmarks/bench_background_speech.py measures the gate on these samples.
+    config = EmotuneConfig(turn_taking={"end_of_turn": "silence", "background_speech_db": None})
     tt = config.turn_taking
     end_s = tt.end_silence_s
     model = SmartTurnModel.load()

@@ -17,6 +17,11 @@ Two classifiers:
 * :class:`EnergyVad` (``vad: energy``): frame energy in dBFS, no model (the runtime's
   :func:`emotion_runtime.audio.energy_db`).
 
+Background speech (babble, a TV, a colleague) is speech to any VAD, so on a babbling line a turn would
+stay open until the background paused. :class:`CallerLevel` (``turn_taking.background_speech_db``)
+tells the caller from it by level: on a noisy line, a frame well under the caller's own level is a
+pause, whatever the VAD says; on a quiet line it does nothing.
+
 Whether a pause ends the turn is its own stage, :mod:`connectors.gateway.end_of_turn`
 (``turn_taking.end_of_turn``: the fixed silence, or the smart-turn model asked after a short pause).
 A short pause (``turn_taking.early_transcription_s``) also hands the turn so far to the recogniser
@@ -43,11 +48,12 @@ if TYPE_CHECKING:
     from emotion_runtime.end_of_turn import SmartTurnModel
     from emotune.config import EmotuneConfig
 
-__all__ = ["FRAME_S", "SAMPLE_RATE", "EnergyVad", "FrameVad", "SegmentEvent", "SileroVad", "TurnSegmenter", "score_silero"]
+__all__ = ["FRAME_S", "SAMPLE_RATE", "CallerLevel", "EnergyVad", "FrameVad", "SegmentEvent", "SileroVad", "TurnSegmenter", "score_silero"]
 
 SAMPLE_RATE = 16000  # the speech recognisers' rate (turn audio is resampled to it once per turn)
 FRAME_S = 0.02  # the energy VAD decides per 20 ms frame, the telephony frame size
 _SILERO_FLOOR_DB = -70.0  # below this a frame is silence without asking the network
+BACKGROUND_SPEECH_SHARE = 0.3  # the VAD calls this share of the frames under the caller speech: babble
 
 
 class FrameVad(Protocol):
@@ -160,6 +166,57 @@ def score_silero(batch: Sequence[tuple[SileroVad, np.ndarray]]) -> list[np.ndarr
     return out
 
 
+class CallerLevel:
+    """Tells the caller from speech-like background (babble, a TV, a colleague) by level: the VAD hears
+    both as speech, but on the line the caller is the loud voice.
+
+    Per frame it tracks the line's background (a low percentile of the last ``window_s`` of frame
+    energies) and, on the energy smoothed over ``smooth_frames``, the caller's level (a high percentile
+    of the last ``window_s`` of frames the VAD called speech), both refreshed every ``update_s``. The
+    gate acts only on a noisy line whose background is speech: the caller less than ``noisy_line_db``
+    above the background, and the VAD calling at least ``BACKGROUND_SPEECH_SHARE`` of the frames more
+    than ``below_caller_db`` under the caller speech. There, such a frame is the background, not the
+    caller, and counts as a pause. Elsewhere (a quiet line, or steady noise the VAD already rejects)
+    every frame counts, so soft speech is not cut."""
+
+    def __init__(
+        self, frame_s: float, below_caller_db: float = 8.0, noisy_line_db: float = 25.0, smooth_frames: int = 4,
+        window_s: float = 4.0, update_s: float = 0.25,
+    ) -> None:
+        self.below_caller_db, self.noisy_line_db = below_caller_db, noisy_line_db
+        self.background_percentile = 10.0
+        self._power = deque[float](maxlen=max(1, smooth_frames))
+        self._line = deque[float](maxlen=max(1, round(window_s / frame_s)))
+        self._speech = deque[float](maxlen=max(1, round(window_s / frame_s)))
+        self._background_speech = deque[bool](maxlen=max(1, round(window_s / frame_s)))
+        self._every = max(1, round(update_s / frame_s))
+        self._since = 0
+        self.background_db = -math.inf
+        self.caller_db = math.inf
+        self.background_is_speech = False  # the VAD calls the line's quietest frames speech: babble, not hiss
+
+    def push(self, energy_db: float, speech: bool) -> bool:
+        """One frame's energy (dBFS) and whether the VAD called it speech -> loud enough to be the caller."""
+        self._power.append(10.0 ** (energy_db / 10.0))
+        level = 10.0 * math.log10(sum(self._power) / len(self._power) + 1e-12)
+        self._line.append(energy_db)
+        if speech:
+            self._speech.append(level)
+        if level < self.caller_db - self.below_caller_db:
+            self._background_speech.append(speech)
+        self._since += 1
+        if self._since >= self._every:
+            self._since = 0
+            self.background_db = float(np.percentile(np.fromiter(self._line, np.float64), self.background_percentile))
+            if len(self._speech) >= self._every:
+                self.caller_db = float(np.percentile(np.fromiter(self._speech, np.float64), 80.0))
+            flags = self._background_speech
+            self.background_is_speech = len(flags) >= self._every and sum(flags) >= BACKGROUND_SPEECH_SHARE * len(flags)
+        if not self.background_is_speech or self.caller_db - self.background_db >= self.noisy_line_db:
+            return True
+        return level >= self.caller_db - self.below_caller_db
+
+
 @dataclass(frozen=True)
 class SegmentEvent:
     """``onset``: the caller has been speaking ``min_onset_s`` (barge-in cue); ``turn``: a turn ended;
@@ -183,7 +240,9 @@ class TurnSegmenter:
     below the start level, so each turn keeps ``preroll_s`` of audio from before its first speech
     frame for the recogniser. ``onset`` fires once per turn after ``min_onset_s`` of speech
     frames; a turn with less than ``min_speech_s`` of speech (a click, a cough) is dropped; a turn
-    is cut at ``max_turn_s``. Times are seconds of this stream since its start.
+    is cut at ``max_turn_s``. Times are seconds of this stream since its start. With a
+    ``caller_level``, frames it calls background count as no speech, for the turn and for
+    :meth:`speech_share` alike.
 
     With a model rule, the silent frame that reaches ``short_silence_s`` leaves an
     :class:`EndOfTurnRequest` (the turn's audio so far). :meth:`push` answers it at once with
@@ -205,6 +264,7 @@ class TurnSegmenter:
         rule: EndOfTurnRule | None = None,
         end_of_turn_model: SmartTurnModel | None = None,
         early_transcription_s: float | None = None,
+        caller_level: CallerLevel | None = None,
     ) -> None:
         if end_silence_s <= 0 or max_turn_s <= end_silence_s:
             raise ValueError("need 0 < end_silence_s < max_turn_s")
@@ -230,6 +290,7 @@ class TurnSegmenter:
         self._preroll_frames = round(preroll_s / self.frame_s)
         self._early_frames = max(1, round(early_transcription_s / self.frame_s)) if early_transcription_s else 0
         self._end_frames = math.ceil(self.rule.end_silence_s / self.frame_s - 1e-9)  # what the silence rule waits
+        self.caller_level = caller_level
         self._pending = np.zeros(0, dtype=np.float32)
         self._frames: list[np.ndarray] = []  # current turn (or pre-roll when idle)
         self._in_turn = False
@@ -252,9 +313,14 @@ class TurnSegmenter:
         """The segmenter ``turn_taking:`` asks for, on a call's audio at ``sample_rate``."""
         tt = config.turn_taking
         vad: FrameVad
+        caller_level = None
         if tt.vad == "silero":
             vad_rate = sample_rate if sample_rate in (8000, 16000) else SAMPLE_RATE
             vad = SileroVad(vad_rate, tt.speech_threshold, tt.silence_threshold)
+            if tt.background_speech_db is not None:
+                frame_s = vad.frame_samples / vad.sample_rate
+                caller_level = CallerLevel(frame_s, tt.background_speech_db, tt.noisy_line_db,
+                                           max(1, round(tt.caller_level_smooth_s / frame_s)))
         else:
             vad = EnergyVad(sample_rate, config.streaming.vad_threshold_db)
         rule = EndOfTurnRule.from_config(tt)
@@ -270,6 +336,7 @@ class TurnSegmenter:
             end_silence_s=tt.end_silence_s, min_speech_s=tt.min_speech_s, min_onset_s=tt.barge_in_min_speech_s,
             max_turn_s=tt.max_turn_s, preroll_s=tt.preroll_s, sample_rate=sample_rate, vad=vad,
             rule=rule, end_of_turn_model=model, early_transcription_s=tt.early_transcription_s,
+            caller_level=caller_level,
         )
 
     @property
@@ -318,11 +385,14 @@ class TurnSegmenter:
         (``self._advanced`` says how many frames were taken)."""
         events: list[SegmentEvent] = []
         start_level, hold_level = self.vad.start_level, self.vad.hold_level
+        above = self._caller_loud(frames, scores)
         self._advanced = 0
         for i, level in enumerate(np.asarray(scores).tolist()):
             self._advanced = i + 1
             frame = frames[i]
             self.frames_seen += 1
+            if not above[i]:
+                level = -math.inf  # the VAD hears speech, but no louder than the line's background
             self._speech.append(level >= start_level)
             if not self._in_turn:
                 self._frames.append(frame)
@@ -361,6 +431,14 @@ class TurnSegmenter:
                 if stop_on_request:
                     break
         return events
+
+    def _caller_loud(self, frames: np.ndarray, scores: np.ndarray) -> list[bool]:
+        """Per frame: loud enough to be the caller (all True without a :class:`CallerLevel`)."""
+        if self.caller_level is None:
+            return [True] * frames.shape[0]
+        start_level = self.vad.start_level
+        energies = np.asarray(energy_db(frames)).tolist()
+        return [self.caller_level.push(e, s >= start_level) for e, s in zip(energies, np.asarray(scores).tolist(), strict=True)]
 
     def _decide(self) -> Decision:
         return self.rule.decide(self._silent_run * self.frame_s, self._asked, self._probability)
