@@ -670,19 +670,19 @@ class TurnTakingConfig(_Section):
         "speech_threshold, so soft word endings do not end a turn).",
     )
     background_speech_db: float | None = Field(
-        7.0, gt=0.0, le=40.0,
+        6.0, gt=0.0, le=40.0,
         description="silero: on a noisy line (the caller's level less than noisy_line_db above the line's "
         "background), a frame more than this many dB under the caller's level is background speech (babble, "
         "a TV, a colleague), not the caller: it counts as a pause and gets no emotion label. The VAD hears "
         "both as speech, so without this a babbling line holds the turn open. null: the VAD alone decides.",
     )
     noisy_line_db: float = Field(
-        30.0, gt=0.0, le=80.0,
+        35.0, gt=0.0, le=80.0,
         description="silero: a line whose caller is at least this much above its background is quiet: "
         "background_speech_db does not act there, so soft speech on a clean line is never cut.",
     )
     caller_level_smooth_s: float = Field(
-        0.25, gt=0.0, le=2.0,
+        0.4, gt=0.0, le=2.0,
         description="silero: frame energy is averaged over this long before the caller and background "
         "levels are compared (one loud babble syllable does not break a pause).",
     )

@@ -174,13 +174,15 @@ class CallerLevel:
     energies) and, on the energy smoothed over ``smooth_frames``, the caller's level (a high percentile
     of the last ``window_s`` of frames the VAD called speech), both refreshed every ``update_s``. The
     gate acts only on a noisy line whose background is speech: the caller less than ``noisy_line_db``
-    above the background, and the VAD calling at least ``BACKGROUND_SPEECH_SHARE`` of the frames more
-    than ``below_caller_db`` under the caller speech. There, such a frame is the background, not the
-    caller, and counts as a pause. Elsewhere (a quiet line, or steady noise the VAD already rejects)
-    every frame counts, so soft speech is not cut."""
+    above the background, and the VAD calling at least ``BACKGROUND_SPEECH_SHARE`` of the last
+    ``window_s`` of frames more than ``below_caller_db`` under the caller speech (judged against the
+    current caller level, so background heard before the caller first spoke counts). There, such a frame is the background, not the
+    caller, and counts as a pause. Elsewhere (a quiet line, steady noise the VAD already rejects, or
+    the first half window of the call, before the levels mean anything) every frame counts, so soft
+    speech is not cut."""
 
     def __init__(
-        self, frame_s: float, below_caller_db: float = 8.0, noisy_line_db: float = 25.0, smooth_frames: int = 4,
+        self, frame_s: float, below_caller_db: float, noisy_line_db: float, smooth_frames: int,
         window_s: float = 4.0, update_s: float = 0.25,
     ) -> None:
         self.below_caller_db, self.noisy_line_db = below_caller_db, noisy_line_db
@@ -188,12 +190,14 @@ class CallerLevel:
         self._power = deque[float](maxlen=max(1, smooth_frames))
         self._line = deque[float](maxlen=max(1, round(window_s / frame_s)))
         self._speech = deque[float](maxlen=max(1, round(window_s / frame_s)))
-        self._background_speech = deque[bool](maxlen=max(1, round(window_s / frame_s)))
+        self._levels = deque[float](maxlen=max(1, round(window_s / frame_s)))
+        self._vad_speech = deque[bool](maxlen=max(1, round(window_s / frame_s)))
         self._every = max(1, round(update_s / frame_s))
+        self._warm_up = max(1, round(window_s / 2 / frame_s))  # the first seconds' percentiles are no line level
         self._since = 0
         self.background_db = -math.inf
         self.caller_db = math.inf
-        self.background_is_speech = False  # the VAD calls the line's quietest frames speech: babble, not hiss
+        self.background_is_speech = False  # the VAD calls the frames under the caller speech: babble, not hiss
 
     def push(self, energy_db: float, speech: bool) -> bool:
         """One frame's energy (dBFS) and whether the VAD called it speech -> loud enough to be the caller."""
@@ -202,16 +206,18 @@ class CallerLevel:
         self._line.append(energy_db)
         if speech:
             self._speech.append(level)
-        if level < self.caller_db - self.below_caller_db:
-            self._background_speech.append(speech)
+        self._levels.append(level)
+        self._vad_speech.append(speech)
         self._since += 1
         if self._since >= self._every:
             self._since = 0
             self.background_db = float(np.percentile(np.fromiter(self._line, np.float64), self.background_percentile))
             if len(self._speech) >= self._every:
                 self.caller_db = float(np.percentile(np.fromiter(self._speech, np.float64), 80.0))
-            flags = self._background_speech
-            self.background_is_speech = len(flags) >= self._every and sum(flags) >= BACKGROUND_SPEECH_SHARE * len(flags)
+            under = np.fromiter(self._levels, np.float64) < self.caller_db - self.below_caller_db
+            heard = np.fromiter(self._vad_speech, bool)[under]
+            self.background_is_speech = (len(self._line) >= self._warm_up and heard.size >= self._every
+                                         and float(heard.mean()) >= BACKGROUND_SPEECH_SHARE)
         if not self.background_is_speech or self.caller_db - self.background_db >= self.noisy_line_db:
             return True
         return level >= self.caller_db - self.below_caller_db
