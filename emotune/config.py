@@ -794,7 +794,7 @@ class TurnTakingConfig(_Section):
 
 class TtsConfig(_Section):
     engine: str = Field(
-        "espeak-ng",
+        "kokoro",
         description="kokoro (neural, Kokoro-82M int8 ONNX, English; other languages speak with espeak-ng), "
         "espeak-ng (offline, Debian package), 'none' when the platform speaks the text, "
         "or an engine an installed package declares (entry point group emotune.tts_engines).",

@@ -26,6 +26,19 @@ def pytest_collection_modifyitems() -> None:
 
 
 @pytest.fixture(autouse=True)
+def _espeak_where_the_config_says_kokoro(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """config.yml ships tts.engine: kokoro, but a sentence Kokoro has not cached costs about a second of
+    CPU and the tests' replies are mostly uncached: outside tests marked ``kokoro`` (Kokoro's own, and one
+    call through the gateway) the engine named kokoro speaks with espeak-ng, in this process. Every other
+    engine a test configures (none, a plugin) is left as configured."""
+    if request.node.get_closest_marker("kokoro"):
+        return
+    from connectors.speech import tts
+
+    monkeypatch.setitem(tts._ENGINES._factories, "kokoro", lambda cfg: tts.EspeakSynthesizer(cfg.voice))
+
+
+@pytest.fixture(autouse=True)
 def _hide_unloaded_lazy_modules() -> Iterator[None]:
     """The same before every test: a training test may have imported speechbrain since."""
     _drop_unloaded_lazy_modules()

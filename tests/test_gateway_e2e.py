@@ -175,6 +175,28 @@ async def test_rasa_down_still_answers_with_the_fallback(rasa: RasaStack, tmp_pa
     assert (tmp_path / "CAdown.caller.flac").is_file()  # record_audio on: the caller's audio is kept
 
 
+@pytest.mark.kokoro
+async def test_the_shipped_neural_voice_answers_a_call(rasa: RasaStack, tmp_path: Path, sample: list[CallerTurn]) -> None:
+    """config.yml's tts.engine (kokoro) through the whole gateway; the rest of the suite speaks with
+    espeak-ng (tests/conftest.py), so this is the call that proves the default."""
+    from connectors.speech.kokoro import KokoroSynthesizer
+
+    config = make_config()
+    assert config.tts.engine == "kokoro"
+    config.tts.cache_dir = tmp_path / "tts-cache"
+    gw = Gateway(config, log_dir=tmp_path, rasa_url=rasa.url)
+    await gw.start(port=0)
+    try:
+        assert isinstance(gw.services.synthesizer, KokoroSynthesizer)
+        result = await place_call(gw, [sample[0], sample[1]], "CAkokoro")
+    finally:
+        await gw.stop()
+    spoken = [r for r in read_call_log(tmp_path / "CAkokoro.jsonl") if r["type"] == "bot_audio"]
+    assert result.bot_audio_s > 1.0 and spoken
+    assert sorted(result.marks_echoed) == sorted(result.bot_audio_by_mark)
+    assert list((tmp_path / "tts-cache").rglob("*.*"))  # Kokoro rendered the replies into its cache
+
+
 async def test_twilio_signature_is_checked_when_a_token_is_set(rasa: RasaStack, tmp_path: Path, sample: list[CallerTurn]) -> None:
     from connectors.protocols.twilio import compute_twilio_signature
 

@@ -27,6 +27,8 @@ from emotion_runtime.audio import decode, encode, resample
 from emotune.config import AsrConfig, EmotuneConfig, Prosody, TtsConfig, load_config
 from emotune.errors import AudioError, ModelFileError
 
+pytestmark = pytest.mark.kokoro
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 MODEL = f"{weights.KOKORO_DIR}/kokoro-v1.0.int8.onnx"
 VOCAB = f"{weights.KOKORO_DIR}/config.json"
