@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+
+ACTIONS_TESTS = Path(__file__).resolve().parent / "actions"
 
 
 def _drop_unloaded_lazy_modules() -> None:
@@ -31,8 +34,8 @@ def _espeak_where_the_config_says_kokoro(request: pytest.FixtureRequest, monkeyp
     CPU and the tests' replies are mostly uncached: outside tests marked ``kokoro`` (Kokoro's own, and one
     call through the gateway) the engine named kokoro speaks with espeak-ng, in this process. Every other
     engine a test configures (none, a plugin) is left as configured."""
-    if request.node.get_closest_marker("kokoro"):
-        return
+    if request.node.get_closest_marker("kokoro") or ACTIONS_TESTS in Path(request.node.path).parents:
+        return  # tests/actions run in the Rasa venv: none of our toolkit code imports there
     from connectors.speech import tts
 
     monkeypatch.setitem(tts._ENGINES._factories, "kokoro", lambda cfg: tts.EspeakSynthesizer(cfg.voice))
