@@ -18,6 +18,19 @@ Variants:
 - ``probe_plus_base``: the same probe with the base corpora's class windows added, the operator's
   corpus up-weighted to a share chosen nested.
 - ``probe_penultimate``: the probe on the base head's penultimate features (the classifier's hidden layer).
+- ``probe_meanstd``: the probe on each layer's mean and standard deviation over the window's pooled
+  encoder frames (10 blocks of 200 ms), all layers concatenated.
+- ``probe_layers``: the mean-pooled probe on a layer subset (all, lower, middle, upper; ``LAYER_SUBSETS``)
+  chosen nested together with L2.
+- ``ensemble``: the average of the head fine-tune's probabilities (at the base temperature) and the
+  ``probe_meanstd`` probe's (softmax), weight on the head from ``ENSEMBLE_WEIGHTS`` chosen nested; the inner folds use
+  the probe's L2 chosen for the outer fold (itself chosen on the training speakers only). The report
+  also scores both components of the same fits (``components``).
+
+Besides the per-window score, ``--clips DATA_ROOT`` also scores per clip: each window is assigned to
+the clip its centre falls in (the cache's streams are the speaker's clips of one label, silence-trimmed
+and joined with 0.25-s gaps), the clip's window probabilities are averaged and its top class scored
+(``per_clip`` in the report; a separate metric, the per-window score stays the headline).
 
 Every hyper-parameter (L2, the operator's share) is chosen inside the training speakers: an inner
 leave-one-speaker-out over them, by mean telephone UA; the held-out speaker never chooses anything.
@@ -54,11 +67,14 @@ from emotion_models.train_head import run as train_head
 from emotion_runtime.adaptation import AdaptationSpec
 from emotion_runtime.encoder_model import load_adaptation, read_v2_sidecar
 
-__all__ = ["VARIANTS", "choose_nested", "class_weights", "main", "penultimate", "score"]
+__all__ = ["ENSEMBLE_WEIGHTS", "LAYER_SUBSETS", "blend", "VARIANTS", "choose_nested", "class_weights", "clip_ids", "clip_score", "layer_rows",
+           "main", "mean_std_pooled", "penultimate", "score"]
 
 L2_GRID = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
 PROBE_SHARES = (0.5, 0.8)  # the operator's share of the weight when the base corpora are added
 REHEARSAL_SHARES = (0.5, 0.8)  # the operator's share of the head's draws
+ENSEMBLE_WEIGHTS = (1.0, 0.75, 0.5, 0.25, 0.0)  # the head's weight; ties go to the head alone (today's path)
+LAYER_SUBSETS = ("all", "lower", "middle", "upper")  # of the L+1 hidden states (0 = the embedding output)
 Base = tuple[EmotionHead, AdaptationSpec, float]
 # one variant: (data, features per channel, training rows, operator test rows, hyper-parameters) -> predictions per channel
 Scores = dict[str, dict[str, Any]]
@@ -90,6 +106,55 @@ def class_weights(corpus: np.ndarray, labels: np.ndarray, operator: str, share: 
     return weights / weights.sum()
 
 
+def mean_std_pooled(states: np.ndarray, chunk: int = 512) -> np.ndarray:
+    """[N, L+1, P, D] -> [N, (L+1) * 2D] float32: per layer the mean then the std over the P pooled frames."""
+    out = np.empty((states.shape[0], states.shape[1] * 2 * states.shape[3]), np.float32)
+    for start in range(0, states.shape[0], chunk):
+        x = states[start : start + chunk].astype(np.float32)
+        out[start : start + chunk] = np.concatenate([x.mean(axis=2), x.std(axis=2)], axis=2).reshape(len(x), -1)
+    return out
+
+
+def layer_rows(n_layers: int, subset: str) -> list[int]:
+    """The hidden-state indices of ``subset`` of ``n_layers`` (L+1) states: all; lower = 0..n/2;
+    middle = the central third (at least 3); upper = n/2..n-1."""
+    half = n_layers // 2
+    if subset == "all":
+        return list(range(n_layers))
+    if subset == "lower":
+        return list(range(0, half + 1))
+    if subset == "upper":
+        return list(range(half, n_layers))
+    if subset == "middle":
+        width = max(3, n_layers // 3)
+        start = max(0, (n_layers - width) // 2)
+        return list(range(start, min(n_layers, start + width)))
+    raise ValueError(f"unknown layer subset {subset!r}")
+
+
+def clip_ids(stream: np.ndarray, position: np.ndarray, clip_seconds: dict[int, list[float]], gap_s: float = 0.25) -> np.ndarray:
+    """Per window, the id of the clip its centre (``position`` + 1 s) falls in: ``clip_seconds[stream]``
+    are the stream's trimmed clip durations in order, joined with ``gap_s`` gaps; a centre in a gap goes
+    to the clip before it. Ids are ``stream * 1000 + clip index``; -1 for a stream with no durations."""
+    out = np.full(len(stream), -1, dtype=np.int64)
+    for i, (s, p) in enumerate(zip(stream.tolist(), position.tolist(), strict=True)):
+        durations = clip_seconds.get(int(s))
+        if not durations:
+            continue
+        starts = np.concatenate([[0.0], np.cumsum(np.asarray(durations) + gap_s)[:-1]])
+        out[i] = int(s) * 1000 + int(np.searchsorted(starts, p + 1.0, side="right") - 1)
+    return out
+
+
+def clip_score(labels: np.ndarray, probs: np.ndarray, clips: np.ndarray) -> dict[str, Any]:
+    """``score`` per clip: the mean of each clip's window probabilities, its top class against the
+    clip's label (every window of a clip has it)."""
+    ids = np.unique(clips)
+    mean = np.stack([probs[clips == c].mean(axis=0) for c in ids])
+    label = np.array([labels[clips == c][0] for c in ids])
+    return {**score(label, mean.argmax(axis=1)), "clips": len(ids)}
+
+
 def penultimate(head: EmotionHead, spec: AdaptationSpec, data: TrainingData, temperature: float) -> dict[str, np.ndarray]:
     """Per channel, every window's input to the base head's last layer (offsets of single-emotion calls,
     as the runtime computes them; zero for adaptation ``none``)."""
@@ -113,7 +178,7 @@ def _probe_predict(
     feats: dict[str, np.ndarray], data: TrainingData, train: np.ndarray, test: np.ndarray, operator: str,
     l2: float, share: float | None,
 ) -> dict[str, np.ndarray]:
-    """Fit on ``train`` (both channels stacked), predict ``test`` per channel."""
+    """Fit on ``train`` (both channels stacked); per channel the class probabilities of ``test``."""
     x = np.concatenate([feats[c][train] for c in CHANNELS]).astype(np.float64)
     mean, std = x.mean(axis=0), x.std(axis=0) + 1e-6
     meta = data.meta
@@ -121,7 +186,8 @@ def _probe_predict(
     torch.manual_seed(0)
     linear = fit_logistic(((x - mean) / std).astype(np.float32), np.tile(meta.label[train], len(CHANNELS)), weights, l2)
     with torch.no_grad():
-        return {c: linear(torch.from_numpy(((feats[c][test] - mean) / std).astype(np.float32))).argmax(dim=1).numpy() for c in CHANNELS}
+        return {c: torch.softmax(linear(torch.from_numpy(((feats[c][test] - mean) / std).astype(np.float32))), dim=1).numpy()
+                for c in CHANNELS}  # fmt: skip
 
 
 def choose_nested(
@@ -165,12 +231,34 @@ def _probe_variant(folds: Folds, feats: dict[str, np.ndarray], with_base: bool) 
         return _probe_predict(feats, folds.data, train, folds.rows([test_speaker]), folds.operator, l2, share)
 
     def inner(value: Any, held: str, rest: list[str]) -> float:
-        predicted = fit(value, rest, held)["telephone"]
+        predicted = fit(value, rest, held)["telephone"].argmax(axis=1)
         return float(score(meta.label[folds.rows([held])], predicted)["ua"])
 
     def outer(train_speakers: list[str], held: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         best, inner_means = choose_nested(train_speakers, grid, inner)
         chosen = {"l2": best[0], "operator_share": best[1]} if with_base else {"l2": best}
+        return fit(best, train_speakers, held), {"chosen": chosen, "inner_telephone_ua": inner_means}
+
+    return outer
+
+
+def _layers_variant(folds: Folds, pooled: dict[str, np.ndarray]) -> Callable[[list[str], str], tuple[dict[str, np.ndarray], dict[str, Any]]]:
+    """The mean-pooled probe on a layer subset; subset and L2 chosen together, nested."""
+    n_layers = next(iter(pooled.values())).shape[1]
+    subsets = {name: {c: np.ascontiguousarray(pooled[c][:, layer_rows(n_layers, name)].reshape(len(pooled[c]), -1)) for c in CHANNELS}
+               for name in LAYER_SUBSETS}  # fmt: skip
+    grid: list[Any] = [[name, l2] for name in LAYER_SUBSETS for l2 in sorted(L2_GRID, reverse=True)]
+    meta = folds.data.meta
+
+    def fit(value: Any, train_speakers: list[str], test_speaker: str) -> dict[str, np.ndarray]:
+        return _probe_predict(subsets[value[0]], folds.data, folds.rows(train_speakers), folds.rows([test_speaker]), folds.operator, value[1], None)
+
+    def inner(value: Any, held: str, rest: list[str]) -> float:
+        return float(score(meta.label[folds.rows([held])], fit(value, rest, held)["telephone"].argmax(axis=1))["ua"])
+
+    def outer(train_speakers: list[str], held: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        best, inner_means = choose_nested(train_speakers, grid, inner)
+        chosen = {"layers": best[0], "layer_indices": layer_rows(n_layers, best[0]), "l2": best[1]}
         return fit(best, train_speakers, held), {"chosen": chosen, "inner_telephone_ua": inner_means}
 
     return outer
@@ -191,7 +279,7 @@ def _head_variant(folds: Folds, base: Base, hparams: dict[str, Any], rehearsal: 
         return cells
 
     def inner(share: float, held: str, rest: list[str]) -> float:
-        return float(score(meta.label[folds.rows([held])], fit(share, rest, held)["telephone"])["ua"])
+        return float(score(meta.label[folds.rows([held])], fit(share, rest, held)["telephone"].argmax(axis=1))["ua"])
 
     def outer(train_speakers: list[str], held: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         if not rehearsal:
@@ -202,13 +290,53 @@ def _head_variant(folds: Folds, base: Base, hparams: dict[str, Any], rehearsal: 
     return outer
 
 
+def blend(head: np.ndarray, probe: np.ndarray, weight: float) -> np.ndarray:
+    """``weight`` x the head's probabilities + (1 - ``weight``) x the probe's."""
+    return weight * head + (1.0 - weight) * probe
+
+
+def _ensemble_variant(
+    folds: Folds, base: Base, hparams: dict[str, Any], pooled: dict[str, np.ndarray]
+) -> Callable[[list[str], str], tuple[dict[str, np.ndarray], dict[str, Any]]]:
+    data, meta = folds.data, folds.data.meta
+    head_cache: dict[tuple[tuple[str, ...], str], dict[str, np.ndarray]] = {}
+
+    def head(train_speakers: list[str], test_speaker: str) -> dict[str, np.ndarray]:
+        key = (tuple(sorted(train_speakers)), test_speaker)
+        if key not in head_cache:
+            tuned = train_head(dict(hparams), data, folds.rows(train_speakers), None, base=base)
+            head_cache[key] = _predictions(tuned["_head"], tuned["_spec"], data, folds.rows([test_speaker]), base[2])
+        return head_cache[key]
+
+    probe_outer = _probe_variant(folds, pooled, with_base=False)
+
+    def outer(train_speakers: list[str], held: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        probe_probs, probe_info = probe_outer(train_speakers, held)
+        l2 = probe_info["chosen"]["l2"]
+        probe_inner = {s: _probe_predict(pooled, data, folds.rows([t for t in train_speakers if t != s]), folds.rows([s]), folds.operator, l2, None)
+                       for s in train_speakers}  # fmt: skip
+
+        def inner(weight: float, h: str, rest: list[str]) -> float:
+            mixed = blend(head(rest, h)["telephone"], probe_inner[h]["telephone"], weight)
+            return float(score(meta.label[folds.rows([h])], mixed.argmax(axis=1))["ua"])
+
+        weight, inner_means = choose_nested(train_speakers, list(ENSEMBLE_WEIGHTS), inner)
+        head_probs = head(train_speakers, held)
+        mixed = {c: blend(head_probs[c], probe_probs[c], weight) for c in CHANNELS}
+        info = {"chosen": {"head_weight": weight, "probe_l2": l2}, "inner_telephone_ua": inner_means,
+                "_components": {"head_finetune": head_probs, "probe_meanstd": probe_probs}}  # fmt: skip
+        return mixed, info
+
+    return outer
+
+
 def _predictions(head: EmotionHead, spec: AdaptationSpec, data: TrainingData, rows: np.ndarray, temperature: float) -> dict[str, np.ndarray]:
-    """Per channel, the top class of every window of ``rows`` in single-emotion calls (``evaluate``'s cells)."""
-    return {channel: probs.argmax(axis=1) for channel, condition, probs in
+    """Per channel, the class probabilities of every window of ``rows`` in single-emotion calls (``evaluate``'s cells)."""
+    return {channel: probs for channel, condition, probs in
             _cell_probs(head, spec, data, rows, temperature=temperature) if condition == "single"}  # fmt: skip
 
 
-VARIANTS = ("head_finetune", "probe", "probe_penultimate", "probe_plus_base", "head_finetune_rehearsal")
+VARIANTS = ("head_finetune", "probe", "probe_penultimate", "probe_plus_base", "head_finetune_rehearsal", "probe_meanstd", "probe_layers", "ensemble")
 
 
 def _summary(folds: list[dict[str, Any]], reference: list[dict[str, Any]] | None) -> dict[str, Any]:
@@ -224,6 +352,12 @@ def _summary(folds: list[dict[str, Any]], reference: list[dict[str, Any]] | None
                 "mean": round(float(diff.mean()), 4), "sd_over_folds": round(float(diff.std(ddof=1)), 4),
                 "folds_better": int((diff > 0).sum()),
             }  # fmt: skip
+        if all("per_clip" in f for f in folds):
+            clip_ua = [f["per_clip"][channel]["ua"] for f in folds]
+            out[channel]["per_clip"] = {"ua": round(float(np.mean(clip_ua)), 4), "ua_per_fold": clip_ua,
+                                        "angry_recall": round(float(np.mean([f["per_clip"][channel]["angry_recall"] for f in folds])), 4)}  # fmt: skip
+    if all("components" in f for f in folds):
+        out["components"] = {k: _summary([f["components"][k] for f in folds], reference) for k in folds[0]["components"]}
     return out
 
 
@@ -242,6 +376,37 @@ def _write(args: argparse.Namespace, argv: list[str] | None, folds: Folds, resul
     return summary
 
 
+def _scores(labels: np.ndarray, probs: dict[str, np.ndarray], clips: np.ndarray | None) -> dict[str, Any]:
+    """Per channel the per-window score; with ``clips`` also ``per_clip``."""
+    out: dict[str, Any] = {c: score(labels, probs[c].argmax(axis=1)) for c in CHANNELS}
+    if clips is not None:
+        out["per_clip"] = {c: clip_score(labels, probs[c], clips) for c in CHANNELS}
+    return out
+
+
+def _operator_clips(data_root: Path, data: TrainingData, operator: str) -> np.ndarray:
+    """Per cache window, its clip id (``clip_ids``; -1 outside the operator's corpus), from the operator's
+    clips read as the cache read them (same trimming, same grouping and order as ``build_streams``)."""
+    from emotion_models.corpora import read_corpora
+    from emotion_models.encoder_cache import SAMPLE_RATE, build_streams
+
+    utterances = [u for u in read_corpora(data_root, [operator]) if u.label]
+    meta = data.meta
+    rows = np.flatnonzero(meta.corpus == operator)
+    by_key: dict[tuple[str, str], list[float]] = {}
+    for utt in utterances:
+        by_key.setdefault((utt.speaker, str(utt.label)), []).append(len(utt.wav) / SAMPLE_RATE)
+    if len(build_streams(utterances)) != len(by_key):
+        raise SystemExit(f"{operator}: clip groups do not match the cache's streams")
+    durations: dict[int, list[float]] = {}
+    for s in np.unique(meta.stream[rows]).tolist():
+        first = rows[meta.stream[rows] == s][0]
+        durations[int(s)] = by_key[(str(meta.speaker[first]), CLASSES[int(meta.label[first])])]
+    out = np.full(len(meta.label), -1, dtype=np.int64)
+    out[rows] = clip_ids(meta.stream[rows], meta.position[rows], durations)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--cache", type=Path, required=True)
@@ -249,6 +414,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--corpus", default="korean_operator", help="the operator's corpus in the cache")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--clips", type=Path, default=None, help="the data root: also score per clip (window probabilities averaged)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -259,13 +425,18 @@ def main(argv: list[str] | None = None) -> int:
     head, _ = load_head(args.base / "head.ckpt")
     base: Base = (head, load_adaptation(args.base, sidecar), float(sidecar.get("temperature", 1.0)))
     hparams = load_recipe(FINETUNE_HPARAMS, {"threads": args.threads, "progress": False})
-    pooled = {c: data.windows[c].pooled.reshape(len(data.meta.label), -1) for c in CHANNELS}
+    pooled_layers = {c: data.windows[c].pooled for c in CHANNELS}
+    pooled = {c: pooled_layers[c].reshape(len(data.meta.label), -1) for c in CHANNELS}
+    clips = _operator_clips(args.clips, data, args.corpus) if args.clips is not None else None
     makers: dict[str, Callable[[], Callable[[list[str], str], tuple[dict[str, np.ndarray], dict[str, Any]]]]] = {
         "head_finetune": lambda: _head_variant(folds, base, hparams, rehearsal=False),
         "head_finetune_rehearsal": lambda: _head_variant(folds, base, hparams, rehearsal=True),
         "probe": lambda: _probe_variant(folds, pooled, with_base=False),
         "probe_plus_base": lambda: _probe_variant(folds, pooled, with_base=True),
         "probe_penultimate": lambda: _probe_variant(folds, penultimate(base[0], base[1], data, base[2]), with_base=False),
+        "probe_meanstd": lambda: _probe_variant(folds, {c: mean_std_pooled(data.windows[c].states) for c in CHANNELS}, with_base=False),
+        "probe_layers": lambda: _layers_variant(folds, pooled_layers),
+        "ensemble": lambda: _ensemble_variant(folds, base, hparams, {c: mean_std_pooled(data.windows[c].states) for c in CHANNELS}),
     }
     results: dict[str, Any] = {}
     summary: dict[str, Any] = {}
@@ -275,9 +446,13 @@ def main(argv: list[str] | None = None) -> int:
         per_fold = []
         for held in folds.speakers:
             train_speakers = [s for s in folds.speakers if s != held]
-            predicted, info = outer(train_speakers, held)
+            probs, info = outer(train_speakers, held)
             labels = data.meta.label[folds.rows([held])]
-            per_fold.append({"speaker": held, **info, **{c: score(labels, predicted[c]) for c in CHANNELS}})
+            held_clips = clips[folds.rows([held])] if clips is not None else None
+            components = info.pop("_components", {})
+            per_fold.append({"speaker": held, **info, **_scores(labels, probs, held_clips)})
+            if components:
+                per_fold[-1]["components"] = {k: _scores(labels, v, held_clips) for k, v in components.items()}
             print(f"[finetune_probe] {name} {held}: telephone UA {per_fold[-1]['telephone']['ua']:.3f} {info.get('chosen')}",
                   file=sys.stderr, flush=True)  # fmt: skip
         results[name] = {"folds": per_fold, "seconds": round(time.monotonic() - variant_started, 1)}

@@ -69,3 +69,60 @@ def test_corpus_shares_set_the_draws_of_a_corpus_and_bad_shares_are_refused() ->
     for bad in ({"op": 1.0}, {"op": 0.0}, {"op": 0.7, "a": 0.5}):
         with pytest.raises(ConfigError, match="corpus_shares"):
             _balanced_weights(meta, rows, bad)
+
+
+def test_mean_std_pooling_is_per_layer_mean_then_std() -> None:
+    from emotion_models.finetune_probe import mean_std_pooled
+
+    rng = np.random.default_rng(1)
+    states = rng.normal(size=(5, 3, 4, 2)).astype(np.float16)
+    out = mean_std_pooled(states, chunk=2)  # chunks must not change the result
+    x = states.astype(np.float32)
+    assert out.shape == (5, 3 * 2 * 2)
+    expected = np.concatenate([x.mean(axis=2), x.std(axis=2)], axis=2).reshape(5, -1)
+    assert np.allclose(out, expected)
+    assert np.allclose(out.reshape(5, 3, 4)[:, 1, 2:], x[:, 1].std(axis=1))  # layer 1's std follows its mean
+
+
+def test_layer_subsets_cover_the_named_layers() -> None:
+    from emotion_models.finetune_probe import LAYER_SUBSETS, layer_rows
+
+    assert layer_rows(7, "all") == list(range(7))
+    assert layer_rows(7, "lower") == [0, 1, 2, 3] and layer_rows(7, "upper") == [3, 4, 5, 6]
+    assert layer_rows(7, "middle") == [2, 3, 4]
+    assert all(layer_rows(13, name) for name in LAYER_SUBSETS)
+    with pytest.raises(ValueError):
+        layer_rows(7, "top")
+
+
+def test_windows_go_to_the_clip_their_centre_falls_in() -> None:
+    from emotion_models.finetune_probe import clip_ids
+
+    # stream 0: clips of 3.0 s and 2.5 s (+ 0.25-s gaps: the second starts at 3.25 s); stream 1: one clip
+    stream = np.array([0, 0, 0, 0, 1, 1, 2])
+    position = np.array([0, 1, 2, 3, 0, 1, 0])  # centres 1, 2, 3, 4 s; stream 1 centres 1, 2 s
+    ids = clip_ids(stream, position, {0: [3.0, 2.5], 1: [4.0]})
+    assert ids.tolist() == [0, 0, 0, 1, 1000, 1000, -1]  # centre 3.0 s: still the first clip; stream 2 unknown
+
+
+def test_the_clip_score_averages_window_probabilities() -> None:
+    from emotion_models.finetune_probe import clip_score
+
+    labels = np.array([0, 0, 0, 1, 1])
+    clips = np.array([7, 7, 7, 8, 8])
+    probs = np.array([[0.9, 0.1, 0, 0], [0.2, 0.8, 0, 0], [0.3, 0.7, 0, 0],  # clip 7: mean 0.47 / 0.53 -> class 1
+                      [0.4, 0.6, 0, 0], [0.6, 0.4, 0, 0]])  # clip 8: tie at 0.5 -> first class (0)
+    s = clip_score(labels, probs, clips)
+    assert s["clips"] == 2 and s["recall"]["neutral"] == 0.0 and s["ua"] == pytest.approx(0.0)
+    probs[1] = [0.9, 0.1, 0, 0]  # clip 7 now averages to class 0
+    probs[4] = [0.3, 0.7, 0, 0]  # clip 8 to class 1
+    assert clip_score(labels, probs, clips)["ua"] == pytest.approx(1.0)
+
+
+def test_the_blend_weights_the_head() -> None:
+    from emotion_models.finetune_probe import ENSEMBLE_WEIGHTS, blend
+
+    head, probe = np.array([[1.0, 0.0]]), np.array([[0.0, 1.0]])
+    assert np.allclose(blend(head, probe, 0.75), [[0.75, 0.25]])
+    assert np.allclose(blend(head, probe, 1.0), head) and np.allclose(blend(head, probe, 0.0), probe)
+    assert ENSEMBLE_WEIGHTS[0] == 1.0  # a tie keeps today's head alone
