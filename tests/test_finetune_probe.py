@@ -126,3 +126,41 @@ def test_the_blend_weights_the_head() -> None:
     assert np.allclose(blend(head, probe, 0.75), [[0.75, 0.25]])
     assert np.allclose(blend(head, probe, 1.0), head) and np.allclose(blend(head, probe, 0.0), probe)
     assert ENSEMBLE_WEIGHTS[0] == 1.0  # a tie keeps today's head alone
+
+
+def _synthetic_operator(labels_of_held: np.ndarray | None = None) -> tuple[object, object]:
+    """4 speakers x 4 classes x 6 windows; the class shows only in hidden state 2 (of 3)."""
+    from emotion_models.encoder_cache import WindowSet
+    from emotion_models.finetune_probe import Folds
+    from emotion_models.train_head import TrainingData
+
+    rng = np.random.default_rng(3)
+    speakers = np.repeat(["s1", "s2", "s3", "s4"], 24)
+    labels = np.tile(np.repeat(np.arange(4), 6), 4)
+    states = rng.normal(size=(96, 3, 2, 4)).astype(np.float32)
+    states[np.arange(96), 2, :, labels] += 3.0
+    if labels_of_held is not None:
+        labels = labels.copy()
+        labels[speakers == "s4"] = labels_of_held
+    n = len(labels)
+    windows = {c: WindowSet(states.astype(np.float16), labels, np.full(n, 0.5, np.float32), speakers, np.full(n, "op"),
+                            np.arange(n), np.zeros(n, int)) for c in ("clean", "telephone")}  # fmt: skip
+    data = TrainingData(windows)
+    return data, Folds(data, "op")
+
+
+def test_the_layer_variant_learns_from_the_training_speakers_and_the_held_out_one_chooses_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    import emotion_models.finetune_probe as fp
+    from emotion_models.finetune_probe import _layers_variant, score
+
+    monkeypatch.setattr(fp, "L2_GRID", (1.0,))  # 4 subsets x 1 L2: a few seconds
+    data, folds = _synthetic_operator()
+    outer = _layers_variant(folds, {c: data.windows[c].pooled for c in ("clean", "telephone")})  # type: ignore[attr-defined]
+    probs, info = outer(["s1", "s2", "s3"], "s4")
+    labels = data.meta.label[folds.rows(["s4"])]  # type: ignore[attr-defined]
+    assert score(labels, probs["telephone"].argmax(axis=1))["ua"] > 0.9
+    assert 2 in info["chosen"]["layer_indices"]
+    scrambled = np.random.default_rng(5).permutation(labels)
+    data2, folds2 = _synthetic_operator(scrambled)
+    _, info2 = _layers_variant(folds2, {c: data2.windows[c].pooled for c in ("clean", "telephone")})(["s1", "s2", "s3"], "s4")  # type: ignore[attr-defined]
+    assert info2["chosen"] == info["chosen"] and info2["inner_telephone_ua"] == info["inner_telephone_ua"]
