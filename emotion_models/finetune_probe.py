@@ -22,6 +22,8 @@ Variants:
   encoder frames (10 blocks of 200 ms), all layers concatenated.
 - ``probe_layers``: the mean-pooled probe on a layer subset (all, lower, middle, upper; ``LAYER_SUBSETS``)
   chosen nested together with L2.
+- ``chosen``: the variant itself chosen nested among the head fine-tune, ``probe_meanstd`` and
+  ``probe_layers`` (with their hyper-parameters, one grid), as ``emotune finetune`` would choose it.
 - ``ensemble``: the average of the head fine-tune's probabilities (at the base temperature) and the
   ``probe_meanstd`` probe's (softmax), weight on the head from ``ENSEMBLE_WEIGHTS`` chosen nested; the inner folds use
   the probe's L2 chosen for the outer fold (itself chosen on the training speakers only). The report
@@ -54,6 +56,7 @@ from emotion_models.evaluate import metrics
 from emotion_models.finetune_v2 import FINETUNE_HPARAMS
 from emotion_models.head import EmotionHead, load_head
 from emotion_models.linear_probe import fit_logistic
+from emotion_models.probe import L2_GRID, LAYER_SUBSETS, choose_nested, class_weights, layer_rows
 from emotion_models.train_head import (
     CHANNELS,
     TrainingData,
@@ -67,14 +70,12 @@ from emotion_models.train_head import run as train_head
 from emotion_runtime.adaptation import AdaptationSpec
 from emotion_runtime.encoder_model import load_adaptation, read_v2_sidecar
 
-__all__ = ["ENSEMBLE_WEIGHTS", "LAYER_SUBSETS", "blend", "VARIANTS", "choose_nested", "class_weights", "clip_ids", "clip_score", "layer_rows",
+__all__ = ["ENSEMBLE_WEIGHTS", "LAYER_SUBSETS", "blend", "layer_subset_features", "VARIANTS", "choose_nested", "class_weights", "clip_ids", "clip_score", "layer_rows",
            "main", "mean_std_pooled", "penultimate", "score"]
 
-L2_GRID = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
 PROBE_SHARES = (0.5, 0.8)  # the operator's share of the weight when the base corpora are added
 REHEARSAL_SHARES = (0.5, 0.8)  # the operator's share of the head's draws
 ENSEMBLE_WEIGHTS = (1.0, 0.75, 0.5, 0.25, 0.0)  # the head's weight; ties go to the head alone (today's path)
-LAYER_SUBSETS = ("all", "lower", "middle", "upper")  # of the L+1 hidden states (0 = the embedding output)
 Base = tuple[EmotionHead, AdaptationSpec, float]
 # one variant: (data, features per channel, training rows, operator test rows, hyper-parameters) -> predictions per channel
 Scores = dict[str, dict[str, Any]]
@@ -87,25 +88,6 @@ def score(labels: np.ndarray, predicted: np.ndarray) -> dict[str, Any]:
             "recall": {k: round(v, 4) for k, v in m["recall"].items()}}  # fmt: skip
 
 
-def class_weights(corpus: np.ndarray, labels: np.ndarray, operator: str, share: float | None) -> np.ndarray:
-    """Corpus x class balanced weights summing to 1; ``share``: the operator corpus's part of the total
-    (the other corpora split the rest equally); None: every corpus alike."""
-    weights = np.zeros(len(labels))
-    corpora = np.unique(corpus).tolist()
-    others = [c for c in corpora if c != operator]
-    if share is None or not others or operator not in corpora:
-        parts = dict.fromkeys(corpora, 1.0 / len(corpora))
-    else:
-        parts = {c: share if c == operator else (1.0 - share) / len(others) for c in corpora}
-    for c in corpora:
-        in_corpus = corpus == c
-        present = np.unique(labels[in_corpus])
-        for label in present:
-            members = in_corpus & (labels == label)
-            weights[members] = parts[c] / (members.sum() * len(present))
-    return weights / weights.sum()
-
-
 def mean_std_pooled(states: np.ndarray, chunk: int = 512) -> np.ndarray:
     """[N, L+1, P, D] -> [N, (L+1) * 2D] float32: per layer the mean then the std over the P pooled frames."""
     out = np.empty((states.shape[0], states.shape[1] * 2 * states.shape[3]), np.float32)
@@ -113,23 +95,6 @@ def mean_std_pooled(states: np.ndarray, chunk: int = 512) -> np.ndarray:
         x = states[start : start + chunk].astype(np.float32)
         out[start : start + chunk] = np.concatenate([x.mean(axis=2), x.std(axis=2)], axis=2).reshape(len(x), -1)
     return out
-
-
-def layer_rows(n_layers: int, subset: str) -> list[int]:
-    """The hidden-state indices of ``subset`` of ``n_layers`` (L+1) states: all; lower = 0..n/2;
-    middle = the central third (at least 3); upper = n/2..n-1."""
-    half = n_layers // 2
-    if subset == "all":
-        return list(range(n_layers))
-    if subset == "lower":
-        return list(range(0, half + 1))
-    if subset == "upper":
-        return list(range(half, n_layers))
-    if subset == "middle":
-        width = max(3, n_layers // 3)
-        start = max(0, (n_layers - width) // 2)
-        return list(range(start, min(n_layers, start + width)))
-    raise ValueError(f"unknown layer subset {subset!r}")
 
 
 def clip_ids(stream: np.ndarray, position: np.ndarray, clip_seconds: dict[int, list[float]], gap_s: float = 0.25) -> np.ndarray:
@@ -190,18 +155,6 @@ def _probe_predict(
                 for c in CHANNELS}  # fmt: skip
 
 
-def choose_nested(
-    speakers: Sequence[str], grid: Sequence[Any], inner_score: Callable[[Any, str, list[str]], float]
-) -> tuple[Any, dict[str, float]]:
-    """The grid value with the best mean ``inner_score(value, held, rest)`` over leave-one-out of
-    ``speakers`` (the outer fold's training speakers only); ties go to the earlier (more regularised) value."""
-    means = {}
-    for value in grid:
-        means[json.dumps(value)] = float(np.mean([inner_score(value, s, [t for t in speakers if t != s]) for s in speakers]))
-    best = max(grid, key=lambda v: means[json.dumps(v)])  # max keeps the first of equal values
-    return best, {k: round(v, 4) for k, v in means.items()}
-
-
 class Folds:
     """The operator's speakers, the rows of each, and the base corpora's labelled rows."""
 
@@ -242,11 +195,17 @@ def _probe_variant(folds: Folds, feats: dict[str, np.ndarray], with_base: bool) 
     return outer
 
 
+def layer_subset_features(pooled: dict[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
+    """Per ``LAYER_SUBSETS`` name, per channel: the mean-pooled states of those layers, concatenated."""
+    n_layers = next(iter(pooled.values())).shape[1]
+    return {name: {c: np.ascontiguousarray(pooled[c][:, layer_rows(n_layers, name)].reshape(len(pooled[c]), -1)) for c in CHANNELS}
+            for name in LAYER_SUBSETS}  # fmt: skip
+
+
 def _layers_variant(folds: Folds, pooled: dict[str, np.ndarray]) -> Callable[[list[str], str], tuple[dict[str, np.ndarray], dict[str, Any]]]:
     """The mean-pooled probe on a layer subset; subset and L2 chosen together, nested."""
     n_layers = next(iter(pooled.values())).shape[1]
-    subsets = {name: {c: np.ascontiguousarray(pooled[c][:, layer_rows(n_layers, name)].reshape(len(pooled[c]), -1)) for c in CHANNELS}
-               for name in LAYER_SUBSETS}  # fmt: skip
+    subsets = layer_subset_features(pooled)
     grid: list[Any] = [[name, l2] for name in LAYER_SUBSETS for l2 in sorted(L2_GRID, reverse=True)]
     meta = folds.data.meta
 
@@ -330,13 +289,57 @@ def _ensemble_variant(
     return outer
 
 
+def _chosen_variant(
+    folds: Folds, base: Base, hparams: dict[str, Any], pooled: dict[str, np.ndarray], meanstd: dict[str, np.ndarray]
+) -> Callable[[list[str], str], tuple[dict[str, np.ndarray], dict[str, Any]]]:
+    """The variant itself chosen nested, as its hyper-parameters are: one grid over the head fine-tune,
+    ``probe_meanstd`` (L2) and ``probe_layers`` (subset, L2), the best inner leave-one-speaker-out mean wins
+    (ties to the earlier: the head fine-tune, today's path, then the simpler probe)."""
+    data, meta = folds.data, folds.data.meta
+    n_layers = next(iter(pooled.values())).shape[1]
+    subsets = layer_subset_features(pooled)
+    l2s = sorted(L2_GRID, reverse=True)
+    grid: list[Any] = [["head_finetune"], *(["probe_meanstd", l2] for l2 in l2s),
+                       *(["probe_layers", name, l2] for name in LAYER_SUBSETS for l2 in l2s)]  # fmt: skip
+    head_cache: dict[tuple[tuple[str, ...], str], dict[str, np.ndarray]] = {}
+
+    def fit(value: Any, train_speakers: list[str], test_speaker: str) -> dict[str, np.ndarray]:
+        train, test = folds.rows(train_speakers), folds.rows([test_speaker])
+        if value[0] == "probe_meanstd":
+            return _probe_predict(meanstd, data, train, test, folds.operator, value[1], None)
+        if value[0] == "probe_layers":
+            return _probe_predict(subsets[value[1]], data, train, test, folds.operator, value[2], None)
+        key = (tuple(sorted(train_speakers)), test_speaker)
+        if key not in head_cache:
+            tuned = train_head(dict(hparams), data, train, None, base=base)
+            head_cache[key] = _predictions(tuned["_head"], tuned["_spec"], data, test, base[2])
+        return head_cache[key]
+
+    def inner(value: Any, held: str, rest: list[str]) -> float:
+        return float(score(meta.label[folds.rows([held])], fit(value, rest, held)["telephone"].argmax(axis=1))["ua"])
+
+    def outer(train_speakers: list[str], held: str) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        best, inner_means = choose_nested(train_speakers, grid, inner)
+        chosen: dict[str, Any] = {"variant": best[0]}
+        if best[0] == "probe_meanstd":
+            chosen["l2"] = best[1]
+        elif best[0] == "probe_layers":
+            chosen.update({"layers": best[1], "layer_indices": layer_rows(n_layers, best[1]), "l2": best[2]})
+        best_of = {v: max((m for k, m in inner_means.items() if json.loads(k)[0] == v), default=None)
+                   for v in ("head_finetune", "probe_meanstd", "probe_layers")}  # fmt: skip
+        return fit(best, train_speakers, held), {"chosen": chosen, "inner_best_per_variant": best_of, "inner_telephone_ua": inner_means}
+
+    return outer
+
+
 def _predictions(head: EmotionHead, spec: AdaptationSpec, data: TrainingData, rows: np.ndarray, temperature: float) -> dict[str, np.ndarray]:
     """Per channel, the class probabilities of every window of ``rows`` in single-emotion calls (``evaluate``'s cells)."""
     return {channel: probs for channel, condition, probs in
             _cell_probs(head, spec, data, rows, temperature=temperature) if condition == "single"}  # fmt: skip
 
 
-VARIANTS = ("head_finetune", "probe", "probe_penultimate", "probe_plus_base", "head_finetune_rehearsal", "probe_meanstd", "probe_layers", "ensemble")
+VARIANTS = ("head_finetune", "probe", "probe_penultimate", "probe_plus_base", "head_finetune_rehearsal", "probe_meanstd", "probe_layers", "ensemble",
+            "chosen")
 
 
 def _summary(folds: list[dict[str, Any]], reference: list[dict[str, Any]] | None) -> dict[str, Any]:
@@ -437,6 +440,7 @@ def main(argv: list[str] | None = None) -> int:
         "probe_meanstd": lambda: _probe_variant(folds, {c: mean_std_pooled(data.windows[c].states) for c in CHANNELS}, with_base=False),
         "probe_layers": lambda: _layers_variant(folds, pooled_layers),
         "ensemble": lambda: _ensemble_variant(folds, base, hparams, {c: mean_std_pooled(data.windows[c].states) for c in CHANNELS}),
+        "chosen": lambda: _chosen_variant(folds, base, hparams, pooled_layers, {c: mean_std_pooled(data.windows[c].states) for c in CHANNELS}),
     }
     results: dict[str, Any] = {}
     summary: dict[str, Any] = {}

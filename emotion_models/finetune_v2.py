@@ -2,12 +2,15 @@
 
     .venv/bin/python -m emotion_models.finetune_v2 my_calls.csv models/emotune-ser-v2 results/ft
 
-The encoder stays frozen (it is what makes a hundred clips go far); the shipped head is trained
-further on the operator's windows, clean and through the 8 kHz mu-law channel, in both call
-conditions, keeping the base model's adaptation statistics. The report compares the base and the
-fine-tuned head on speakers the fine-tuning never heard: leave-one-speaker-out (one fold per
-speaker, up to ``max_folds``), then the shipped head is fine-tuned on every speaker. Manifests are
-validated first (missing files, unknown labels, too few examples of a class: one DataError).
+The encoder stays frozen (it is what makes a hundred clips go far). Two candidates are fitted on the
+operator's windows, clean and through the 8 kHz mu-law channel: the shipped head trained further (in
+both call conditions, keeping the base model's adaptation statistics) and a linear probe on the
+encoder's states (``emotion_models.probe``; only where the base adapts nothing per call, with 3+
+speakers; its statistics, layers and L2 chosen by leave-one-speaker-out inside each fold's speakers).
+The report compares the base and each candidate on speakers the fitting never heard:
+leave-one-speaker-out (one fold per speaker, up to ``max_folds``). The candidate with the better mean
+held-out telephone UA ships (ties: the head), refitted on every speaker. Manifests are validated
+first (missing files, unknown labels, too few examples of a class: one DataError).
 
 Confidence: a temperature is fitted on the folds' held-out speakers pooled (the base model's was
 fitted on its acted training corpora, not on the operator's callers) and scored nested: each fold's
@@ -27,14 +30,27 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from emotion_models.augment import trim_silence
-from emotion_models.corpora import Utterance
+from emotion_models.corpora import CLASSES, Utterance
 from emotion_models.data import load_audio
 from emotion_models.encoder_cache import CHANNELS, build_streams, encode_windows
-from emotion_models.head import EmotionHead, load_head, save_head
+from emotion_models.evaluate import metrics
+from emotion_models.head import AnyHead, EmotionHead, load_head, save_head
 from emotion_models.labels import arousal_target
 from emotion_models.prepare import SourceSpec, build_manifest, summarise, write_manifest
+from emotion_models.probe import (
+    L2_GRID,
+    LAYER_SUBSETS,
+    ProbeConfig,
+    ProbeHead,
+    choose_nested,
+    class_weights,
+    fit_probe,
+    layer_rows,
+    window_features,
+)
 from emotion_models.train_head import TrainingData, _fit_temperature, _window_probs, evaluate, load_recipe
 from emotion_models.train_head import run as train_head
 from emotion_runtime.adaptation import AdaptationSpec
@@ -43,10 +59,15 @@ from emotion_runtime.encoder_model import load_adaptation, read_v2_sidecar
 from emotion_runtime.weights import PROJECT_ROOT
 from emotune.errors import DataError
 
-__all__ = ["run", "main", "nested_temperatures", "pooled_temperature", "FINETUNE_HPARAMS"]
+__all__ = ["run", "main", "nested_temperatures", "pooled_temperature", "CANDIDATES", "FINETUNE_HPARAMS", "PROBE_GRID", "ProbeCandidate"]
 
 FINETUNE_HPARAMS = Path(__file__).parent / "hparams" / "finetune_head.yaml"
+CANDIDATES = ("head_finetune", "linear_probe")
 CELLS = ("clean/mixed", "clean/single", "telephone/mixed", "telephone/single")
+
+
+def _setting(value: tuple[str, str, float]) -> dict[str, Any]:
+    return {"statistics": value[0], "layers": value[1], "l2": value[2]}
 
 
 def _summary(cells: dict[str, Any]) -> dict[str, Any]:
@@ -82,17 +103,76 @@ def nested_temperatures(fold_probs: Sequence[np.ndarray], fold_labels: Sequence[
     ]
 
 
+# The linear-probe candidate's hyper-parameters (statistics, layers, L2), in the order ties go: mean + std
+# over all layers first, then mean-pooled layer subsets; within each the strongest L2 first.
+PROBE_GRID: list[tuple[str, str, float]] = [
+    *(("mean_std", "all", l2) for l2 in sorted(L2_GRID, reverse=True)),
+    *(("mean", subset, l2) for subset in LAYER_SUBSETS for l2 in sorted(L2_GRID, reverse=True)),
+]
+
+
+class ProbeCandidate:
+    """The linear probe (``emotion_models.probe``) on the operator's windows, both channels stacked,
+    class-balanced; each hyper-parameter setting chosen by leave-one-speaker-out inside the speakers
+    it is given. Features are computed once per (statistics, layers)."""
+
+    def __init__(self, data: TrainingData, spec: AdaptationSpec) -> None:
+        if spec.mode != "none":
+            raise ValueError(f"the linear probe takes constant offsets (adaptation 'none'), not {spec.mode!r}")
+        self.data, self.offset = data, spec.global_mean  # the offset the runtime feeds every window under 'none'
+        self.layers, self.dim = spec.global_mean.shape
+        self._features: dict[tuple[str, tuple[int, ...]], dict[str, np.ndarray]] = {}
+
+    def features(self, statistics: str, layer_indices: Sequence[int]) -> dict[str, np.ndarray]:
+        key = (statistics, tuple(layer_indices))
+        if key not in self._features:
+            self._features[key] = {c: window_features(self.data.windows[c].states, layer_indices, statistics, self.offset) for c in CHANNELS}
+        return self._features[key]
+
+    def rows(self, speakers: Sequence[str]) -> np.ndarray:
+        meta = self.data.meta
+        return np.flatnonzero(np.isin(meta.speaker, list(speakers)) & (meta.label >= 0))
+
+    def fit(self, value: tuple[str, str, float], speakers: Sequence[str]) -> ProbeHead:
+        statistics, subset, l2 = value
+        config = ProbeConfig(self.layers, self.dim, layer_rows(self.layers, subset), statistics, l2)
+        rows, feats = self.rows(speakers), self.features(statistics, config.layer_indices)
+        labels = np.tile(self.data.meta.label[rows], len(CHANNELS))
+        weights = class_weights(np.full(len(labels), "operator"), labels, "operator", None)
+        return fit_probe(np.concatenate([feats[c][rows] for c in CHANNELS]), labels, weights, config)
+
+    def telephone_ua(self, probe: ProbeHead, speakers: Sequence[str]) -> float:
+        rows = self.rows(speakers)
+        feats = self.features(probe.config.statistics, probe.config.layer_indices)
+        with torch.no_grad():
+            predicted = probe.classify(torch.from_numpy(feats["telephone"][rows])).argmax(dim=1).numpy()
+        return float(metrics(self.data.meta.label[rows].tolist(), predicted.tolist(), CLASSES)["ua"])
+
+    def choose(self, speakers: Sequence[str]) -> tuple[tuple[str, str, float], dict[str, float]]:
+        """The setting with the best mean telephone UA over leave-one-out of ``speakers``."""
+        return choose_nested(list(speakers), PROBE_GRID, lambda v, held, rest: self.telephone_ua(self.fit(v, rest), [held]))
+
+
 # One fold's tuned head, its spec, its held-out speaker's rows and their untempered window probabilities/labels.
-HeldOut = tuple[EmotionHead, AdaptationSpec, np.ndarray, np.ndarray, np.ndarray]
+HeldOut = tuple[AnyHead, AdaptationSpec, np.ndarray, np.ndarray, np.ndarray]
+
+
+REFERENCE_TEMPERATURES = {
+    "head_finetune": ("base model", "the base model's (fitted on its own training corpora)", "base"),
+    "linear_probe": ("probe softmax", "the probe's plain softmax (T = 1; the probe is not tempered by the base model's T)", "plain (T = 1)"),
+}
 
 
 def _calibration(
-    folds: list[dict[str, Any]], held_out: list[HeldOut], data: TrainingData, base_temperature: float
+    folds: list[dict[str, Any]], held_out: list[HeldOut], data: TrainingData, base_temperature: float,
+    reference: str = "head_finetune",
 ) -> dict[str, Any]:
-    """The shipped temperature and the ECE per cell at the base and at the nested temperature."""
+    """The shipped temperature and the ECE per cell at the reference (``base_*``: the base model's T for
+    the head, 1 for the probe) and at the nested temperature."""
+    kept, kept_text, short = REFERENCE_TEMPERATURES[reference]
     if len(held_out) < 2:
         return {
-            "base_temperature": base_temperature, "temperature": base_temperature, "temperature_from": "base model",
+            "base_temperature": base_temperature, "temperature": base_temperature, "temperature_from": kept, "reference": kept_text,
             "why": "fewer than 2 leave-one-speaker-out folds: no held-out speakers to fit a temperature on",
         }  # fmt: skip
     probs, labels = [h[3] for h in held_out], [h[4] for h in held_out]
@@ -121,9 +201,10 @@ def _calibration(
         "base_temperature": base_temperature,
         "fitted_temperature": fitted,
         "temperature": fitted if better else base_temperature,
-        "temperature_from": source if better else "base model",
-        "why": (f"nested ECE {nested_ece:.3f} at the fitted temperature vs {base_ece:.3f} at the base one "
-                + ("(lower: the fitted one ships)" if better else "(not lower: the base one stays)")),
+        "temperature_from": source if better else kept,
+        "reference": kept_text,
+        "why": (f"nested ECE {nested_ece:.3f} at the fitted temperature vs {base_ece:.3f} at the {short} one "
+                + ("(lower: the fitted one ships)" if better else f"(not lower: the {short} one stays)")),
         "nested": "fold k's ECE at a temperature fitted on the other folds' held-out speakers only",
         **means,
         "folds": per_fold,
@@ -142,9 +223,12 @@ def run(
     threads: int = 2,
     progress: bool = True,
     data_licence: str | None = None,
+    candidates: Sequence[str] = CANDIDATES,
 ) -> dict[str, Any]:
     """Fine-tune ``base_model`` (a v2 model folder) on ``manifest_csv``; writes a v2 model folder.
-    ``data_licence``: the terms of the operator's clips, as they state them (into the model card)."""
+    ``data_licence``: the terms of the operator's clips, as they state them (into the model card).
+    ``candidates``: what may ship (``CANDIDATES``); the best of them by leave-one-speaker-out does (the
+    head fine-tune is always scored, as the reference)."""
     started = time.monotonic()
     output = Path(output_dir)
     base_dir = Path(base_model)
@@ -172,9 +256,15 @@ def run(
     base = (head, load_adaptation(base_dir, sidecar), float(sidecar.get("temperature", 1.0)))
     hparams = load_recipe(FINETUNE_HPARAMS, {"threads": threads, "progress": False, **({"number_of_epochs": epochs} if epochs else {})})
     meta = data.meta
-    folds = []
+    folds: list[dict[str, Any]] = []
     held_out: list[HeldOut] = []
     speaker_independent = len(speakers) >= 2 and not all(s.startswith("file:") for s in speakers)
+    # The probe is fitted on raw states: it is a candidate only where the base adapts nothing per call, and
+    # only with 3+ speakers (its settings are chosen by leave-one-speaker-out inside each fold's speakers).
+    probes = (ProbeCandidate(data, base[1])
+              if "linear_probe" in candidates and base[1].mode == "none" and speaker_independent and len(speakers) >= 3 else None)  # fmt: skip
+    probe_folds: list[dict[str, Any]] = []
+    probe_held_out: list[HeldOut] = []
     for held in speakers[:max_folds] if speaker_independent else []:
         test = np.flatnonzero(meta.speaker == held)
         train = np.flatnonzero(meta.speaker != held)
@@ -186,23 +276,50 @@ def run(
         scored = test[meta.label[test] >= 0]
         # seed 0: the call orders evaluate scores, so these are the "after" windows untempered.
         held_out.append((tuned["_head"], tuned["_spec"], scored, *_window_probs(tuned["_head"], tuned["_spec"], data, scored, 0)))
+        line = f"[finetune] held-out {held}: UA {before['telephone/single']['ua']:.2f} -> {tuned['test']['telephone/single']['ua']:.2f}"
+        if probes is not None:
+            setting, inner = probes.choose([s for s in speakers if s != held])
+            probe = probes.fit(setting, [s for s in speakers if s != held])
+            probe_cells = evaluate(probe, data, base[1], test, 1.0)
+            probe_folds.append({"speaker": held, "before": folds[-1]["before"], "after": _summary(probe_cells),
+                                "setting": _setting(setting), "inner_telephone_ua": inner})  # fmt: skip
+            probe_held_out.append((probe, base[1], scored, *_window_probs(probe, base[1], data, scored, 0)))
+            line += f" (head fine-tune), {probe_cells['telephone/single']['ua']:.2f} (linear probe, {_setting(setting)})"
         if progress:
-            print(
-                f"[finetune] held-out {held}: UA {before['telephone/single']['ua']:.2f} -> "
-                f"{tuned['test']['telephone/single']['ua']:.2f} (telephone, single-emotion calls)",
-                file=sys.stderr,
-            )
-    calibration = _calibration(folds, held_out, data, base[2])
+            print(line + " (telephone, single-emotion calls)", file=sys.stderr)
+    results: dict[str, dict[str, Any]] = {"head_finetune": {"folds": folds, "held_out": held_out, "reference_temperature": base[2]}}
+    if probe_folds:
+        results["linear_probe"] = {"folds": probe_folds, "held_out": probe_held_out, "reference_temperature": 1.0}
+    for name, result in results.items():
+        result["calibration"] = _calibration(result["folds"], result["held_out"], data, result["reference_temperature"], name)
+    scores = {name: _mean(r["folds"], "after")["telephone/single"]["ua"] if r["folds"] else 0.0 for name, r in results.items()}
+    # dict order: a tie keeps the head fine-tune; it is always scored (the reference), it ships if allowed
+    chosen = max([n for n in results if n in candidates] or ["head_finetune"], key=lambda name: scores[name])
+    calibration = results[chosen]["calibration"]
     if progress:
-        print(f"[finetune] temperature {base[2]} -> {calibration['temperature']} ({calibration['temperature_from']})", file=sys.stderr)
-    final = train_head(hparams, data, np.arange(len(meta.label)), None, base=base)
-    save_head(final["_head"], output / "head.ckpt", {**extra, "finetuned_on": str(manifest_csv)})
+        if len(results) > 1:
+            print(f"[finetune] chosen: {chosen} (held-out telephone UA {', '.join(f'{k} {v:.3f}' for k, v in scores.items())})", file=sys.stderr)
+        print(f"[finetune] temperature -> {calibration['temperature']} ({calibration['temperature_from']})", file=sys.stderr)
+    sidecar_extra: dict[str, Any] = {}
+    final_head: EmotionHead | ProbeHead
+    if chosen == "linear_probe" and probes is not None:
+        setting, final_inner = probes.choose(speakers)
+        final_probe = probes.fit(setting, speakers)
+        final_head, final_spec = final_probe, base[1]
+        sidecar_extra["head"] = {**final_probe.describe(), "chosen_by": "leave-one-speaker-out over every operator speaker",
+                                 "inner_telephone_ua": final_inner}  # fmt: skip
+        save_head(final_probe, output / "head.ckpt", {**extra, "finetuned_on": str(manifest_csv), "base_model": str(base_dir)})
+    else:
+        final = train_head(hparams, data, np.arange(len(meta.label)), None, base=base)
+        final_head, final_spec = final["_head"], final["_spec"]
+        save_head(final["_head"], output / "head.ckpt", {**extra, "finetuned_on": str(manifest_csv)})
     write_v2_model(
-        output, final["_head"], final["_spec"], encoder=encoder_info["name"], temperature=float(calibration["temperature"]),
+        output, final_head, final_spec, encoder=encoder_info["name"], temperature=float(calibration["temperature"]),
         pool=int(encoder_info["pool"]), labels=classes,
         trained_on=[*sidecar.get("trained_on", []), f"fine-tuned on {Path(manifest_csv).name} ({len(utterances)} clips)"],
-        example_states=data.windows["clean"].states[:16].astype(np.float32), cost=sidecar.get("cost"),
+        example_states=data.windows["clean"].states[:16].astype(np.float32), cost=sidecar.get("cost"), extra=sidecar_extra,
     )  # fmt: skip
+    shipped_folds = results[chosen]["folds"]
     report = {
         "manifest": str(manifest_csv),
         "data_licence": data_licence,
@@ -212,10 +329,21 @@ def run(
         "speakers": speakers,
         "evaluation": "leave one speaker out: each fold fine-tunes on the other speakers and scores the held-out one, "
         "per 2-s window, clean and 8 kHz mu-law, mixed- and single-emotion calls",
-        "folds": folds,
-        "before": _mean(folds, "before") if folds else None,
-        "after": _mean(folds, "after") if folds else None,
-        "speaker_independent_validation": bool(folds),
+        "chosen": chosen,
+        "choice": (
+            f"the candidate with the best mean held-out telephone UA over these folds, of {len(results)} "
+            f"({', '.join(results)}): the shipped figure is the best of {len(results)} on the same speakers, so it is "
+            "optimistic by the choice; a candidate's own settings are chosen inside each fold's training speakers"
+            if len(results) > 1 else
+            "the head fine-tune, the only candidate" + ("" if probes is not None or "linear_probe" not in candidates else
+                                                        " (the linear probe needs adaptation 'none' and 3 or more speakers)")
+        ),  # fmt: skip
+        "folds": shipped_folds,
+        "before": _mean(shipped_folds, "before") if shipped_folds else None,
+        "after": _mean(shipped_folds, "after") if shipped_folds else None,
+        "candidates": {name: {"after": _mean(r["folds"], "after") if r["folds"] else None, "calibration": r["calibration"],
+                              **({"folds": r["folds"]} if name != chosen else {})} for name, r in results.items()},  # fmt: skip
+        "speaker_independent_validation": bool(shipped_folds),
         "calibration": calibration,
         "adaptation": str((sidecar.get("adaptation") or {}).get("mode", "none")),
         "wall_seconds": round(time.monotonic() - started, 1),
@@ -227,7 +355,8 @@ def run(
 
 def _card(base_dir: Path, output: Path, manifest_csv: str | Path, report: dict[str, Any]) -> str:
     lines = [
-        f"# {output.name}: {base_dir.name} with its head fine-tuned on {Path(manifest_csv).name}",
+        f"# {output.name}: {base_dir.name} with "
+        + ("a linear probe fitted" if report.get("chosen") == "linear_probe" else "its head fine-tuned") + f" on {Path(manifest_csv).name}",
         "",
         f"Base: `{base_dir}` (encoder unchanged, frozen). Fine-tuned on {report['data']['clips']} clips of "
         f"{len(report['speakers'])} speakers ({', '.join(report['speakers'])}) with `emotune finetune` "
@@ -247,36 +376,49 @@ def _card(base_dir: Path, output: Path, manifest_csv: str | Path, report: dict[s
         lines += ["", "With per-call adaptation `none` a window's label does not depend on the rest of the call, so "
                   "the mixed- and single-emotion rows are equal by construction."]
     if report.get("after"):
-        lines += ["", "| cell | UA before | UA after | angry recall before | after | ECE after (base T) |", "| --- | --- | --- | --- | --- | --- |"]
+        lines += ["", "| cell | UA before | UA after | angry recall before | after | ECE after (reference T) |", "| --- | --- | --- | --- | --- | --- |"]
         for cell in CELLS:
             b, a = report["before"][cell], report["after"][cell]
             lines.append(f"| {cell} | {b['ua']:.1%} | {a['ua']:.1%} | {b['angry_recall']:.1%} | {a['angry_recall']:.1%} | {a['ece']:.3f} |")
     else:
         lines.append("No speaker column (or one speaker): no speaker-independent evaluation was possible.")
-    return "\n".join([*lines, *_calibration_card(report["calibration"])]) + "\n"
+    return "\n".join([*lines, *_candidates_card(report), *_calibration_card(report["calibration"])]) + "\n"
+
+
+def _candidates_card(report: dict[str, Any]) -> list[str]:
+    names = {"head_finetune": "the base head trained further (`hparams/finetune_head.yaml`)",
+             "linear_probe": "a linear probe on the frozen encoder's states (`emotion_models/probe.py`)"}  # fmt: skip
+    lines = ["", "## What ships", "", f"**{report['chosen']}**: {names.get(report['chosen'], report['chosen'])}; {report['choice']}."]
+    if len(report["candidates"]) > 1:
+        lines += ["", "| candidate | held-out UA, telephone | angry recall | ECE at its reference T (head: the base T; probe: 1) |", "| --- | --- | --- | --- |"]
+        for name, c in report["candidates"].items():
+            a = c["after"]["telephone/single"] if c["after"] else None
+            lines.append(f"| {name} | {a['ua']:.1%} | {a['angry_recall']:.1%} | {c['calibration'].get('ece_base_temperature', {}).get('telephone/single', float('nan')):.3f} |"
+                         if a else f"| {name} | - | - | - |")  # fmt: skip
+    return lines
 
 
 def _calibration_card(cal: dict[str, Any]) -> list[str]:
     lines = ["", "## Confidence (temperature T in `emotion.json`)", ""]
     if "folds" not in cal:
-        return [*lines, f"T = {cal['temperature']:.2f}, the base model's (fitted on its training corpora), kept: {cal['why']}."]
+        return [*lines, f"T = {cal['temperature']:.2f}, {cal['reference']}, kept: {cal['why']}."]
     unchanged = all(f["ua_recall_unchanged"] for f in cal["folds"])
     lower = sum(cal["ece_nested_temperature"][c] < cal["ece_base_temperature"][c] for c in CELLS)
     shipped = (
         f"T = {cal['temperature']:.2f}, fitted on {cal['temperature_from']} (speakers the fold heads never heard); "
-        f"the base model's T = {cal['base_temperature']:.2f} was fitted on its own training corpora."
-        if cal["temperature_from"] != "base model" else
-        f"T = {cal['temperature']:.2f}, the base model's (fitted on its own training corpora), kept: the temperature "
+        f"the reference T = {cal['base_temperature']:.2f} is {cal['reference']}."
+        if cal["temperature_from"] not in {r[0] for r in REFERENCE_TEMPERATURES.values()} else
+        f"T = {cal['temperature']:.2f}, {cal['reference']}, kept: the temperature "
         f"fitted on the held-out speakers pooled (T = {cal['fitted_temperature']:.2f}) calibrated them worse ({cal['why']})."
     )  # fmt: skip
     lines += [
         shipped + " ECE per 2-s window "
-        "of each held-out speaker, mean over folds, at the base T and at a T fitted on the other folds only (nested: "
+        "of each held-out speaker, mean over folds, at the reference T and at a T fitted on the other folds only (nested: "
         "no speaker is scored with a temperature fitted on it). UA and recall "
         + ("are the same at both (T does not move the top class)." if unchanged else "differ between the two: see `finetune_report.json`.")
-        + f" The nested ECE is lower than at the base T in {lower} of {len(CELLS)} cells.",
+        + f" The nested ECE is lower than at the reference T in {lower} of {len(CELLS)} cells.",
         "",
-        f"| cell | ECE at base T = {cal['base_temperature']:.2f} | ECE at nested T |",
+        f"| cell | ECE at reference T = {cal['base_temperature']:.2f} | ECE at nested T |",
         "| --- | --- | --- |",
     ]
     lines += [f"| {c} | {cal['ece_base_temperature'][c]:.3f} | {cal['ece_nested_temperature'][c]:.3f} |" for c in CELLS]

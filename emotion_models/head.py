@@ -20,6 +20,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from emotion_models.probe import ProbeHead
+from emotune.errors import ModelError
+
 __all__ = ["AnyHead", "HeadConfig", "EmotionHead", "HeadEnsemble", "save_head", "load_head"]
 
 
@@ -66,15 +69,21 @@ class EmotionHead(nn.Module):
         return self.classify(z), torch.sigmoid(self.arousal(z)).squeeze(-1)
 
 
-def save_head(head: EmotionHead, path: Path, extra: dict[str, Any] | None = None) -> None:
+def save_head(head: EmotionHead | ProbeHead, path: Path, extra: dict[str, Any] | None = None) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    torch.save({"config": asdict(head.config), "state": head.state_dict(), "extra": extra or {}}, tmp)
+    kind = "linear_probe" if isinstance(head, ProbeHead) else "head"
+    torch.save({"kind": kind, "config": asdict(head.config), "state": head.state_dict(), "extra": extra or {}}, tmp)
     tmp.replace(path)
 
 
 def load_head(path: Path) -> tuple[EmotionHead, dict[str, Any]]:
+    """The trainable head of a v2 model folder; a linear-probe checkpoint is refused (it is fitted, not
+    trained further: fine-tune from the model it was fitted on)."""
     data = torch.load(path, map_location="cpu", weights_only=False)
+    if data.get("kind", "head") != "head":
+        fitted_on = (data.get("extra") or {}).get("base_model", "its base model")
+        raise ModelError(f"{path} holds a {data['kind']}, not a trainable head: fine-tune from {fitted_on} instead")
     head = EmotionHead(HeadConfig(**data["config"]))
     head.load_state_dict(data["state"])
     head.eval()
@@ -98,4 +107,4 @@ class HeadEnsemble(nn.Module):
         return torch.stack([o[0] for o in outputs]).mean(dim=0), torch.stack([o[1] for o in outputs]).mean(dim=0)
 
 
-AnyHead = EmotionHead | HeadEnsemble  # what evaluation and export take: one head or an ensemble
+AnyHead = EmotionHead | HeadEnsemble | ProbeHead  # what evaluation and export take: same inputs, same outputs

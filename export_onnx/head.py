@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from emotion_models.head import EmotionHead
+from emotion_models.probe import ProbeHead
 from emotion_runtime.adaptation import AdaptationSpec
 from emotion_runtime.encoder import ENCODER_UNIT_VARIANCE
 from emotion_runtime.files import open_session, sha256_of
@@ -52,7 +53,7 @@ class ModelExportError(ModelError):
     """The exported head does not behave like the trained one."""
 
 
-def export_head(head: EmotionHead, path: Path, example_states: np.ndarray | None = None) -> dict[str, Any]:
+def export_head(head: EmotionHead | ProbeHead, path: Path, example_states: np.ndarray | None = None) -> dict[str, Any]:
     """Export ``head`` (batch 1) and check parity; returns the parity report."""
     head.eval()
     layers, dim = head.config.layers, head.config.dim
@@ -87,7 +88,7 @@ def export_head(head: EmotionHead, path: Path, example_states: np.ndarray | None
 
 def write_v2_model(
     dest: Path,
-    head: EmotionHead,
+    head: EmotionHead | ProbeHead,
     spec: AdaptationSpec,
     *,
     encoder: str,

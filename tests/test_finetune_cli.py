@@ -99,6 +99,7 @@ def test_finetune_of_a_v2_model_adapts_its_head_and_reports_unseen_speakers(tmp_
     report = json.loads((out / "finetune_report.json").read_text())
     assert [fold["speaker"] for fold in report["folds"]] == ["agent-line-0", "agent-line-1", "agent-line-2"]
     assert set(report["before"]) == set(report["after"]) == {"clean/mixed", "clean/single", "telephone/mixed", "telephone/single"}
+    assert set(report["candidates"]) == {"head_finetune", "linear_probe"} and report["chosen"] in report["candidates"]
     sidecar = json.loads((out / "emotion.json").read_text())
     assert sidecar["encoder"] == json.loads((V2_BASE / "emotion.json").read_text())["encoder"]  # encoder unchanged
     assert any("my_calls.csv" in entry for entry in sidecar["trained_on"])
@@ -115,3 +116,25 @@ def test_finetune_of_a_v2_model_refuses_a_bad_manifest(tmp_path: Path) -> None:
     assert result.returncode != 0
     assert "missing.wav" in result.stderr and "furious" in result.stderr
     assert not (tmp_path / "out" / "emotion.json").exists()
+
+
+@pytest.mark.skipif(not (V2_BASE / "emotion.json").is_file() or not V2_ENCODER.is_file(), reason="v2 model or encoder absent")
+def test_a_finetune_that_ships_the_linear_probe_writes_a_model_the_runtime_runs(tmp_path: Path) -> None:
+    from emotion_models.finetune_v2 import run
+
+    manifest = _manifest(tmp_path, rate=8000, speakers=3, per_class=2)
+    out = tmp_path / "probe"
+    report = run(manifest, V2_BASE, out, 1, candidates=("linear_probe",), progress=False, threads=1)
+    assert report["chosen"] == "linear_probe" and set(report["candidates"]) == {"head_finetune", "linear_probe"}
+    assert [f["speaker"] for f in report["folds"]] == ["agent-line-0", "agent-line-1", "agent-line-2"]
+    assert all(f["setting"]["statistics"] in ("mean", "mean_std") for f in report["folds"])  # chosen inside each fold
+    assert "folds" in report["candidates"]["head_finetune"]  # the reference stays in the report
+    sidecar = json.loads((out / "emotion.json").read_text())
+    assert sidecar["head"]["kind"] == "linear_probe" and sidecar["parity"]["max_abs_diff"] <= 1e-4
+    assert "linear_probe" in (out / "MODEL_CARD.md").read_text()
+    from emotion_runtime import EmotionModel
+
+    assert EmotionModel.load(out).labels == ["neutral", "happy", "sad", "angry"]
+    # A probe is fitted, not trained further: fine-tuning from it is refused with the way out.
+    result = _emotune("finetune", "--data", str(manifest), "--output", str(tmp_path / "again"), "--epochs", "1", "--base", str(out))
+    assert result.returncode != 0 and "fine-tune from" in result.stderr and str(V2_BASE) in result.stderr

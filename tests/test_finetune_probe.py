@@ -164,3 +164,30 @@ def test_the_layer_variant_learns_from_the_training_speakers_and_the_held_out_on
     data2, folds2 = _synthetic_operator(scrambled)
     _, info2 = _layers_variant(folds2, {c: data2.windows[c].pooled for c in ("clean", "telephone")})(["s1", "s2", "s3"], "s4")  # type: ignore[attr-defined]
     assert info2["chosen"] == info["chosen"] and info2["inner_telephone_ua"] == info["inner_telephone_ua"]
+
+
+def test_the_chosen_variant_is_picked_by_the_training_speakers_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    import emotion_models.finetune_probe as fp
+    from emotion_models.finetune_probe import _chosen_variant, mean_std_pooled, score
+
+    monkeypatch.setattr(fp, "L2_GRID", (1.0,))
+    monkeypatch.setattr(fp, "LAYER_SUBSETS", ("all", "lower"))
+    # The head fine-tune is exercised in test_train_head; here it stands for a candidate that says one class.
+    monkeypatch.setattr(fp, "train_head", lambda *a, **k: {"_head": None, "_spec": None})
+    monkeypatch.setattr(fp, "_predictions", lambda head, spec, data, rows, t: {c: np.tile([1.0, 0, 0, 0], (len(rows), 1)) for c in ("clean", "telephone")})
+    channels = ("clean", "telephone")
+
+    def outer_of(data: object, folds: object) -> tuple[dict[str, np.ndarray], dict[str, object]]:
+        pooled = {c: data.windows[c].pooled for c in channels}  # type: ignore[attr-defined]
+        meanstd = {c: mean_std_pooled(data.windows[c].states) for c in channels}  # type: ignore[attr-defined]
+        return _chosen_variant(folds, (None, None, 1.0), {}, pooled, meanstd)(["s1", "s2", "s3"], "s4")  # type: ignore[arg-type]
+
+    data, folds = _synthetic_operator()
+    probs, info = outer_of(data, folds)
+    assert info["chosen"]["variant"] in ("probe_meanstd", "probe_layers")  # type: ignore[index]
+    assert info["inner_best_per_variant"]["head_finetune"] == 0.25  # type: ignore[index]
+    labels = data.meta.label[folds.rows(["s4"])]  # type: ignore[attr-defined]
+    assert score(labels, probs["telephone"].argmax(axis=1))["ua"] > 0.9
+    data2, folds2 = _synthetic_operator(np.random.default_rng(5).permutation(labels))
+    _, info2 = outer_of(data2, folds2)
+    assert info2["chosen"] == info["chosen"] and info2["inner_telephone_ua"] == info["inner_telephone_ua"]

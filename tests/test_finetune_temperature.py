@@ -59,7 +59,7 @@ def test_fewer_than_two_folds_keep_the_base_temperature() -> None:
     calibration = _calibration([], [], None, 0.95)  # type: ignore[arg-type]  # no fold: the data is never read
     assert calibration["temperature"] == calibration["base_temperature"] == 0.95
     assert calibration["temperature_from"] == "base model" and "fewer than 2" in calibration["why"]
-    assert "the base model's (fitted on its training corpora), kept: fewer than 2" in "\n".join(_calibration_card(calibration))
+    assert "the base model's (fitted on its own training corpora), kept: fewer than 2" in "\n".join(_calibration_card(calibration))
 
 
 @pytest.mark.skipif(not (V2_BASE / "emotion.json").is_file() or not V2_ENCODER.is_file(), reason="v2 model or encoder absent")
