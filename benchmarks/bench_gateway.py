@@ -13,6 +13,10 @@ of calls (growth after the first wave would be a leak), and caller turns that go
 
     .venv/bin/python -m benchmarks.bench_gateway            # 5 and 20 callers
     .venv/bin/python -m benchmarks.bench_gateway --quick    # smoke, < 90 s
+
+``--spread-s S`` starts each wave's callers evenly over S seconds instead of all at once: still
+simultaneous calls (they overlap for all but S seconds), but their turns no longer end at the same
+instant, as independent callers' turns do not.
 """
 
 from __future__ import annotations
@@ -165,11 +169,18 @@ def _analyse_logs(paths: list[Path]) -> dict[str, Any]:
     return {"counts": counts, "response_s": response_s, "gateway_added_s": gateway_added_s}
 
 
+async def _after(delay_s: float, caller: _TimedCaller) -> Any:
+    await asyncio.sleep(delay_s)
+    return await caller.run()
+
+
 async def run_level(
-    callers: int, turns: list[CallerTurn], rasa_url: str, workdir: Path, rounds: int = 1
+    callers: int, turns: list[CallerTurn], rasa_url: str, workdir: Path, rounds: int = 1, spread_s: float = 0.0
 ) -> dict[str, Any]:
     """``rounds`` consecutive waves of ``callers`` calls on one gateway process: RSS after each
-    wave shows whether memory grows with calls served (a leak) or plateaus after warm-up."""
+    wave shows whether memory grows with calls served (a leak) or plateaus after warm-up.
+    ``spread_s``: caller i of a wave starts i x spread_s / callers seconds after the first (0: all at
+    once, so every caller's k-th turn ends at the same instant: the worst case)."""
     port = free_port()
     log_dir = workdir / f"logs-{callers}"
     config_file = workdir / f"config-{callers}.yml"
@@ -209,7 +220,8 @@ async def run_level(
                 for i in range(callers)
             ]
             print(f"[{callers} callers] round {wave + 1}/{rounds}: placing calls ...", flush=True)
-            results += await asyncio.gather(*(c.run() for c in batch), return_exceptions=True)
+            starts = [i * spread_s / callers for i in range(callers)]
+            results += await asyncio.gather(*(_after(t, c) for t, c in zip(starts, batch, strict=True)), return_exceptions=True)
             calls += batch
             await asyncio.sleep(2.0)  # calls closed, per-call state released
             rss_after_round.append(round(rss_mb(process.pid), 1))
@@ -238,6 +250,8 @@ async def run_level(
     report: dict[str, Any] = {
         "callers": callers,
         "rounds": rounds,
+        "arrivals": ({"spread_s": spread_s, "rule": "caller i starts i x spread_s / callers after the first"} if spread_s
+                     else {"spread_s": 0.0, "rule": "all callers at once: their turns end at the same instants"}),
         "calls": len(calls),
         "wall_s": round(wall_s, 1),
         "calls_completed": len(calls) - len(failed_calls),
@@ -309,8 +323,9 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
     if args.quick:
         args.rounds = 1
     with tempfile.TemporaryDirectory(prefix="bench-gateway-") as tmp, RasaStack("contact_center", ci=True) as rasa:
-        reports = [await run_level(n, turns, rasa.url, Path(tmp), rounds=args.rounds) for n in levels]
+        reports = [await run_level(n, turns, rasa.url, Path(tmp), rounds=args.rounds, spread_s=args.spread_s) for n in levels]
     return {
+        "command": "python -m benchmarks.bench_gateway " + " ".join(sys.argv[1:]),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
         "turns_per_call": len(turns),
         "levels": reports,
@@ -323,10 +338,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="3 callers x 2 turns, < 90 s")
     parser.add_argument("--rounds", type=int, default=3,
                         help="consecutive waves of calls per level on one gateway (RSS growth check)")
+    parser.add_argument("--spread-s", type=float, default=0.0,
+                        help="spread each wave's call starts evenly over this many seconds (default 0: all at once)")
     parser.add_argument("--out", type=Path, default=RESULTS / "bench_gateway.json")
     args = parser.parse_args(argv)
     if any(n < 1 for n in args.callers) or args.rounds < 1:
         parser.error("--callers and --rounds must be >= 1")
+    if args.spread_s < 0:
+        parser.error("--spread-s must be >= 0")
     report = asyncio.run(_main(args))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))

@@ -71,11 +71,26 @@ def _setting(value: tuple[str, str, float]) -> dict[str, Any]:
 
 
 def _summary(cells: dict[str, Any]) -> dict[str, Any]:
-    return {c: {"ua": cells[c]["ua"], "recall": cells[c]["recall"], "ece": cells[c]["ece"]} for c in CELLS}
+    keep = ("ua", "recall", "ece", "escalation")  # escalation: the hand-off simulation of single-emotion calls
+    return {c: {k: cells[c][k] for k in keep if k in cells[c]} for c in CELLS}
+
+
+def _hand_offs(folds: list[dict[str, Any]], key: str, cell: str) -> dict[str, Any]:
+    """Per escalation rule, the held-out speakers' single-emotion calls pooled over the folds: how many
+    angry calls were handed off and how many other calls were (false hand-offs)."""
+    rules = folds[0][key][cell].get("escalation", {}) if folds else {}
+    out = {}
+    for rule in rules:
+        sims = [f[key][cell]["escalation"][rule] for f in folds]
+        angry, others = sum(s["angry_calls"] for s in sims), sum(s["other_calls"] for s in sims)
+        handed = sum(round(s["angry_calls_handed_off"] * s["angry_calls"]) for s in sims)
+        false = sum(round(s["false_hand_off_rate"] * s["other_calls"]) for s in sims)
+        out[rule] = {"angry_calls": angry, "handed_off": handed, "other_calls": others, "false_hand_offs": false}
+    return out
 
 
 def _mean(folds: list[dict[str, Any]], key: str) -> dict[str, Any]:
-    return {
+    out: dict[str, Any] = {
         c: {
             "ua": round(float(np.mean([f[key][c]["ua"] for f in folds])), 4),
             "angry_recall": round(float(np.mean([f[key][c]["recall"].get("angry", 0.0) for f in folds])), 4),
@@ -83,6 +98,10 @@ def _mean(folds: list[dict[str, Any]], key: str) -> dict[str, Any]:
         }
         for c in CELLS
     }
+    for c in CELLS:
+        if all("escalation" in f[key][c] for f in folds):
+            out[c]["hand_offs"] = _hand_offs(folds, key, c)
+    return out
 
 
 def pooled_temperature(fold_probs: Sequence[np.ndarray], fold_labels: Sequence[np.ndarray]) -> float:
@@ -259,8 +278,8 @@ def run(
     folds: list[dict[str, Any]] = []
     held_out: list[HeldOut] = []
     speaker_independent = len(speakers) >= 2 and not all(s.startswith("file:") for s in speakers)
-    # The probe is fitted on raw states: it is a candidate only where the base adapts nothing per call, and
-    # only with 3+ speakers (its settings are chosen by leave-one-speaker-out inside each fold's speakers).
+    # The probe's features assume one constant offset: a candidate only where the base adapts nothing per
+    # call, and only with 3+ speakers (its settings are chosen by leave-one-speaker-out inside each fold's speakers).
     probes = (ProbeCandidate(data, base[1])
               if "linear_probe" in candidates and base[1].mode == "none" and speaker_independent and len(speakers) >= 3 else None)  # fmt: skip
     probe_folds: list[dict[str, Any]] = []
@@ -390,11 +409,20 @@ def _candidates_card(report: dict[str, Any]) -> list[str]:
              "linear_probe": "a linear probe on the frozen encoder's states (`emotion_models/probe.py`)"}  # fmt: skip
     lines = ["", "## What ships", "", f"**{report['chosen']}**: {names.get(report['chosen'], report['chosen'])}; {report['choice']}."]
     if len(report["candidates"]) > 1:
-        lines += ["", "| candidate | held-out UA, telephone | angry recall | ECE at its reference T (head: the base T; probe: 1) |", "| --- | --- | --- | --- |"]
+        lines += ["", "| candidate | held-out UA, telephone | angry recall | ECE at its reference T (head: the base T; probe: 1) "
+                  "| angry calls handed off (accumulated rule) | false hand-offs |", "| --- | --- | --- | --- | --- | --- |"]  # fmt: skip
+        rule = "accumulated evidence"
         for name, c in report["candidates"].items():
             a = c["after"]["telephone/single"] if c["after"] else None
-            lines.append(f"| {name} | {a['ua']:.1%} | {a['angry_recall']:.1%} | {c['calibration'].get('ece_base_temperature', {}).get('telephone/single', float('nan')):.3f} |"
-                         if a else f"| {name} | - | - | - |")  # fmt: skip
+            if a is None:
+                lines.append(f"| {name} | - | - | - | - | - |")
+                continue
+            ece = c["calibration"].get("ece_base_temperature", {}).get("telephone/single", float("nan"))
+            rule, h = next(((k, v) for k, v in a.get("hand_offs", {}).items() if k.startswith("accumulated")), (rule, None))
+            handed = f"{h['handed_off']} of {h['angry_calls']} | {h['false_hand_offs']} of {h['other_calls']}" if h else "- | -"
+            lines.append(f"| {name} | {a['ua']:.1%} | {a['angry_recall']:.1%} | {ece:.3f} | {handed} |")
+        lines += ["", "Hand-offs: each held-out speaker's single-emotion calls (all of one label in a row, telephone) cut "
+                  f"into turns of 3 windows, through the rule \"{rule}\" (the gateway's `escalation.floor_confidence`)."]  # fmt: skip
     return lines
 
 

@@ -129,6 +129,8 @@ def test_a_finetune_that_ships_the_linear_probe_writes_a_model_the_runtime_runs(
     assert [f["speaker"] for f in report["folds"]] == ["agent-line-0", "agent-line-1", "agent-line-2"]
     assert all(f["setting"]["statistics"] in ("mean", "mean_std") for f in report["folds"])  # chosen inside each fold
     assert "folds" in report["candidates"]["head_finetune"]  # the reference stays in the report
+    hand_offs = report["after"]["telephone/single"]["hand_offs"]
+    assert {h["angry_calls"] for h in hand_offs.values()} == {3} and {h["other_calls"] for h in hand_offs.values()} == {9}
     sidecar = json.loads((out / "emotion.json").read_text())
     assert sidecar["head"]["kind"] == "linear_probe" and sidecar["parity"]["max_abs_diff"] <= 1e-4
     assert "linear_probe" in (out / "MODEL_CARD.md").read_text()
