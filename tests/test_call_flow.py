@@ -113,8 +113,12 @@ async def silent_caller(ws: ClientConnection, client: EmotuneWsClient, limit_s: 
 
 
 async def test_barge_in_stops_the_greeting_and_no_stale_reply_is_played(tmp_path: Path) -> None:
-    """The caller talks over the greeting (clear), pauses 0.7 s mid-request and goes on: the
-    first half is carried into the second, and the caller gets exactly one reply, for both."""
+    """The caller talks over the greeting (clear), pauses 0.7 s mid-request and goes on. Which of two
+    correct things happens depends on how fast the recogniser is against the caller's 0.1-s resume:
+    if the caller is speaking again when the first half's words arrive, that half is carried into
+    the second and the caller gets exactly one reply, for both; if the words came first (Whisper
+    took 89 ms on a quiet machine), the first half is answered before the caller goes on and that
+    reply is cut by barge-in. Either way no reply starts after the caller spoke over its turn."""
     greeting = "Hello, thank you for calling. How can I help you today? Please tell me in a few words."
     turns = load_sample_call().turns
     first, second = turns[0], turns[1]
@@ -139,14 +143,25 @@ async def test_barge_in_stops_the_greeting_and_no_stale_reply_is_played(tmp_path
         await ws.send(client.end())
         await asyncio.wait_for(reader, 20)
     replies = [e.text for e in events if isinstance(e, BotReply)]
-    assert replies == [greeting, FALLBACK], replies
     assert any(isinstance(e, ClearAudio) for e in events[1:]), events
     records = call_log(tmp_path)
     kinds = [r["type"] for r in records]
-    assert "barge_in" in kinds and "turn_superseded" in kinds, kinds
-    (turn,) = [r for r in records if r["type"] == "turn"]
-    heard = turn["caller_text"].lower()
-    assert "door" in heard and heard.count("door") == 2, heard  # both sentences end in "by the door"
+    turns = [r for r in records if r["type"] == "turn"]
+    # The invariant of both outcomes: between a turn's answer and its first audio no barge-in fell
+    # (a reply that went stale is dropped, never started).
+    for i, kind in enumerate(kinds):
+        if kind == "turn" and "bot_audio" in kinds[i + 1 :]:
+            assert "barge_in" not in kinds[i + 1 : kinds.index("bot_audio", i + 1)], kinds
+    if "turn_superseded" in kinds:  # the caller resumed before the words came: one reply, for both
+        assert replies == [greeting, FALLBACK], replies
+        (turn,) = turns
+        heard = turn["caller_text"].lower()
+        assert heard.count("door") == 2, heard  # both sentences end in "by the door"
+    else:  # the words came first: the first half answered, cut by the caller, then the second answered
+        assert replies == [greeting, FALLBACK, FALLBACK], replies
+        assert [t["caller_text"].lower().count("door") for t in turns] == [1, 1], turns
+        first_reply_audio = kinds.index("bot_audio", kinds.index("turn"))
+        assert "barge_in" in kinds[first_reply_audio:kinds.index("turn", first_reply_audio)], kinds  # it was cut
 
 
 async def test_a_typed_turn_is_answered_while_the_caller_keeps_talking(tmp_path: Path) -> None:
