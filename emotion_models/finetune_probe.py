@@ -55,8 +55,14 @@ from emotion_models.corpora import CLASSES
 from emotion_models.evaluate import metrics
 from emotion_models.finetune_v2 import FINETUNE_HPARAMS
 from emotion_models.head import EmotionHead, load_head
-from emotion_models.linear_probe import fit_logistic
-from emotion_models.probe import L2_GRID, LAYER_SUBSETS, choose_nested, class_weights, layer_rows
+from emotion_models.probe import (
+    L2_GRID,
+    LAYER_SUBSETS,
+    choose_nested,
+    class_weights,
+    fit_standardised,
+    layer_rows,
+)
 from emotion_models.train_head import (
     CHANNELS,
     TrainingData,
@@ -144,12 +150,10 @@ def _probe_predict(
     l2: float, share: float | None,
 ) -> dict[str, np.ndarray]:
     """Fit on ``train`` (both channels stacked); per channel the class probabilities of ``test``."""
-    x = np.concatenate([feats[c][train] for c in CHANNELS]).astype(np.float64)
-    mean, std = x.mean(axis=0), x.std(axis=0) + 1e-6
     meta = data.meta
-    weights = class_weights(np.tile(meta.corpus[train], len(CHANNELS)), np.tile(meta.label[train], len(CHANNELS)), operator, share)
-    torch.manual_seed(0)
-    linear = fit_logistic(((x - mean) / std).astype(np.float32), np.tile(meta.label[train], len(CHANNELS)), weights, l2)
+    labels = np.tile(meta.label[train], len(CHANNELS))
+    weights = class_weights(np.tile(meta.corpus[train], len(CHANNELS)), labels, operator, share)
+    mean, std, linear = fit_standardised(np.concatenate([feats[c][train] for c in CHANNELS]), labels, weights, l2)
     with torch.no_grad():
         return {c: torch.softmax(linear(torch.from_numpy(((feats[c][test] - mean) / std).astype(np.float32))), dim=1).numpy()
                 for c in CHANNELS}  # fmt: skip

@@ -27,7 +27,7 @@ from emotion_models.labels import arousal_target
 from emotion_models.linear_probe import fit_logistic
 
 __all__ = ["L2_GRID", "LAYER_SUBSETS", "STATISTICS", "ProbeConfig", "ProbeHead", "choose_nested", "class_weights",
-           "fit_probe", "layer_rows", "probe_features", "window_features"]  # fmt: skip
+           "fit_probe", "fit_standardised", "layer_rows", "probe_features", "window_features"]  # fmt: skip
 
 L2_GRID = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
 LAYER_SUBSETS = ("all", "lower", "middle", "upper")  # of the L+1 hidden states (0 = the embedding output)
@@ -134,15 +134,18 @@ def class_weights(corpus: np.ndarray, labels: np.ndarray, operator: str, share: 
     return weights / weights.sum()
 
 
-def fit_probe(features: np.ndarray, labels: np.ndarray, weights: np.ndarray, config: ProbeConfig) -> ProbeHead:
-    """Fit on training ``features`` (rows of ``window_features``, every channel stacked): z-score with their
-    statistics, then the class-weighted logistic regression at ``config.l2`` (seeded: the same data gives
-    the same probe)."""
+def fit_standardised(features: np.ndarray, labels: np.ndarray, weights: np.ndarray, l2: float) -> tuple[np.ndarray, np.ndarray, nn.Linear]:
+    """z-score training ``features`` with their own statistics, then the class-weighted logistic
+    regression at ``l2`` (seeded: the same data gives the same fit); returns (mean, std, linear)."""
     x = features.astype(np.float64)
     mean, std = x.mean(axis=0), x.std(axis=0) + 1e-6
     torch.manual_seed(0)
-    linear = fit_logistic(((x - mean) / std).astype(np.float32), labels, weights, config.l2)
-    probe = ProbeHead(config, mean, std, linear)
+    return mean, std, fit_logistic(((x - mean) / std).astype(np.float32), labels, weights, l2)
+
+
+def fit_probe(features: np.ndarray, labels: np.ndarray, weights: np.ndarray, config: ProbeConfig) -> ProbeHead:
+    """The shippable probe fitted on rows of ``window_features`` (every channel stacked)."""
+    probe = ProbeHead(config, *fit_standardised(features, labels, weights, config.l2))
     probe.eval()
     return probe
 
