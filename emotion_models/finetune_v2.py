@@ -124,6 +124,7 @@ def nested_temperatures(fold_probs: Sequence[np.ndarray], fold_labels: Sequence[
 
 # The linear-probe candidate's hyper-parameters (statistics, layers, L2), in the order ties go: mean + std
 # over all layers first, then mean-pooled layer subsets; within each the strongest L2 first.
+PROBE_CRITERIA = ("ua", "log_loss")  # how the probe's setting is chosen inside a fold's speakers
 PROBE_GRID: list[tuple[str, str, float]] = [
     *(("mean_std", "all", l2) for l2 in sorted(L2_GRID, reverse=True)),
     *(("mean", subset, l2) for subset in LAYER_SUBSETS for l2 in sorted(L2_GRID, reverse=True)),
@@ -160,16 +161,27 @@ class ProbeCandidate:
         weights = class_weights(np.full(len(labels), "operator"), labels, "operator", None)
         return fit_probe(np.concatenate([feats[c][rows] for c in CHANNELS]), labels, weights, config)
 
-    def telephone_ua(self, probe: ProbeHead, speakers: Sequence[str]) -> float:
+    def telephone_score(self, probe: ProbeHead, speakers: Sequence[str], criterion: str = "ua") -> float:
+        """``speakers``' telephone windows scored by ``criterion`` (higher is better): ``ua``, or
+        ``log_loss``: minus the class-balanced mean log-loss, a proper scoring rule (it also rewards
+        confidence that matches accuracy, which UA does not see)."""
         rows = self.rows(speakers)
+        labels = self.data.meta.label[rows]
         feats = self.features(probe.config.statistics, probe.config.layer_indices)
         with torch.no_grad():
-            predicted = probe.classify(torch.from_numpy(feats["telephone"][rows])).argmax(dim=1).numpy()
-        return float(metrics(self.data.meta.label[rows].tolist(), predicted.tolist(), CLASSES)["ua"])
+            logits = probe.classify(torch.from_numpy(feats["telephone"][rows]))
+        if criterion == "log_loss":
+            nll = torch.nn.functional.cross_entropy(logits, torch.from_numpy(labels), reduction="none").numpy()
+            return -float(np.mean([nll[labels == c].mean() for c in np.unique(labels)]))
+        if criterion != "ua":
+            raise ValueError(f"probe criterion {criterion!r} is not one of {', '.join(PROBE_CRITERIA)}")
+        return float(metrics(labels.tolist(), logits.argmax(dim=1).numpy().tolist(), CLASSES)["ua"])
 
-    def choose(self, speakers: Sequence[str]) -> tuple[tuple[str, str, float], dict[str, float]]:
-        """The setting with the best mean telephone UA over leave-one-out of ``speakers``."""
-        return choose_nested(list(speakers), PROBE_GRID, lambda v, held, rest: self.telephone_ua(self.fit(v, rest), [held]))
+    def choose(self, speakers: Sequence[str], criterion: str = "ua") -> tuple[tuple[str, str, float], dict[str, float]]:
+        """The setting with the best mean ``criterion`` (:meth:`telephone_score`) over leave-one-out of ``speakers``."""
+        return choose_nested(
+            list(speakers), PROBE_GRID, lambda v, held, rest: self.telephone_score(self.fit(v, rest), [held], criterion)
+        )
 
 
 # One fold's tuned head, its spec, its held-out speaker's rows and their untempered window probabilities/labels.
@@ -243,11 +255,15 @@ def run(
     progress: bool = True,
     data_licence: str | None = None,
     candidates: Sequence[str] = CANDIDATES,
+    probe_criterion: str = "ua",
 ) -> dict[str, Any]:
     """Fine-tune ``base_model`` (a v2 model folder) on ``manifest_csv``; writes a v2 model folder.
     ``data_licence``: the terms of the operator's clips, as they state them (into the model card).
     ``candidates``: what may ship (``CANDIDATES``); the best of them by leave-one-speaker-out does (the
-    head fine-tune is always scored, as the reference)."""
+    head fine-tune is always scored, as the reference). ``probe_criterion``: how the probe's setting is chosen
+    inside each fold's speakers (``PROBE_CRITERIA``)."""
+    if probe_criterion not in PROBE_CRITERIA:
+        raise ValueError(f"probe criterion {probe_criterion!r} is not one of {', '.join(PROBE_CRITERIA)}")
     started = time.monotonic()
     output = Path(output_dir)
     base_dir = Path(base_model)
@@ -297,11 +313,11 @@ def run(
         held_out.append((tuned["_head"], tuned["_spec"], scored, *_window_probs(tuned["_head"], tuned["_spec"], data, scored, 0)))
         line = f"[finetune] held-out {held}: UA {before['telephone/single']['ua']:.2f} -> {tuned['test']['telephone/single']['ua']:.2f}"
         if probes is not None:
-            setting, inner = probes.choose([s for s in speakers if s != held])
+            setting, inner = probes.choose([s for s in speakers if s != held], probe_criterion)
             probe = probes.fit(setting, [s for s in speakers if s != held])
             probe_cells = evaluate(probe, data, base[1], test, 1.0)
             probe_folds.append({"speaker": held, "before": folds[-1]["before"], "after": _summary(probe_cells),
-                                "setting": _setting(setting), "inner_telephone_ua": inner})  # fmt: skip
+                                "setting": _setting(setting), "criterion": probe_criterion, f"inner_telephone_{probe_criterion}": inner})  # fmt: skip
             probe_held_out.append((probe, base[1], scored, *_window_probs(probe, base[1], data, scored, 0)))
             line += f" (head fine-tune), {probe_cells['telephone/single']['ua']:.2f} (linear probe, {_setting(setting)})"
         if progress:
@@ -322,11 +338,11 @@ def run(
     sidecar_extra: dict[str, Any] = {}
     final_head: EmotionHead | ProbeHead
     if chosen == "linear_probe" and probes is not None:
-        setting, final_inner = probes.choose(speakers)
+        setting, final_inner = probes.choose(speakers, probe_criterion)
         final_probe = probes.fit(setting, speakers)
         final_head, final_spec = final_probe, base[1]
         sidecar_extra["head"] = {**final_probe.describe(), "chosen_by": "leave-one-speaker-out over every operator speaker",
-                                 "inner_telephone_ua": final_inner}  # fmt: skip
+                                 "criterion": probe_criterion, f"inner_telephone_{probe_criterion}": final_inner}  # fmt: skip
         save_head(final_probe, output / "head.ckpt", {**extra, "finetuned_on": str(manifest_csv), "base_model": str(base_dir)})
     else:
         final = train_head(hparams, data, np.arange(len(meta.label)), None, base=base)
@@ -460,10 +476,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("output_dir", type=Path)
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--probe-criterion", choices=PROBE_CRITERIA, default="ua")
     args = parser.parse_args(argv)
     if not (args.base_model / "emotion.json").is_file():
         raise DataError(f"{args.base_model} is not a v2 model folder (no emotion.json)")
-    report = run(args.manifest_csv, args.base_model, args.output_dir, args.epochs, threads=args.threads)
+    report = run(args.manifest_csv, args.base_model, args.output_dir, args.epochs, threads=args.threads,
+                 probe_criterion=args.probe_criterion)
     print(json.dumps({k: report[k] for k in ("before", "after", "wall_seconds")}, indent=1))
     return 0
 

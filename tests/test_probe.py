@@ -85,6 +85,14 @@ def test_the_candidate_scores_what_the_shipped_graph_computes() -> None:
     spec = AdaptationSpec("none", 2.0, np.full((5, 8), 7.0, np.float32), np.zeros((5, 8), np.float32))
     candidate = ProbeCandidate(data, spec)
     probe = candidate.fit(("mean_std", "upper", 0.1), ["a", "b", "c"])
-    own = candidate.telephone_ua(probe, ["d"])
+    own = candidate.telephone_score(probe, ["d"])
     cells = evaluate(probe, data, spec, np.flatnonzero(speakers == "d"), 1.0)
     assert own > 0.9 and cells["telephone/single"]["ua"] == own == cells["telephone/mixed"]["ua"]
+    # The log-loss criterion is minus the class-balanced mean log-loss of those same windows' probabilities.
+    probs = torch.softmax(probe.classify(torch.from_numpy(candidate.features("mean_std", probe.config.layer_indices)["telephone"][
+        candidate.rows(["d"])])), dim=1).detach().numpy()  # fmt: skip
+    held_labels = labels[speakers == "d"]
+    balanced = np.mean([-np.log(probs[held_labels == c, c]).mean() for c in np.unique(held_labels)])
+    assert candidate.telephone_score(probe, ["d"], "log_loss") == pytest.approx(-balanced, rel=1e-5)
+    with pytest.raises(ValueError, match="probe criterion 'brier'"):
+        candidate.telephone_score(probe, ["d"], "brier")
