@@ -6,14 +6,19 @@
 Multinomial logistic regression (L-BFGS, L2, corpus x class balanced) on each window's mean state
 (all layers concatenated), per 2-s window, clean channel. Normalisations: ``global`` (z-score with the
 training windows' statistics) and ``speaker_mean`` (each speaker's mean over all their windows
-subtracted: the acted, every-emotion case). Directions: RAVDESS->EmoDB, EmoDB->RAVDESS, and leave one
-corpus out over the four class corpora. A diagnostic for choosing encoders and inputs, not a model.
+subtracted: the acted, every-emotion case); ``corpus`` (each corpus z-scored by the statistics of all its
+own windows, no labels: a deployment normalised by many unlabelled calls of its line and language) and
+``corpus_neutral_heavy`` (the same statistics from a mix a contact center would record: every neutral
+window and a seventh as many of each other class, drawn once with seed 0; labels only build the mix).
+Directions: RAVDESS->EmoDB, EmoDB->RAVDESS, and leave one corpus out over the four class corpora. A
+diagnostic for choosing encoders and inputs, not a model.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +29,7 @@ from emotion_models.corpora import CLASS_CORPORA, CLASSES
 from emotion_models.encoder_cache import WindowSet, load_window_set
 from emotion_models.evaluate import metrics
 
-__all__ = ["fit_logistic", "probe_cache", "main"]
+__all__ = ["MODES", "fit_logistic", "probe_cache", "main"]
 
 
 def _features(ws: WindowSet, mode: str, train: np.ndarray) -> np.ndarray:
@@ -34,7 +39,24 @@ def _features(ws: WindowSet, mode: str, train: np.ndarray) -> np.ndarray:
             mine = ws.speaker == speaker
             flat[mine] -= flat[mine].mean(axis=0)
         return (flat / (flat[train].std(axis=0) + 1e-6)).astype(np.float32)
+    if mode in ("corpus", "corpus_neutral_heavy"):
+        rng = np.random.default_rng(0)
+        for corpus in np.unique(ws.corpus):
+            mine = np.flatnonzero(ws.corpus == corpus)
+            reference = _neutral_heavy(mine, ws.label[mine], rng) if mode == "corpus_neutral_heavy" else mine
+            flat[mine] = (flat[mine] - flat[reference].mean(axis=0)) / (flat[reference].std(axis=0) + 1e-6)
     return ((flat - flat[train].mean(axis=0)) / (flat[train].std(axis=0) + 1e-6)).astype(np.float32)
+
+
+def _neutral_heavy(rows: np.ndarray, labels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``rows`` as a contact center's unlabelled calls would mix them: every neutral window and a seventh as
+    many of each other class (about 70% neutral); a corpus without class labels (arousal only) as it is."""
+    neutral = rows[labels == CLASSES.index("neutral")]
+    if not len(neutral):
+        return rows
+    others = [rng.choice(rows[labels == c], min(int((labels == c).sum()), max(1, len(neutral) // 7)), replace=False)
+              for c in range(len(CLASSES)) if c != CLASSES.index("neutral") and (labels == c).any()]  # fmt: skip
+    return np.concatenate([neutral, *others])
 
 
 def fit_logistic(features: np.ndarray, labels: np.ndarray, weights: np.ndarray, l2: float) -> torch.nn.Linear:
@@ -69,14 +91,17 @@ def _fit_and_score(ws: WindowSet, feats: np.ndarray, train: np.ndarray, test: np
     return {"ua": round(scores["ua"], 4), "angry_recall": scores["recall"].get("angry"), "n": scores["n"]}
 
 
-def probe_cache(cache: Path, l2: float = 1e-3) -> dict[str, Any]:
+MODES = ("global", "speaker_mean", "corpus", "corpus_neutral_heavy")
+
+
+def probe_cache(cache: Path, l2: float = 1e-3, modes: Sequence[str] = MODES[:2]) -> dict[str, Any]:
     ws = load_window_set(cache / "clean.npz")
     labelled = ws.label >= 0
     directions = [("ravdess", ["emodb"]), ("emodb", ["ravdess"])] + [
         (held, [c for c in CLASS_CORPORA if c != held]) for held in CLASS_CORPORA
     ]
     out: dict[str, Any] = {}
-    for mode in ("global", "speaker_mean"):
+    for mode in modes:
         rows = {}
         for held, sources in directions:
             train = np.flatnonzero(labelled & np.isin(ws.corpus, sources))
@@ -94,13 +119,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("caches", type=Path, nargs="+")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--l2", type=float, default=1e-3)
+    parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES[:2]))
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     caches: dict[str, Any] = {}
-    report = {"command": "python -m emotion_models.linear_probe " + " ".join(map(str, args.caches)),
+    report = {"command": "python -m emotion_models.linear_probe " + " ".join(map(str, args.caches)) + f" --modes {' '.join(args.modes)}",
               "probe": (__doc__ or "").split("\n\n")[2].replace("\n", " "), "caches": caches}  # fmt: skip
     for cache in args.caches:
-        caches[cache.name] = probe_cache(cache, args.l2)
+        caches[cache.name] = probe_cache(cache, args.l2, args.modes)
         print(cache.name, json.dumps({m: r["loco_mean_ua"] for m, r in caches[cache.name].items()}), flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1) + "\n")

@@ -686,6 +686,13 @@ class TurnTakingConfig(_Section):
         description="silero: frame energy is averaged over this long before the caller and background "
         "levels are compared (one loud babble syllable does not break a pause).",
     )
+    background_pause_hindsight: bool = Field(
+        True,
+        description="silero: when the smoothed level first calls a frame background, the pause is counted from "
+        "the first of the frames just before it whose own energy was already under the caller's level (at "
+        "most caller_level_smooth_s back), not from that frame: the smoothing's lag is not added to "
+        "end_silence_s, so a babbling line ends turns as a quiet one does.",
+    )
     vad_tick_ms: int = Field(
         20, ge=5, le=200,
         description="silero in the gateway: how often every call's waiting VAD frames are scored together "

@@ -136,6 +136,47 @@ def test_caller_level_gates_speech_like_background_on_a_noisy_line() -> None:
     assert sum(background_kept) / len(background_kept) < 0.05
 
 
+def test_caller_level_says_where_a_background_pause_began() -> None:
+    """Smoothed over 10 frames, the level calls the background some frames after the caller stopped;
+    ``quiet_frames`` then counts back to the caller's last loud frame (at most the smoothing window)."""
+    gate = CallerLevel(0.032, below_caller_db=6.0, noisy_line_db=35.0, smooth_frames=10)
+    caller = [i % 100 < 40 for i in range(1200)]  # the caller speaks frames 1100-1139, then stops
+    levels = [-15.0 if c else -30.0 for c in caller]
+    loud = _frames(levels[:1140], [True] * 1140, gate)
+    assert loud[1139] and gate.background_is_speech
+    quiet = []
+    for i in range(1140, 1160):
+        loud.append(gate.push(levels[i], True))
+        quiet.append(gate.quiet_frames)
+    first_gated = next(i for i in range(1140, 1160) if not loud[i])
+    assert 1141 < first_gated < 1150  # the smoothing's lag
+    assert quiet[first_gated - 1140] == first_gated - 1140 + 1  # back to the caller's last word
+    assert quiet[-1] == 10 and quiet[: first_gated - 1140] == [0] * (first_gated - 1140)
+    # One loud frame: still background to the smoothed level, but no longer a quiet run behind it.
+    assert not gate.push(-15.0, True) and gate.quiet_frames == 0
+
+
+def test_hindsight_ends_background_pauses_sooner_and_transcribes_each_pause_once() -> None:
+    """With ``background_pause_hindsight`` a turn on a babbling line ends earlier (never later) than
+    without, still after the caller's last word, and each pause still gives at most one early
+    transcription."""
+    plain = EmotuneConfig(turn_taking={"background_pause_hindsight": False})
+    hindsight = EmotuneConfig(turn_taking={"background_pause_hindsight": True})
+    earlier = 0
+    for seed in (1, 2, 3):
+        audio, speech_ends = call_audio("other_talkers", 5.0, np.random.default_rng(seed))
+        runs = {name: segment(audio, config) for name, config in (("plain", plain), ("hindsight", hindsight))}
+        for name, events in runs.items():
+            pauses = [(e.kind, e.pause) for e in events if e.kind == "pause"]
+            assert len(pauses) == len(set(pauses)), name
+        ends = {name: [min((t.end_s for t in events if t.kind == "turn" and t.end_s >= end - 0.2), default=np.inf)
+                       for end in speech_ends] for name, events in runs.items()}  # fmt: skip
+        for spoken_end, fast, slow in zip(speech_ends, ends["hindsight"], ends["plain"], strict=True):
+            assert spoken_end - 0.2 <= fast <= slow
+            earlier += fast < slow
+    assert earlier >= 3
+
+
 def test_caller_level_leaves_steady_noise_the_vad_rejects_alone() -> None:
     """Pink noise 15 dB under the caller: the VAD already calls it no speech, so the caller's soft
     syllables (10 dB under their level) are not taken for background."""

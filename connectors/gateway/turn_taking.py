@@ -179,7 +179,9 @@ class CallerLevel:
     current caller level, so background heard before the caller first spoke counts). There, such a frame is the background, not the
     caller, and counts as a pause. Elsewhere (a quiet line, steady noise the VAD already rejects, or
     the first half window of the call, before the levels mean anything) every frame counts, so soft
-    speech is not cut."""
+    speech is not cut. After a frame it calls background, :attr:`quiet_frames` says how many of the last
+    ``smooth_frames`` frames (this one included) were each, by their own energy, under the caller's level:
+    in hindsight the pause began there (``turn_taking.background_pause_hindsight``)."""
 
     def __init__(
         self, frame_s: float, below_caller_db: float, noisy_line_db: float, smooth_frames: int,
@@ -198,6 +200,7 @@ class CallerLevel:
         self.background_db = -math.inf
         self.caller_db = math.inf
         self.background_is_speech = False  # the VAD calls the frames under the caller speech: babble, not hiss
+        self.quiet_frames = 0
 
     def push(self, energy_db: float, speech: bool) -> bool:
         """One frame's energy (dBFS) and whether the VAD called it speech -> loud enough to be the caller."""
@@ -218,9 +221,15 @@ class CallerLevel:
             heard = np.fromiter(self._vad_speech, bool)[under]
             self.background_is_speech = (len(self._line) >= self._warm_up and heard.size >= self._every
                                          and float(heard.mean()) >= BACKGROUND_SPEECH_SHARE)
+        self.quiet_frames = 0
         if not self.background_is_speech or self.caller_db - self.background_db >= self.noisy_line_db:
             return True
-        return level >= self.caller_db - self.below_caller_db
+        threshold = self.caller_db - self.below_caller_db
+        if level >= threshold:
+            return True
+        recent = list(itertools.islice(reversed(self._line), self._power.maxlen))
+        self.quiet_frames = next((k for k, e in enumerate(recent) if e >= threshold), len(recent))
+        return False
 
 
 @dataclass(frozen=True)
@@ -271,6 +280,7 @@ class TurnSegmenter:
         end_of_turn_model: SmartTurnModel | None = None,
         early_transcription_s: float | None = None,
         caller_level: CallerLevel | None = None,
+        background_pause_hindsight: bool = False,
     ) -> None:
         if end_silence_s <= 0 or max_turn_s <= end_silence_s:
             raise ValueError("need 0 < end_silence_s < max_turn_s")
@@ -297,6 +307,7 @@ class TurnSegmenter:
         self._early_frames = max(1, round(early_transcription_s / self.frame_s)) if early_transcription_s else 0
         self._end_frames = math.ceil(self.rule.end_silence_s / self.frame_s - 1e-9)  # what the silence rule waits
         self.caller_level = caller_level
+        self.background_pause_hindsight = background_pause_hindsight and caller_level is not None
         self._pending = np.zeros(0, dtype=np.float32)
         self._frames: list[np.ndarray] = []  # current turn (or pre-roll when idle)
         self._in_turn = False
@@ -310,6 +321,7 @@ class TurnSegmenter:
         self._speech = deque[bool](maxlen=round(60.0 / self.frame_s))
         # This pause's end-of-turn state (a pause: silent frames after speech inside a turn).
         self._pause = 0
+        self._early_sent = False  # this pause's early-transcription event is out
         self._asked = False
         self._probability: float | None = None
         self._request: EndOfTurnRequest | None = None
@@ -342,7 +354,7 @@ class TurnSegmenter:
             end_silence_s=tt.end_silence_s, min_speech_s=tt.min_speech_s, min_onset_s=tt.barge_in_min_speech_s,
             max_turn_s=tt.max_turn_s, preroll_s=tt.preroll_s, sample_rate=sample_rate, vad=vad,
             rule=rule, end_of_turn_model=model, early_transcription_s=tt.early_transcription_s,
-            caller_level=caller_level,
+            caller_level=caller_level, background_pause_hindsight=tt.background_pause_hindsight,
         )
 
     @property
@@ -391,7 +403,7 @@ class TurnSegmenter:
         (``self._advanced`` says how many frames were taken)."""
         events: list[SegmentEvent] = []
         start_level, hold_level = self.vad.start_level, self.vad.hold_level
-        above = self._caller_loud(frames, scores)
+        above, quiet = self._caller_loud(frames, scores)
         self._advanced = 0
         for i, level in enumerate(np.asarray(scores).tolist()):
             self._advanced = i + 1
@@ -416,12 +428,16 @@ class TurnSegmenter:
                     self._new_pause()
                 self._silent_run = 0
             else:
-                self._silent_run += 1
+                # In hindsight a background pause began at the first of its frames that were already quiet.
+                hindsight = quiet[i] if self.background_pause_hindsight and not self._silent_run else 0
+                self._silent_run = max(self._silent_run + 1, hindsight)
             now_s = self.frames_seen * self.frame_s
-            if self._early_frames and self._silent_run == self._early_frames and self._voiced >= self._min_speech_frames:
+            early = bool(self._early_frames) and self._silent_run >= self._early_frames and not self._early_sent
+            self._early_sent |= early
+            if early and self._voiced >= self._min_speech_frames:
                 # Padded with digital silence to the length the turn has if it ends in this pause: the
                 # recogniser then sees the same input (Whisper's output shifts with the input's length).
-                pad = np.zeros(max(0, self._end_frames - self._early_frames) * self._frame, dtype=np.float32)
+                pad = np.zeros(max(0, self._end_frames - self._silent_run) * self._frame, dtype=np.float32)
                 events.append(SegmentEvent("pause", self._turn_start_frame * self.frame_s, now_s,
                                            np.concatenate([*self._frames, pad]), self._pause))  # fmt: skip
             if not self._onset_sent and self._voiced >= self._onset_frames:
@@ -438,19 +454,25 @@ class TurnSegmenter:
                     break
         return events
 
-    def _caller_loud(self, frames: np.ndarray, scores: np.ndarray) -> list[bool]:
-        """Per frame: loud enough to be the caller (all True without a :class:`CallerLevel`)."""
+    def _caller_loud(self, frames: np.ndarray, scores: np.ndarray) -> tuple[list[bool], list[int]]:
+        """Per frame: loud enough to be the caller (all True without a :class:`CallerLevel`), and the
+        caller level's :attr:`~CallerLevel.quiet_frames` after it."""
         if self.caller_level is None:
-            return [True] * frames.shape[0]
-        start_level = self.vad.start_level
+            return [True] * frames.shape[0], [0] * frames.shape[0]
+        start_level, level = self.vad.start_level, self.caller_level
         energies = np.asarray(energy_db(frames)).tolist()
-        return [self.caller_level.push(e, s >= start_level) for e, s in zip(energies, np.asarray(scores).tolist(), strict=True)]
+        loud, quiet = [], []
+        for e, s in zip(energies, np.asarray(scores).tolist(), strict=True):
+            loud.append(level.push(e, s >= start_level))
+            quiet.append(level.quiet_frames)
+        return loud, quiet
 
     def _decide(self) -> Decision:
         return self.rule.decide(self._silent_run * self.frame_s, self._asked, self._probability)
 
     def _new_pause(self) -> None:
         self._pause += 1
+        self._early_sent = False
         self._asked, self._probability, self._request = False, None, None
 
     def take_end_of_turn_request(self) -> EndOfTurnRequest | None:
