@@ -49,39 +49,33 @@ BELOW_CALLER_DB = (6.0, 7.0, 8.0)
 NOISY_LINE_DB = (30.0, 35.0)
 SMOOTH_S = (0.25, 0.4)
 HINDSIGHT = (False, True)  # turn_taking.background_pause_hindsight
+RESUME_DB = (0.0, 3.0)  # turn_taking.caller_resume_db
 CUT_ALLOWANCE = 0.01  # the choice may cut at most 1 point more samples inside the utterance than the VAD alone
 QUIET_CONDITIONS = ("phone", "phone_pink_10dB", "phone_pink_5dB")
 BABBLE_CONDITIONS = ("phone_babble_10dB", "phone_babble_5dB")
 
-# Why config.yml ships another setting than the rule's choice (recorded in the report when it does).
-SHIPPED_DIFFERS = (
-    "The rule chose smoothing 0.25 s with hindsight; a unit test on another babble (six espeak-ng voices behind the sample "
-    "call, tests/test_turn_taking.py::test_other_talkers_behind_the_caller_do_not_hold_the_turn_open) found that at 5 dB "
-    "SNR 0.25 s holds the first turn open 1.2-1.5 s past the last word on 3 of 3 seeds, 0.4 s with hindsight at most "
-    "0.66 s. The two differ by 2 of 120 samples on the choice part (54.2 vs 52.5% within 1 s in babble), so 0.4 s with "
-    "hindsight ships; both settings' held-out rows are reported."
-)
-
-GateSetting = tuple[float, float, float, bool] | None  # (background_speech_db, noisy_line_db, smooth_s, hindsight); None: off
+# (background_speech_db, noisy_line_db, smooth_s, hindsight, resume_db); None: off
+GateSetting = tuple[float, float, float, bool, float] | None
 
 
 def _name(setting: GateSetting) -> str:
     if setting is None:
         return "off"
-    below, noisy, smooth, hindsight = setting
-    return f"below_caller={below:g}dB noisy_line={noisy:g}dB smooth={smooth:g}s" + (" hindsight" if hindsight else "")
+    below, noisy, smooth, hindsight, resume = setting
+    return (f"below_caller={below:g}dB noisy_line={noisy:g}dB smooth={smooth:g}s" + (" hindsight" if hindsight else "")
+            + (f" resume={resume:g}dB" if resume else ""))
 
 
 def _config(setting: GateSetting) -> EmotuneConfig:
     tt: dict[str, Any] = {"end_of_turn": "silence", "background_speech_db": None}
     if setting is not None:
         tt.update(background_speech_db=setting[0], noisy_line_db=setting[1], caller_level_smooth_s=setting[2],
-                  background_pause_hindsight=setting[3])
+                  background_pause_hindsight=setting[3], caller_resume_db=setting[4])
     return EmotuneConfig(turn_taking=tt)
 
 
 def settings() -> list[GateSetting]:
-    return [None, *itertools.product(BELOW_CALLER_DB, NOISY_LINE_DB, SMOOTH_S, HINDSIGHT)]
+    return [None, *itertools.product(BELOW_CALLER_DB, NOISY_LINE_DB, SMOOTH_S, HINDSIGHT, RESUME_DB)]
 
 
 def _pooled(rows: dict[str, dict[str, list[dict[str, Any]]]], names: Sequence[str], name: str, end_s: float) -> dict[str, Any]:
@@ -194,7 +188,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     shipped = EmotuneConfig(turn_taking={"end_of_turn": "silence"}).turn_taking
     shipped_setting: GateSetting = (None if shipped.background_speech_db is None else
                                     (shipped.background_speech_db, shipped.noisy_line_db, shipped.caller_level_smooth_s,
-                                     shipped.background_pause_hindsight))
+                                     shipped.background_pause_hindsight, shipped.caller_resume_db))
     # off, the rule's choice and (when the config ships another setting) the shipped one
     compared = {"off": None, "chosen": chosen, **({"shipped": shipped_setting} if _name(shipped_setting) != _name(chosen) else {})}
     by_condition = {part: {c.name: {key: _pooled(outcomes[part][_name(s)], [c.name], _name(s), end_s) for key, s in compared.items()}
@@ -211,13 +205,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "of bench_end_of_turn (finished = whole utterance, unfinished = cut mid-way, then 2.5 s without speech)",
         "command": "python -m benchmarks.bench_background_speech " + " ".join(argv if argv is not None else sys.argv[1:]),
         "grid": {"background_speech_db": BELOW_CALLER_DB, "noisy_line_db": NOISY_LINE_DB, "caller_level_smooth_s": SMOOTH_S,
-                 "background_pause_hindsight": HINDSIGHT},
+                 "background_pause_hindsight": HINDSIGHT, "caller_resume_db": RESUME_DB},
         "parts": {part: len(paths) for part, paths in parts.items()},
         "choice": {"rule": (choose.__doc__ or "").split("\n\n")[0].replace("\n", " ").strip(),
                    "chosen_on": eot.CHOICE_PART, **choice},
         "shipped_setting": _name(shipped_setting),
         "shipped_is_chosen": _name(shipped_setting) == choice["setting"],
-        **({} if _name(shipped_setting) == choice["setting"] else {"why_shipped_differs": SHIPPED_DIFFERS}),
         "held_out": {part: {key: next(r for r in sweep[part] if r["setting"] == _name(s)) for key, s in compared.items()}
                      for part in parts if part != eot.CHOICE_PART and chosen is not None},
         "by_condition": by_condition,

@@ -686,6 +686,12 @@ class TurnTakingConfig(_Section):
         description="silero: frame energy is averaged over this long before the caller and background "
         "levels are compared (one loud babble syllable does not break a pause).",
     )
+    caller_resume_db: float = Field(
+        3.0, ge=0.0, le=10.0,
+        description="silero: inside a background pause (background_speech_db), a frame must be this many dB louder "
+        "than the pause threshold to count as the caller again (hysteresis: one loud background syllable does "
+        "not restart the pause). 0: one threshold both ways.",
+    )
     background_pause_hindsight: bool = Field(
         True,
         description="silero: when the smoothed level first calls a frame background, the pause is counted from "

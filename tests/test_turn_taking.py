@@ -156,6 +156,20 @@ def test_caller_level_says_where_a_background_pause_began() -> None:
     assert not gate.push(-15.0, True) and gate.quiet_frames == 0
 
 
+def test_a_loud_background_syllable_breaks_the_pause_only_without_hysteresis() -> None:
+    """Inside a background pause, a stretch 2 dB over the pause threshold is the caller again with
+    ``resume_db`` 0 but not with 3; the caller at their own level is heard either way."""
+    caller = [i % 100 < 40 for i in range(1160)]
+    levels = [-15.0 if c else -30.0 for c in caller]
+    for resume_db, peak_heard in ((0.0, True), (3.0, False)):
+        gate = CallerLevel(0.032, below_caller_db=6.0, noisy_line_db=35.0, smooth_frames=1, resume_db=resume_db)
+        loud = _frames(levels, [True] * len(levels), gate)
+        assert not loud[-1] and gate.background_is_speech
+        threshold = gate.caller_db - 6.0
+        assert gate.push(threshold + 2.0, True) is peak_heard
+        assert gate.push(-15.0, True)
+
+
 def test_hindsight_ends_background_pauses_sooner_and_transcribes_each_pause_once() -> None:
     """With ``background_pause_hindsight`` a turn on a babbling line ends earlier (never later) than
     without, still after the caller's last word, and each pause still gives at most one early

@@ -20,7 +20,8 @@ Two classifiers:
 Background speech (babble, a TV, a colleague) is speech to any VAD, so on a babbling line a turn would
 stay open until the background paused. :class:`CallerLevel` (``turn_taking.background_speech_db``)
 tells the caller from it by level: on a noisy line, a frame well under the caller's own level is a
-pause, whatever the VAD says; on a quiet line it does nothing.
+pause, whatever the VAD says (counted from where the caller's frames went quiet, and ended only by a
+frame clearly louder again); on a quiet line it does nothing.
 
 Whether a pause ends the turn is its own stage, :mod:`connectors.gateway.end_of_turn`
 (``turn_taking.end_of_turn``: the fixed silence, or the smart-turn model asked after a short pause).
@@ -177,7 +178,8 @@ class CallerLevel:
     above the background, and the VAD calling at least ``BACKGROUND_SPEECH_SHARE`` of the last
     ``window_s`` of frames more than ``below_caller_db`` under the caller speech (judged against the
     current caller level, so background heard before the caller first spoke counts). There, such a frame is the background, not the
-    caller, and counts as a pause. Elsewhere (a quiet line, steady noise the VAD already rejects, or
+    caller, and counts as a pause; inside such a pause a frame must be ``resume_db`` louder than that to be
+    the caller again (hysteresis: a loud babble syllable does not end the pause). Elsewhere (a quiet line, steady noise the VAD already rejects, or
     the first half window of the call, before the levels mean anything) every frame counts, so soft
     speech is not cut. After a frame it calls background, :attr:`quiet_frames` says how many of the last
     ``smooth_frames`` frames (this one included) were each, by their own energy, under the caller's level:
@@ -185,9 +187,9 @@ class CallerLevel:
 
     def __init__(
         self, frame_s: float, below_caller_db: float, noisy_line_db: float, smooth_frames: int,
-        window_s: float = 4.0, update_s: float = 0.25,
+        window_s: float = 4.0, update_s: float = 0.25, resume_db: float = 0.0,
     ) -> None:
-        self.below_caller_db, self.noisy_line_db = below_caller_db, noisy_line_db
+        self.below_caller_db, self.noisy_line_db, self.resume_db = below_caller_db, noisy_line_db, resume_db
         self.background_percentile = 10.0
         self._power = deque[float](maxlen=max(1, smooth_frames))
         self._line = deque[float](maxlen=max(1, round(window_s / frame_s)))
@@ -201,6 +203,7 @@ class CallerLevel:
         self.caller_db = math.inf
         self.background_is_speech = False  # the VAD calls the frames under the caller speech: babble, not hiss
         self.quiet_frames = 0
+        self._in_background = False  # the last frame was background: the caller must be resume_db louder to return
 
     def push(self, energy_db: float, speech: bool) -> bool:
         """One frame's energy (dBFS) and whether the VAD called it speech -> loud enough to be the caller."""
@@ -223,10 +226,13 @@ class CallerLevel:
                                          and float(heard.mean()) >= BACKGROUND_SPEECH_SHARE)
         self.quiet_frames = 0
         if not self.background_is_speech or self.caller_db - self.background_db >= self.noisy_line_db:
+            self._in_background = False
             return True
         threshold = self.caller_db - self.below_caller_db
-        if level >= threshold:
+        if level >= threshold + (self.resume_db if self._in_background else 0.0):
+            self._in_background = False
             return True
+        self._in_background = True
         recent = list(itertools.islice(reversed(self._line), self._power.maxlen))
         self.quiet_frames = next((k for k, e in enumerate(recent) if e >= threshold), len(recent))
         return False
@@ -338,7 +344,7 @@ class TurnSegmenter:
             if tt.background_speech_db is not None:
                 frame_s = vad.frame_samples / vad.sample_rate
                 caller_level = CallerLevel(frame_s, tt.background_speech_db, tt.noisy_line_db,
-                                           max(1, round(tt.caller_level_smooth_s / frame_s)))
+                                           max(1, round(tt.caller_level_smooth_s / frame_s)), resume_db=tt.caller_resume_db)
         else:
             vad = EnergyVad(sample_rate, config.streaming.vad_threshold_db)
         rule = EndOfTurnRule.from_config(tt)
