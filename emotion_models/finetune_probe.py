@@ -58,6 +58,7 @@ from emotion_models.head import EmotionHead, load_head
 from emotion_models.probe import (
     L2_GRID,
     LAYER_SUBSETS,
+    PROBE_GRID,
     choose_nested,
     class_weights,
     fit_standardised,
@@ -302,9 +303,9 @@ def _chosen_variant(
     data, meta = folds.data, folds.data.meta
     n_layers = next(iter(pooled.values())).shape[1]
     subsets = layer_subset_features(pooled)
-    l2s = sorted(L2_GRID, reverse=True)
-    grid: list[Any] = [["head_finetune"], *(["probe_meanstd", l2] for l2 in l2s),
-                       *(["probe_layers", name, l2] for name in LAYER_SUBSETS for l2 in l2s)]  # fmt: skip
+    # The shipped candidate's grid (``PROBE_GRID``: mean + std over all layers, then layer subsets), the head first.
+    grid: list[Any] = [["head_finetune"], *(["probe_meanstd", l2] if statistics == "mean_std" else ["probe_layers", subset, l2]
+                                            for statistics, subset, l2 in PROBE_GRID)]  # fmt: skip
     head_cache: dict[tuple[tuple[str, ...], str], dict[str, np.ndarray]] = {}
 
     def fit(value: Any, train_speakers: list[str], test_speaker: str) -> dict[str, np.ndarray]:

@@ -41,8 +41,7 @@ from emotion_models.head import AnyHead, EmotionHead, load_head, save_head
 from emotion_models.labels import arousal_target
 from emotion_models.prepare import SourceSpec, build_manifest, summarise, write_manifest
 from emotion_models.probe import (
-    L2_GRID,
-    LAYER_SUBSETS,
+    PROBE_GRID,
     ProbeConfig,
     ProbeHead,
     choose_nested,
@@ -122,13 +121,7 @@ def nested_temperatures(fold_probs: Sequence[np.ndarray], fold_labels: Sequence[
     ]
 
 
-# The linear-probe candidate's hyper-parameters (statistics, layers, L2), in the order ties go: mean + std
-# over all layers first, then mean-pooled layer subsets; within each the strongest L2 first.
 PROBE_CRITERIA = ("ua", "log_loss")  # how the probe's setting is chosen inside a fold's speakers
-PROBE_GRID: list[tuple[str, str, float]] = [
-    *(("mean_std", "all", l2) for l2 in sorted(L2_GRID, reverse=True)),
-    *(("mean", subset, l2) for subset in LAYER_SUBSETS for l2 in sorted(L2_GRID, reverse=True)),
-]
 
 
 class ProbeCandidate:

@@ -26,12 +26,19 @@ from emotion_models.corpora import CLASSES
 from emotion_models.labels import arousal_target
 from emotion_models.linear_probe import fit_logistic
 
-__all__ = ["L2_GRID", "LAYER_SUBSETS", "STATISTICS", "ProbeConfig", "ProbeHead", "choose_nested", "class_weights",
+__all__ = ["L2_GRID", "LAYER_SUBSETS", "PROBE_GRID", "STATISTICS", "ProbeConfig", "ProbeHead", "choose_nested", "class_weights",
            "fit_probe", "fit_standardised", "layer_rows", "probe_features", "window_features"]  # fmt: skip
 
 L2_GRID = (1e-3, 1e-2, 1e-1, 1.0, 10.0)
 LAYER_SUBSETS = ("all", "lower", "middle", "upper")  # of the L+1 hidden states (0 = the embedding output)
 STATISTICS = ("mean", "mean_std")
+
+# The linear-probe candidate's hyper-parameters (statistics, layers, L2), in the order ties go: mean + std
+# over all layers first, then mean-pooled layer subsets; within each the strongest L2 first.
+PROBE_GRID: list[tuple[str, str, float]] = [
+    *(("mean_std", "all", l2) for l2 in sorted(L2_GRID, reverse=True)),
+    *(("mean", subset, l2) for subset in LAYER_SUBSETS for l2 in sorted(L2_GRID, reverse=True)),
+]
 
 
 def layer_rows(n_layers: int, subset: str) -> list[int]:

@@ -170,7 +170,7 @@ def test_the_chosen_variant_is_picked_by_the_training_speakers_only(monkeypatch:
     import emotion_models.finetune_probe as fp
     from emotion_models.finetune_probe import _chosen_variant, mean_std_pooled, score
 
-    monkeypatch.setattr(fp, "L2_GRID", (1.0,))
+    monkeypatch.setattr(fp, "PROBE_GRID", [("mean_std", "all", 1.0), ("mean", "all", 1.0), ("mean", "lower", 1.0)])
     monkeypatch.setattr(fp, "LAYER_SUBSETS", ("all", "lower"))
     # The head fine-tune is exercised in test_train_head; here it stands for a candidate that says one class.
     monkeypatch.setattr(fp, "train_head", lambda *a, **k: {"_head": None, "_spec": None})
