@@ -11,6 +11,10 @@ window runs through the same ``encoder.onnx`` and the same numpy Whisper log-mel
 (``emotion_runtime``); states are mean-pooled over blocks of ``pool`` encoder frames (100 frames
 -> 10 at ``pool=10``, 200 ms each) and stored as float16.
 
+``--speed-perturb 0.9 1.1`` adds copies of every stream played at those speeds (tempo and pitch
+together), after the originals; ``WindowSet.speed`` marks them, and every score uses the originals only
+(``WindowSet.original``): the copies train.
+
     .venv/bin/python -m emotion_models.encoder_cache --encoder models/encoders/smart-turn-v3.2/encoder.onnx \\
         --data ../shared/data --out results/cache/smart-turn
 """
@@ -22,13 +26,13 @@ import sys
 import time
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from emotion_models.augment import telephone
+from emotion_models.augment import speed_perturb, telephone
 from emotion_models.corpora import CLASSES, Utterance, read_corpora
 from emotion_runtime.encoder import (
     ENCODER_UNIT_VARIANCE,
@@ -38,7 +42,7 @@ from emotion_runtime.encoder import (
     stream_windows,
 )
 
-__all__ = ["WindowSet", "build_streams", "encode_windows", "load_window_set", "main"]
+__all__ = ["WindowSet", "build_streams", "encode_windows", "load_window_set", "main", "with_speed_copies"]
 
 SAMPLE_RATE = 16000
 GAP_S = 0.25
@@ -56,6 +60,7 @@ class Stream:
     arousal: float | None
     speaker: str
     corpus: str
+    speed: float = 1.0  # playback speed of a training copy; 1.0 = the clips as recorded
 
 
 @dataclass
@@ -69,6 +74,17 @@ class WindowSet:
     corpus: np.ndarray  # [N] str
     stream: np.ndarray  # [N] index of the (speaker, label) stream
     position: np.ndarray  # [N] window index inside its stream
+    speed: np.ndarray | None = None  # [N] float32 playback speed of a training copy, 1.0 = original (None: all original)
+
+    def __post_init__(self) -> None:
+        if self.speed is None:
+            self.speed = np.ones(len(self.label), dtype=np.float32)
+
+    @property
+    def original(self) -> np.ndarray:
+        """[N] bool: windows of the clips as recorded (what every score uses; speed copies only train)."""
+        assert self.speed is not None
+        return self.speed == 1.0
 
     def subset(self, mask: np.ndarray) -> WindowSet:
         return WindowSet(*(getattr(self, f)[mask] for f in self.__dataclass_fields__))
@@ -87,7 +103,14 @@ class WindowSet:
 
 def load_window_set(path: Path) -> WindowSet:
     with np.load(path, allow_pickle=False) as data:
-        return WindowSet(*(data[f] for f in WindowSet.__dataclass_fields__))
+        return WindowSet(*(data.get(f) for f in WindowSet.__dataclass_fields__))  # pre-speed caches: all original
+
+
+def with_speed_copies(streams: Sequence[Stream], speeds: Sequence[float]) -> list[Stream]:
+    """``streams`` then, per speed other than 1.0, a copy of each played at that speed (their stream
+    indices follow the originals', so a copy is its own call)."""
+    copies = [replace(st, wav=speed_perturb(st.wav, f), speed=float(f)) for f in sorted(set(speeds) - {1.0}) for st in streams]
+    return [*streams, *copies]
 
 
 def build_streams(utterances: Sequence[Utterance]) -> list[Stream]:
@@ -117,7 +140,7 @@ def _windows(wav: np.ndarray, unit_variance: bool) -> list[np.ndarray]:
 def encode_windows(
     streams: Sequence[Stream], encoder: EncoderSession, channel: str, unit_variance: bool, pool: int = 10, progress: bool = True
 ) -> WindowSet:
-    states, labels, arousal, speakers, corpora, stream_ids, positions = [], [], [], [], [], [], []
+    states, labels, arousal, speakers, corpora, stream_ids, positions, speeds = [], [], [], [], [], [], [], []
     total = sum(max(1, int(len(s.wav) / SAMPLE_RATE - WINDOW_S + HOP_S)) for s in streams)
     done, started = 0, time.monotonic()
     for index, stream in enumerate(streams):
@@ -135,6 +158,7 @@ def encode_windows(
             corpora.append(stream.corpus)
             stream_ids.append(index)
             positions.append(position)
+            speeds.append(stream.speed)
         done += len(windows)
         if progress and (index % 20 == 0 or index == len(streams) - 1):
             rate = done / max(time.monotonic() - started, 1e-6)
@@ -151,6 +175,7 @@ def encode_windows(
         np.asarray(corpora),
         np.asarray(stream_ids, dtype=np.int64),
         np.asarray(positions, dtype=np.int64),
+        np.asarray(speeds, dtype=np.float32),
     )
 
 
@@ -163,14 +188,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--corpora", nargs="+", default=None)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--pool", type=int, default=10)
+    parser.add_argument("--speed-perturb", type=float, nargs="*", default=[],
+                        help="also encode copies of every stream at these playback speeds (training only)")
     parser.add_argument("--unit-variance", action=argparse.BooleanOptionalAction, default=None,
                         help="zero-mean unit-variance waveform per window (default: what the encoder was trained with)")
     args = parser.parse_args(argv)
     if args.unit_variance is None:
         args.unit_variance = ENCODER_UNIT_VARIANCE[args.encoder.parent.name]
     utterances = read_corpora(args.data, args.corpora) if args.corpora else read_corpora(args.data)
-    streams = build_streams(utterances)
-    print(f"{len(utterances)} clips, {len(streams)} streams", file=sys.stderr)
+    streams = with_speed_copies(build_streams(utterances), args.speed_perturb)
+    print(f"{len(utterances)} clips, {len(streams)} streams (speed copies included)", file=sys.stderr)
     encoder = EncoderSession.load(args.encoder, intra_op_threads=args.threads)
     for channel in args.channels:
         target = args.out / f"{channel}.npz"

@@ -46,7 +46,7 @@ def loco(hparams: dict[str, Any], cache: Path, corpora: list[str]) -> dict[str, 
             continue
         started = time.monotonic()
         test = meta.corpus == corpus
-        result = run(hparams, data, np.flatnonzero(~test), np.flatnonzero(test))
+        result = run(hparams, data, np.flatnonzero(~test), np.flatnonzero(test & meta.original))  # copies train only
         folds[corpus] = {**_public(result), "train_s": round(time.monotonic() - started, 1)}
         cells = folds[corpus]["test"]
         print(
@@ -56,7 +56,7 @@ def loco(hparams: dict[str, Any], cache: Path, corpora: list[str]) -> dict[str, 
             flush=True,
         )
     held = np.isin(meta.speaker, HELD_OUT_SPEAKERS)
-    speakers = run(hparams, data, np.flatnonzero(~held), np.flatnonzero(held))
+    speakers = run(hparams, data, np.flatnonzero(~held), np.flatnonzero(held & meta.original))
     return {"folds": folds, "held_out_speakers": _public(speakers)}
 
 

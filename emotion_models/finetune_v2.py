@@ -7,6 +7,9 @@ operator's windows, clean and through the 8 kHz mu-law channel: the shipped head
 both call conditions, keeping the base model's adaptation statistics) and a linear probe on the
 encoder's states (``emotion_models.probe``; only where the base adapts nothing per call, with 3+
 speakers; its statistics, layers and L2 chosen by leave-one-speaker-out inside each fold's speakers).
+Both train on the clips and on speed-perturbed copies of them (``speed_perturb``, default 0.9x and 1.1x:
+tempo and pitch together, a cheap stand-in for more voices than a hundred clips hold); every score is
+on the original clips only.
 The report compares the base and each candidate on speakers the fitting never heard:
 leave-one-speaker-out (one fold per speaker, up to ``max_folds``). The candidate with the better mean
 held-out telephone UA ships (ties: the head), refitted on every speaker. Manifests are validated
@@ -35,7 +38,7 @@ import torch
 from emotion_models.augment import trim_silence
 from emotion_models.corpora import CLASSES, Utterance
 from emotion_models.data import load_audio
-from emotion_models.encoder_cache import CHANNELS, build_streams, encode_windows
+from emotion_models.encoder_cache import CHANNELS, build_streams, encode_windows, with_speed_copies
 from emotion_models.evaluate import metrics
 from emotion_models.head import AnyHead, EmotionHead, load_head, save_head
 from emotion_models.labels import arousal_target
@@ -56,13 +59,16 @@ from emotion_runtime.adaptation import AdaptationSpec
 from emotion_runtime.encoder import EncoderSession
 from emotion_runtime.encoder_model import load_adaptation, read_v2_sidecar
 from emotion_runtime.weights import PROJECT_ROOT
+from emotune.config import TrainingConfig
 from emotune.errors import DataError
 
-__all__ = ["run", "main", "nested_temperatures", "pooled_temperature", "CANDIDATES", "FINETUNE_HPARAMS", "PROBE_GRID", "ProbeCandidate"]
+__all__ = ["run", "main", "nested_temperatures", "pooled_temperature", "CANDIDATES", "FINETUNE_HPARAMS", "PROBE_GRID", "ProbeCandidate",
+           "SPEED_PERTURB"]  # fmt: skip
 
 FINETUNE_HPARAMS = Path(__file__).parent / "hparams" / "finetune_head.yaml"
 CANDIDATES = ("head_finetune", "linear_probe")
 CELLS = ("clean/mixed", "clean/single", "telephone/mixed", "telephone/single")
+SPEED_PERTURB = tuple(TrainingConfig().speed_perturb)  # the operator config's default, one spelling
 
 
 def _setting(value: tuple[str, str, float]) -> dict[str, Any]:
@@ -127,12 +133,14 @@ PROBE_CRITERIA = ("ua", "log_loss")  # how the probe's setting is chosen inside 
 class ProbeCandidate:
     """The linear probe (``emotion_models.probe``) on the operator's windows, both channels stacked,
     class-balanced; each hyper-parameter setting chosen by leave-one-speaker-out inside the speakers
-    it is given. Features are computed once per (statistics, layers)."""
+    it is given. Features are computed once per (statistics, layers). ``scored``: the windows a score
+    may use (the original clips; None: all); a fit uses every window of its speakers (copies too)."""
 
-    def __init__(self, data: TrainingData, spec: AdaptationSpec) -> None:
+    def __init__(self, data: TrainingData, spec: AdaptationSpec, scored: np.ndarray | None = None) -> None:
         if spec.mode != "none":
             raise ValueError(f"the linear probe takes constant offsets (adaptation 'none'), not {spec.mode!r}")
         self.data, self.offset = data, spec.global_mean  # the offset the runtime feeds every window under 'none'
+        self.scored = np.ones(len(data.meta.label), dtype=bool) if scored is None else scored
         self.layers, self.dim = spec.global_mean.shape
         self._features: dict[tuple[str, tuple[int, ...]], dict[str, np.ndarray]] = {}
 
@@ -142,9 +150,9 @@ class ProbeCandidate:
             self._features[key] = {c: window_features(self.data.windows[c].states, layer_indices, statistics, self.offset) for c in CHANNELS}
         return self._features[key]
 
-    def rows(self, speakers: Sequence[str]) -> np.ndarray:
+    def rows(self, speakers: Sequence[str], scored_only: bool = False) -> np.ndarray:
         meta = self.data.meta
-        return np.flatnonzero(np.isin(meta.speaker, list(speakers)) & (meta.label >= 0))
+        return np.flatnonzero(np.isin(meta.speaker, list(speakers)) & (meta.label >= 0) & (self.scored | (not scored_only)))
 
     def fit(self, value: tuple[str, str, float], speakers: Sequence[str]) -> ProbeHead:
         statistics, subset, l2 = value
@@ -158,7 +166,7 @@ class ProbeCandidate:
         """``speakers``' telephone windows scored by ``criterion`` (higher is better): ``ua``, or
         ``log_loss``: minus the class-balanced mean log-loss, a proper scoring rule (it also rewards
         confidence that matches accuracy, which UA does not see)."""
-        rows = self.rows(speakers)
+        rows = self.rows(speakers, scored_only=True)
         labels = self.data.meta.label[rows]
         feats = self.features(probe.config.statistics, probe.config.layer_indices)
         with torch.no_grad():
@@ -249,14 +257,19 @@ def run(
     data_licence: str | None = None,
     candidates: Sequence[str] = CANDIDATES,
     probe_criterion: str = "ua",
+    speed_perturb: Sequence[float] = SPEED_PERTURB,
 ) -> dict[str, Any]:
     """Fine-tune ``base_model`` (a v2 model folder) on ``manifest_csv``; writes a v2 model folder.
     ``data_licence``: the terms of the operator's clips, as they state them (into the model card).
     ``candidates``: what may ship (``CANDIDATES``); the best of them by leave-one-speaker-out does (the
     head fine-tune is always scored, as the reference). ``probe_criterion``: how the probe's setting is chosen
-    inside each fold's speakers (``PROBE_CRITERIA``)."""
+    inside each fold's speakers (``PROBE_CRITERIA``). ``speed_perturb``: playback speeds of the extra
+    training copies of every clip (empty: none); held-out speakers are scored on their original clips."""
     if probe_criterion not in PROBE_CRITERIA:
         raise ValueError(f"probe criterion {probe_criterion!r} is not one of {', '.join(PROBE_CRITERIA)}")
+    speeds = sorted({float(f) for f in speed_perturb} - {1.0})
+    if any(not 0.5 <= f <= 2.0 for f in speeds):
+        raise ValueError(f"speed_perturb {speeds}: every speed must lie in 0.5..2.0")
     started = time.monotonic()
     output = Path(output_dir)
     base_dir = Path(base_model)
@@ -274,9 +287,10 @@ def run(
     speakers = sorted({u.speaker for u in utterances})
     encoder_info = sidecar["encoder"]
     encoder = EncoderSession.load(PROJECT_ROOT / encoder_info["path"], encoder_info["sha256"], intra_op_threads=threads)
-    streams = build_streams(utterances)
+    streams = with_speed_copies(build_streams(utterances), speeds)
     if progress:
-        print(f"[finetune] encoding {len(utterances)} clips of {len(speakers)} speakers", file=sys.stderr)
+        copies = f" + copies at {', '.join(f'{f:g}x' for f in speeds)} speed (training only)" if speeds else ""
+        print(f"[finetune] encoding {len(utterances)} clips of {len(speakers)} speakers{copies}", file=sys.stderr)
     unit_variance = bool(sidecar["features"].get("unit_variance", False))
     data = TrainingData(
         {ch: encode_windows(streams, encoder, ch, unit_variance, int(encoder_info["pool"]), progress) for ch in CHANNELS}
@@ -284,17 +298,18 @@ def run(
     base = (head, load_adaptation(base_dir, sidecar), float(sidecar.get("temperature", 1.0)))
     hparams = load_recipe(FINETUNE_HPARAMS, {"threads": threads, "progress": False, **({"number_of_epochs": epochs} if epochs else {})})
     meta = data.meta
+    original = meta.original
     folds: list[dict[str, Any]] = []
     held_out: list[HeldOut] = []
     speaker_independent = len(speakers) >= 2 and not all(s.startswith("file:") for s in speakers)
     # The probe's features assume one constant offset: a candidate only where the base adapts nothing per
     # call, and only with 3+ speakers (its settings are chosen by leave-one-speaker-out inside each fold's speakers).
-    probes = (ProbeCandidate(data, base[1])
+    probes = (ProbeCandidate(data, base[1], original)
               if "linear_probe" in candidates and base[1].mode == "none" and speaker_independent and len(speakers) >= 3 else None)  # fmt: skip
     probe_folds: list[dict[str, Any]] = []
     probe_held_out: list[HeldOut] = []
     for held in speakers[:max_folds] if speaker_independent else []:
-        test = np.flatnonzero(meta.speaker == held)
+        test = np.flatnonzero((meta.speaker == held) & original)
         train = np.flatnonzero(meta.speaker != held)
         if not len(test) or len(set(meta.label[train].tolist())) < len(classes):
             continue
@@ -345,7 +360,7 @@ def run(
         output, final_head, final_spec, encoder=encoder_info["name"], temperature=float(calibration["temperature"]),
         pool=int(encoder_info["pool"]), labels=classes,
         trained_on=[*sidecar.get("trained_on", []), f"fine-tuned on {Path(manifest_csv).name} ({len(utterances)} clips)"],
-        example_states=data.windows["clean"].states[:16].astype(np.float32), cost=sidecar.get("cost"), extra=sidecar_extra,
+        example_states=data.windows["clean"].states[original][:16].astype(np.float32), cost=sidecar.get("cost"), extra=sidecar_extra,
     )  # fmt: skip
     shipped_folds = results[chosen]["folds"]
     report = {
@@ -372,6 +387,8 @@ def run(
         "candidates": {name: {"after": _mean(r["folds"], "after") if r["folds"] else None, "calibration": r["calibration"],
                               **({"folds": r["folds"]} if name != chosen else {})} for name, r in results.items()},  # fmt: skip
         "speaker_independent_validation": bool(shipped_folds),
+        "augmentation": {"speed_perturb": speeds, "windows": {"original": int(original.sum()), "copies": int((~original).sum())},
+                         "scored_on": "the original clips only; the copies train"},  # fmt: skip
         "calibration": calibration,
         "adaptation": str((sidecar.get("adaptation") or {}).get("mode", "none")),
         "wall_seconds": round(time.monotonic() - started, 1),
@@ -389,6 +406,7 @@ def _card(base_dir: Path, output: Path, manifest_csv: str | Path, report: dict[s
         f"Base: `{base_dir}` (encoder unchanged, frozen). Fine-tuned on {report['data']['clips']} clips of "
         f"{len(report['speakers'])} speakers ({', '.join(report['speakers'])}) with `emotune finetune` "
         f"in {report['wall_seconds']:.0f} s.",
+        *_augmentation_card(report.get("augmentation") or {}),
         "",
         "## What it saw",
         f"Everything the base model saw (see its MODEL_CARD.md) plus `{manifest_csv}`: {json.dumps(report['data']['per_class'])}.",
@@ -411,6 +429,15 @@ def _card(base_dir: Path, output: Path, manifest_csv: str | Path, report: dict[s
     else:
         lines.append("No speaker column (or one speaker): no speaker-independent evaluation was possible.")
     return "\n".join([*lines, *_candidates_card(report), *_calibration_card(report["calibration"])]) + "\n"
+
+
+def _augmentation_card(augmentation: dict[str, Any]) -> list[str]:
+    if not augmentation.get("speed_perturb"):
+        return []
+    speeds = ", ".join(f"{f:g}x" for f in augmentation["speed_perturb"])
+    return [f"Training windows: the clips and copies of them played at {speeds} speed (tempo and pitch together; "
+            f"{augmentation['windows']['copies']} copy windows beside {augmentation['windows']['original']}); every score "
+            "below is on the original clips only."]  # fmt: skip
 
 
 def _candidates_card(report: dict[str, Any]) -> list[str]:
@@ -470,11 +497,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--probe-criterion", choices=PROBE_CRITERIA, default="ua")
+    parser.add_argument("--speed-perturb", type=float, nargs="*", default=list(SPEED_PERTURB),
+                        help="playback speeds of the extra training copies (none: no copies)")
     args = parser.parse_args(argv)
     if not (args.base_model / "emotion.json").is_file():
         raise DataError(f"{args.base_model} is not a v2 model folder (no emotion.json)")
     report = run(args.manifest_csv, args.base_model, args.output_dir, args.epochs, threads=args.threads,
-                 probe_criterion=args.probe_criterion)
+                 probe_criterion=args.probe_criterion, speed_perturb=args.speed_perturb)
     print(json.dumps({k: report[k] for k in ("before", "after", "wall_seconds")}, indent=1))
     return 0
 

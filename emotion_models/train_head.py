@@ -438,8 +438,9 @@ def _window_probs(
 
 
 def labelled_dev_rows(meta: WindowSet, train_rows: np.ndarray, dev_speakers: Sequence[str] | np.ndarray) -> np.ndarray:
-    """The labelled windows of ``train_rows`` spoken by ``dev_speakers`` (they choose the epoch and the temperature)."""
-    return train_rows[np.isin(meta.speaker[train_rows], dev_speakers) & (meta.label[train_rows] >= 0)]
+    """The labelled original windows of ``train_rows`` spoken by ``dev_speakers`` (they choose the epoch and
+    the temperature; speed copies of their clips are not trained on either: a dev speaker is out of training)."""
+    return train_rows[np.isin(meta.speaker[train_rows], dev_speakers) & (meta.label[train_rows] >= 0) & meta.original[train_rows]]
 
 
 def dev_speaker_temperature(
@@ -463,7 +464,7 @@ def _held_out_corpus_probs(
     recipe does on a corpus it never heard, so the temperature fitted on them is the one for that
     case (the held-out test corpus of a LOCO fold is never among them)."""
     meta = data.meta
-    labelled = train_rows[meta.label[train_rows] >= 0]
+    labelled = train_rows[(meta.label[train_rows] >= 0) & meta.original[train_rows]]
     corpora = sorted(set(meta.corpus[labelled].tolist()))
     if len(corpora) < 2:
         raise DataError(f"temperature_from: held_out_corpora needs two class corpora in training, got {corpora}")

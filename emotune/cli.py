@@ -133,6 +133,7 @@ def _finetune_v2(args: argparse.Namespace, cfg: Any, base_model: Path) -> int:
     report = finetune(
         Path(args.data), base_model, output, args.epochs or cfg.training.epochs,
         min_examples_per_class=cfg.training.min_examples_per_class, data_licence=args.data_licence,
+        speed_perturb=cfg.training.speed_perturb,
     )  # fmt: skip
     calibration = report.get("calibration") or {}
     summary = {

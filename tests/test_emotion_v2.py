@@ -387,3 +387,28 @@ def test_the_dev_speaker_temperature_is_the_one_run_fits() -> None:
     assert not np.isin(dev, np.flatnonzero(meta.corpus == "c")).any()
     fitted = dev_speaker_temperature(result["_head"], result["_spec"], data, train_rows, result["dev_speakers"], 3)  # type: ignore[arg-type]
     assert round(fitted, 3) == result["temperature"]
+
+
+def test_speed_copies_follow_the_originals_train_and_never_score(tmp_path: Path) -> None:
+    """``with_speed_copies``: each copy is its own stream after the originals, marked by ``speed``; a cache
+    written before the field existed loads as all original; the dev windows that pick the epoch and the
+    temperature are originals only."""
+    from emotion_models.encoder_cache import Stream, WindowSet, load_window_set, with_speed_copies
+    from emotion_models.train_head import labelled_dev_rows
+
+    wav = np.sin(np.arange(32000) / 10.0).astype(np.float32)
+    streams = with_speed_copies([Stream(wav, "angry", 0.9, "s1", "c"), Stream(wav, "sad", 0.2, "s1", "c")], [1.1, 1.0, 0.9])
+    assert [st.speed for st in streams] == [1.0, 1.0, 0.9, 0.9, 1.1, 1.1]
+    assert [st.label for st in streams] == ["angry", "sad"] * 3
+    assert len(streams[2].wav) == round(32000 / 0.9) and len(streams[4].wav) == round(32000 / 1.1)
+    data = _synthetic_corpora(shifted=False)
+    ws = data.meta  # type: ignore[attr-defined]
+    old = tmp_path / "old.npz"
+    np.savez(old, **{f: getattr(ws, f) for f in WindowSet.__dataclass_fields__ if f != "speed"})
+    assert load_window_set(old).original.all()
+    speed = np.where(np.arange(len(ws.label)) % 2 == 0, 1.0, 0.9).astype(np.float32)
+    copied = WindowSet(*(getattr(ws, f) for f in WindowSet.__dataclass_fields__ if f != "speed"), speed)
+    rows = np.arange(len(ws.label))
+    dev = labelled_dev_rows(copied, rows, np.unique(copied.speaker)[:2])
+    assert len(dev) and copied.original[dev].all()
+    assert len(labelled_dev_rows(ws, rows, np.unique(ws.speaker)[:2])) == 2 * len(dev)

@@ -129,6 +129,8 @@ def test_a_finetune_that_ships_the_linear_probe_writes_a_model_the_runtime_runs(
     assert [f["speaker"] for f in report["folds"]] == ["agent-line-0", "agent-line-1", "agent-line-2"]
     assert all(f["setting"]["statistics"] in ("mean", "mean_std") for f in report["folds"])  # chosen inside each fold
     assert "folds" in report["candidates"]["head_finetune"]  # the reference stays in the report
+    # Speed-perturbed copies train (config default 0.9x, 1.1x); scores and hand-offs count the original clips only.
+    assert report["augmentation"]["speed_perturb"] == [0.9, 1.1] and report["augmentation"]["windows"]["copies"] > 0
     hand_offs = report["after"]["telephone/single"]["hand_offs"]
     assert {h["angry_calls"] for h in hand_offs.values()} == {3} and {h["other_calls"] for h in hand_offs.values()} == {9}
     sidecar = json.loads((out / "emotion.json").read_text())

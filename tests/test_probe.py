@@ -96,3 +96,28 @@ def test_the_candidate_scores_what_the_shipped_graph_computes() -> None:
     assert candidate.telephone_score(probe, ["d"], "log_loss") == pytest.approx(-balanced, rel=1e-5)
     with pytest.raises(ValueError, match="probe criterion 'brier'"):
         candidate.telephone_score(probe, ["d"], "brier")
+
+
+def test_the_candidate_fits_on_copies_and_scores_only_the_original_clips() -> None:
+    """Speed-perturbed copies train the probe; a score never sees them (``scored``)."""
+    from emotion_models.encoder_cache import WindowSet
+    from emotion_models.finetune_v2 import ProbeCandidate
+    from emotion_models.train_head import TrainingData
+    from emotion_runtime.adaptation import AdaptationSpec
+
+    states, labels = _states(n=96)
+    speakers = np.repeat(["a", "b", "c", "d"], 24)
+    n = len(labels)
+    windows = {c: WindowSet(states, labels, np.full(n, 0.5, np.float32), speakers, np.full(n, "operator"), np.repeat(np.arange(16), 6),
+                            np.tile(np.arange(6), 16)) for c in ("clean", "telephone")}  # fmt: skip
+    original = np.tile([True, True, True, False, False, False], 16)  # the first half of each stream stands for the clips
+    spec = AdaptationSpec("none", 2.0, np.zeros((5, 8), np.float32), np.zeros((5, 8), np.float32))
+    candidate = ProbeCandidate(TrainingData(windows), spec, original)
+    assert len(candidate.rows(["a", "b"])) == 48 and len(candidate.rows(["a", "b"], scored_only=True)) == 24
+    probe = candidate.fit(("mean", "all", 0.1), ["a", "b", "c"])
+    held = candidate.rows(["d"], scored_only=True)
+    assert set(held) == set(np.flatnonzero((speakers == "d") & original))
+    with torch.no_grad():
+        logits = probe.classify(torch.from_numpy(candidate.features("mean", probe.config.layer_indices)["telephone"][held]))
+    expected = np.mean([(logits.argmax(1).numpy()[labels[held] == c] == c).mean() for c in np.unique(labels[held])])
+    assert candidate.telephone_score(probe, ["d"]) == pytest.approx(expected)
