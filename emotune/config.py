@@ -249,9 +249,23 @@ class EscalationConfig(_Section):
         return self
 
 
+# A <Say> locale: Twilio's language attribute ("ko-KR", "en-US"; a few voices take a bare "arb").
+SAY_LANGUAGE_PATTERN = r"^[a-z]{2,3}(-[A-Z]{2})?$"
+
+
 class TwilioConfig(_Section):
     transfer_to: str | None = Field(
         None, description="Number or SIP URI a Twilio call is transferred to on escalation."
+    )
+    transfer_announcement: str | None = Field(
+        "Connecting you to a colleague now.", max_length=500,
+        description="What Twilio's own voice says in the transfer TwiML before it dials (after the bot's "
+        "hand-off message); null: nothing.",
+    )
+    transfer_announcement_language: str | None = Field(
+        None, pattern=SAY_LANGUAGE_PATTERN,
+        description="The <Say> language of transfer_announcement (ko-KR on a Korean line, or Twilio "
+        "reads Korean with its English voice); null: Twilio's default, en-US.",
     )
     auth_token: SecretStr | None = Field(
         None, description="Twilio auth token for X-Twilio-Signature; set EMOTUNE_GATEWAY__TWILIO__AUTH_TOKEN."

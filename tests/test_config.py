@@ -49,6 +49,8 @@ def test_shipped_config_is_valid_and_matches_defaults_where_unset() -> None:
         (lambda d: d["smoothing"].update(ema_alpha=0), "smoothing.ema_alpha"),
         (lambda d: d["asr"].update(engine="whisper-cloud"), "asr.engine"),
         (lambda d: d["training"].update(speed_perturb=[0.9, 3.0]), "training.speed_perturb"),
+        (lambda d: d["gateway"]["twilio"].update(transfer_announcement_language="korean"),
+         "gateway.twilio.transfer_announcement_language"),
     ],
 )
 def test_each_bad_field_is_named(tmp_path: Path, mutate, expected_fragment: str) -> None:

@@ -32,8 +32,8 @@ async def test_the_korean_demo_call_runs_through_the_whole_system(
     sample = load_sample_call(KOREAN_SAMPLE_AUDIO)
     # Every caller turn was heard in Korean and answered by the Korean bot, in Korean (no fallback).
     kinds = [r["type"] for r in log]
-    # Six caller turns, unless the anger streak hands the call to a human first (turn 4 when measured:
-    # the Korean model read the second, acted-neutral turn as angry 0.45).
+    # Six caller turns, unless the anger streak hands the call to a human first (after turn 5 when
+    # measured: turns 1-2 neutral, 3-5 angry 0.91-0.96).
     assert len(turns) == len(sample.turns) or ("transfer_requested" in kinds and len(turns) >= 3), kinds
     for turn in turns:
         assert hangul_share(turn["caller_text"]) > 0.8, turn["caller_text"]
@@ -46,6 +46,9 @@ async def test_the_korean_demo_call_runs_through_the_whole_system(
     said = " ".join(t.text for t in sample.turns[:2])
     assert char_error_rate(said, read_numerals_korean(heard)) < 0.3, heard
     assert not [r for r in log if r["type"] in ("turn_failed", "asr_failed", "turn_other_language")]
+    # A hand-off's transfer: Twilio's own voice says the Korean announcement with a Korean <Say> voice.
+    for transfer in [r for r in log if r["type"] == "transfer_requested"]:
+        assert '<Say language="ko-KR">' in transfer["twiml"] and "상담원" in transfer["twiml"], transfer["twiml"]
     html = Path(result["report"]).read_text(encoding="utf-8")
     assert "data:image/png;base64," in html and turns[0]["caller_text"] in html
     assert result["caller"].bot_audio_s > 3.0  # the caller heard the bot's Korean voice

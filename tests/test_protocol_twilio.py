@@ -171,6 +171,20 @@ def test_transfer_twiml_escapes_and_validates() -> None:
         TwilioMediaStream(transfer_to="not a number")
 
 
+def test_the_transfer_announcement_is_spoken_in_the_lines_language() -> None:
+    """A Korean line's transfer: Twilio's <Say> in Korean with a Korean voice, not the English default."""
+    core = TwilioMediaStream(transfer_to="+15550100", transfer_announcement="상담원에게 연결하고 있습니다.",
+                             announcement_language="ko-KR")
+    core.receive_text(TwilioStreamClient().start())
+    core.send_handoff("anger", "summary")
+    (transfer,) = [e for e in core.take_events() if isinstance(e, TransferRequested)]
+    assert '<Say language="ko-KR">상담원에게 연결하고 있습니다.</Say><Dial' in transfer.twiml
+    assert "<Say>" in transfer_twiml("+15550100", announcement="Hello")  # no language: Twilio's default
+    for bad in ["korean", "ko_KR", 'ko-KR" loop="0']:
+        with pytest.raises(ConfigError, match="not a <Say> language"):
+            transfer_twiml("+15550100", announcement="x", language=bad)
+
+
 def test_send_audio_checks_format_and_state() -> None:
     core = TwilioMediaStream()
     with pytest.raises(ProtocolError, match="state"):

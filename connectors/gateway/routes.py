@@ -213,7 +213,9 @@ def build_routes(
     def make_twilio(request: Request) -> CallProtocol:
         twilio = current().gateway.twilio
         return TwilioMediaStream(transfer_to=twilio.transfer_to, check_start=check_twilio_start,
-                                 agent_context=twilio.agent_context)  # fmt: skip
+                                 agent_context=twilio.agent_context,
+                                 transfer_announcement=twilio.transfer_announcement,
+                                 announcement_language=twilio.transfer_announcement_language)  # fmt: skip
 
     def audiohook_auth(request: Request, scheme: str) -> Awaitable[None] | None:
         gateway = current().gateway

@@ -35,6 +35,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 from xml.sax.saxutils import escape
 
+from emotune.config import SAY_LANGUAGE_PATTERN
 from emotune.errors import (
     AuthenticationError,
     ConfigError,
@@ -82,6 +83,7 @@ TWILIO_AUDIO = AudioFormat("mulaw", 8000, 1)
 _DTMF_DIGITS = frozenset("0123456789*#ABCDabcdw")
 _TRACK_TO_PARTY = {"inbound": "caller", "outbound": "callee"}
 _E164 = re.compile(r"^\+[1-9]\d{6,14}$")
+_SAY_LANGUAGE = re.compile(SAY_LANGUAGE_PATTERN)
 _SIP = re.compile(r"^sips?:[^\s<>\"']+@[^\s<>\"']+$")
 _CLIENT = re.compile(r"^client:[A-Za-z0-9_.-]{1,121}$")
 
@@ -127,6 +129,7 @@ class TwilioMediaStream(CallProtocol):
         chunk_ms: int = 20,
         max_message_chars: int = DEFAULT_MAX_MESSAGE_CHARS,
         transfer_announcement: str | None = "Connecting you to a colleague now.",
+        announcement_language: str | None = None,
         check_start: Callable[[str, Mapping[str, str]], None] | None = None,
         agent_context: bool = False,
     ) -> None:
@@ -141,6 +144,7 @@ class TwilioMediaStream(CallProtocol):
         self.chunk_ms = chunk_ms
         self.max_message_chars = max_message_chars
         self.transfer_announcement = transfer_announcement
+        self.announcement_language = announcement_language
         self.check_start = check_start
         self.delivers_handoff_context = agent_context
         self.state = "awaiting_start"  # -> streaming -> stopped
@@ -371,7 +375,8 @@ class TwilioMediaStream(CallProtocol):
                 ["not set: a Twilio call cannot be transferred without a target"],
             )
         references = handoff_references(self.call_id or "", reason, context)
-        twiml = transfer_twiml(chosen, announcement=self.transfer_announcement, references=references)
+        twiml = transfer_twiml(chosen, announcement=self.transfer_announcement,
+                               language=self.announcement_language, references=references)
         self._events.append(
             TransferRequested(
                 call_id=self.call_id or "",
@@ -436,8 +441,12 @@ def transfer_twiml(
     announcement: str | None = None,
     timeout_s: int = 30,
     references: Mapping[str, str] | None = None,
+    language: str | None = None,
 ) -> str:
     """TwiML that transfers the live call to ``target`` (number, ``sip:`` URI or ``client:id``).
+
+    ``announcement`` is spoken by Twilio's own voice first, in ``language`` (a ``<Say>`` locale such as
+    ``ko-KR``; None: Twilio's default, en-US), so a Korean line does not hear an English voice.
 
     ``references`` (:func:`handoff_references`) become ``x-emotune-<name>`` SIP headers on a
     ``sip:`` target (query parameters of the URI, which Twilio sends as INVITE headers) or
@@ -461,7 +470,11 @@ def transfer_twiml(
             noun = f"<Client>{identity}</Client>"
     else:
         noun = f"<Number>{escape(target)}</Number>"
-    say = f"<Say>{escape(announcement)}</Say>" if announcement else ""
+    if language is not None and not _SAY_LANGUAGE.match(language):
+        raise ConfigError("gateway.twilio.transfer_announcement_language",
+                          [f"not a <Say> language: {language!r} (a locale such as ko-KR or en-US)"])
+    spoken_in = f' language="{language}"' if language else ""
+    say = f"<Say{spoken_in}>{escape(announcement)}</Say>" if announcement else ""
     return (
         '<?xml version="1.0" encoding="UTF-8"?>'
         f'<Response>{say}<Dial timeout="{int(timeout_s)}">{noun}</Dial></Response>'
