@@ -41,6 +41,7 @@ from emotion_runtime.encoder import (
     pool_states,
     stream_windows,
 )
+from emotune.config import check_speed_perturb
 
 __all__ = ["WindowSet", "build_streams", "encode_windows", "load_window_set", "main", "with_speed_copies"]
 
@@ -109,7 +110,7 @@ def load_window_set(path: Path) -> WindowSet:
 def with_speed_copies(streams: Sequence[Stream], speeds: Sequence[float]) -> list[Stream]:
     """``streams`` then, per speed other than 1.0, a copy of each played at that speed (their stream
     indices follow the originals', so a copy is its own call)."""
-    copies = [replace(st, wav=speed_perturb(st.wav, f), speed=float(f)) for f in sorted(set(speeds) - {1.0}) for st in streams]
+    copies = [replace(st, wav=speed_perturb(st.wav, f), speed=f) for f in check_speed_perturb(speeds) for st in streams]
     return [*streams, *copies]
 
 

@@ -59,7 +59,7 @@ from emotion_runtime.adaptation import AdaptationSpec
 from emotion_runtime.encoder import EncoderSession
 from emotion_runtime.encoder_model import load_adaptation, read_v2_sidecar
 from emotion_runtime.weights import PROJECT_ROOT
-from emotune.config import TrainingConfig
+from emotune.config import TrainingConfig, check_speed_perturb
 from emotune.errors import DataError
 
 __all__ = ["run", "main", "nested_temperatures", "pooled_temperature", "CANDIDATES", "FINETUNE_HPARAMS", "PROBE_GRID", "ProbeCandidate",
@@ -267,9 +267,7 @@ def run(
     training copies of every clip (empty: none); held-out speakers are scored on their original clips."""
     if probe_criterion not in PROBE_CRITERIA:
         raise ValueError(f"probe criterion {probe_criterion!r} is not one of {', '.join(PROBE_CRITERIA)}")
-    speeds = sorted({float(f) for f in speed_perturb} - {1.0})
-    if any(not 0.5 <= f <= 2.0 for f in speeds):
-        raise ValueError(f"speed_perturb {speeds}: every speed must lie in 0.5..2.0")
+    speeds = check_speed_perturb(speed_perturb)
     started = time.monotonic()
     output = Path(output_dir)
     base_dir = Path(base_model)

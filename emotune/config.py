@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import string
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -56,6 +56,9 @@ __all__ = [
     "EmotuneConfig",
     "load_config",
     "allow_engine",
+    "check_speed_perturb",
+    "DEFAULT_TRANSFER_ANNOUNCEMENT",
+    "SAY_LANGUAGE_PATTERN",
     "PROJECT_ROOT",
 ]
 
@@ -251,6 +254,7 @@ class EscalationConfig(_Section):
 
 # A <Say> locale: Twilio's language attribute ("ko-KR", "en-US"; a few voices take a bare "arb").
 SAY_LANGUAGE_PATTERN = r"^[a-z]{2,3}(-[A-Z]{2})?$"
+DEFAULT_TRANSFER_ANNOUNCEMENT = "Connecting you to a colleague now."
 
 
 class TwilioConfig(_Section):
@@ -258,7 +262,7 @@ class TwilioConfig(_Section):
         None, description="Number or SIP URI a Twilio call is transferred to on escalation."
     )
     transfer_announcement: str | None = Field(
-        "Connecting you to a colleague now.", max_length=500,
+        DEFAULT_TRANSFER_ANNOUNCEMENT, max_length=500,
         description="What Twilio's own voice says in the transfer TwiML before it dials (after the bot's "
         "hand-off message); null: nothing.",
     )
@@ -869,8 +873,9 @@ class TrainingConfig(_Section):
     classes: list[str] = Field(default_factory=lambda: list(CORE_EMOTIONS), min_length=2)
     epochs: int | None = Field(None, ge=1, description="Override the hparams' epoch count.")
     min_examples_per_class: int = Field(5, ge=1)
-    # Measured on korean_operator (Whisper base, linear probe, nested leave-one-speaker-out, telephone UA):
-    # 74.8% -> 76.0% with the two copies (emotion_models/README.md).
+    # Measured on korean_operator (leave-one-speaker-out, telephone UA, Whisper base): head fine-tune 66.4% ->
+    # 75.8%, probe 74.6% -> 75.3% with the two copies (models/emotune-ser-v2-wb-ko/finetune_report.json,
+    # emotion_models/README.md); across corpora they do not help (emotion_models/results/v2/smart_turn_speed_perturb_loco.json).
     speed_perturb: list[float] = Field(
         default_factory=lambda: [0.9, 1.1],
         description="v2 fine-tuning: extra training copies of every clip played at these speeds (tempo and pitch "
@@ -880,10 +885,17 @@ class TrainingConfig(_Section):
     @field_validator("speed_perturb")
     @classmethod
     def _speeds_in_range(cls, value: list[float]) -> list[float]:
-        bad = [f for f in value if not 0.5 <= f <= 2.0]
-        if bad:
-            raise ValueError(f"speeds {bad} are outside 0.5..2.0 (1.0 = the clip itself)")
+        check_speed_perturb(value)
         return value
+
+
+def check_speed_perturb(speeds: Sequence[float]) -> list[float]:
+    """The training copies' playback speeds, sorted, without 1.0 (the clip itself); ValueError outside
+    0.5..2.0 (slower or faster is no longer a plausible voice)."""
+    bad = [f for f in speeds if not 0.5 <= f <= 2.0]
+    if bad:
+        raise ValueError(f"speeds {bad} are outside 0.5..2.0 (1.0 = the clip itself)")
+    return sorted({float(f) for f in speeds} - {1.0})
 
 
 class EmotuneConfig(BaseSettings):

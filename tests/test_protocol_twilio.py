@@ -183,6 +183,8 @@ def test_the_transfer_announcement_is_spoken_in_the_lines_language() -> None:
     for bad in ["korean", "ko_KR", 'ko-KR" loop="0']:
         with pytest.raises(ConfigError, match="not a <Say> language"):
             transfer_twiml("+15550100", announcement="x", language=bad)
+        with pytest.raises(ConfigError, match="not a <Say> language"):
+            TwilioMediaStream(transfer_to="+15550100", announcement_language=bad)  # refused before any call
 
 
 def test_send_audio_checks_format_and_state() -> None:

@@ -35,7 +35,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 from xml.sax.saxutils import escape
 
-from emotune.config import SAY_LANGUAGE_PATTERN
+from emotune.config import DEFAULT_TRANSFER_ANNOUNCEMENT, SAY_LANGUAGE_PATTERN
 from emotune.errors import (
     AuthenticationError,
     ConfigError,
@@ -128,7 +128,7 @@ class TwilioMediaStream(CallProtocol):
         transfer_to: str | None = None,
         chunk_ms: int = 20,
         max_message_chars: int = DEFAULT_MAX_MESSAGE_CHARS,
-        transfer_announcement: str | None = "Connecting you to a colleague now.",
+        transfer_announcement: str | None = DEFAULT_TRANSFER_ANNOUNCEMENT,
         announcement_language: str | None = None,
         check_start: Callable[[str, Mapping[str, str]], None] | None = None,
         agent_context: bool = False,
@@ -140,6 +140,8 @@ class TwilioMediaStream(CallProtocol):
             raise ValueError("chunk_ms must be between 10 and 1000")
         if transfer_to is not None:
             _check_transfer_target(transfer_to)
+        if announcement_language is not None:
+            _check_say_language(announcement_language)
         self.transfer_to = transfer_to
         self.chunk_ms = chunk_ms
         self.max_message_chars = max_message_chars
@@ -411,6 +413,12 @@ _HANDLERS = {
 # ---------------------------------------------------------------------------------------------
 # Transfer (escalation to a human)
 # ---------------------------------------------------------------------------------------------
+def _check_say_language(language: str) -> None:
+    if not _SAY_LANGUAGE.match(language):
+        raise ConfigError("gateway.twilio.transfer_announcement_language",
+                          [f"not a <Say> language: {language!r} (a locale such as ko-KR or en-US)"])
+
+
 def _check_transfer_target(target: str) -> None:
     if not (_E164.match(target) or _SIP.match(target) or _CLIENT.match(target)):
         raise ConfigError(
@@ -470,9 +478,8 @@ def transfer_twiml(
             noun = f"<Client>{identity}</Client>"
     else:
         noun = f"<Number>{escape(target)}</Number>"
-    if language is not None and not _SAY_LANGUAGE.match(language):
-        raise ConfigError("gateway.twilio.transfer_announcement_language",
-                          [f"not a <Say> language: {language!r} (a locale such as ko-KR or en-US)"])
+    if language is not None:
+        _check_say_language(language)
     spoken_in = f' language="{language}"' if language else ""
     say = f"<Say{spoken_in}>{escape(announcement)}</Say>" if announcement else ""
     return (
