@@ -181,9 +181,11 @@ class CallerLevel:
     caller, and counts as a pause; inside such a pause a frame must be ``resume_db`` louder than that to be
     the caller again (hysteresis: a loud babble syllable does not end the pause). Elsewhere (a quiet line, steady noise the VAD already rejects, or
     the first half window of the call, before the levels mean anything) every frame counts, so soft
-    speech is not cut. After a frame it calls background, :attr:`quiet_frames` says how many of the last
+    speech is not cut. After the first frame of a run it calls background (the only frame a pause can
+    start on: the frame before it was the caller's), :attr:`quiet_frames` says how many of the last
     ``smooth_frames`` frames (this one included) were each, by their own energy, under the caller's level:
-    in hindsight the pause began there (``turn_taking.background_pause_hindsight``)."""
+    in hindsight the pause began there (``turn_taking.background_pause_hindsight``); after every other
+    frame it is 0, so a long background run costs no recount per frame."""
 
     def __init__(
         self, frame_s: float, below_caller_db: float, noisy_line_db: float, smooth_frames: int,
@@ -191,7 +193,8 @@ class CallerLevel:
     ) -> None:
         self.below_caller_db, self.noisy_line_db, self.resume_db = below_caller_db, noisy_line_db, resume_db
         self.background_percentile = 10.0
-        self._power = deque[float](maxlen=max(1, smooth_frames))
+        self._smooth_frames = max(1, smooth_frames)
+        self._power = deque[float](maxlen=self._smooth_frames)
         self._line = deque[float](maxlen=max(1, round(window_s / frame_s)))
         self._speech = deque[float](maxlen=max(1, round(window_s / frame_s)))
         self._levels = deque[float](maxlen=max(1, round(window_s / frame_s)))
@@ -232,9 +235,11 @@ class CallerLevel:
         if level >= threshold + (self.resume_db if self._in_background else 0.0):
             self._in_background = False
             return True
+        if not self._in_background:
+            depth = min(len(self._line), self._smooth_frames)
+            recent = itertools.islice(reversed(self._line), depth)
+            self.quiet_frames = next((k for k, e in enumerate(recent) if e >= threshold), depth)
         self._in_background = True
-        recent = list(itertools.islice(reversed(self._line), self._power.maxlen))
-        self.quiet_frames = next((k for k, e in enumerate(recent) if e >= threshold), len(recent))
         return False
 
 
