@@ -8,7 +8,8 @@ Every utterance goes through the telephone channel the gateway sees (16 kHz -> 8
 back to 16 kHz for the recogniser), clean and with pink noise added on the line at 10 and 5 dB SNR
 (speech level over noise level). The sets: contact-center requests spoken by espeak-ng (the sentences
 pocketsphinx got wrong in issue 13, and more), RAVDESS actors 19-24 (held-out speakers, all emotions),
-and korean_operator clips (Whisper only: pocketsphinx has no Korean). Each engine runs as the
+EmoDB (German; Whisper only, the clips that hold a whole sentence: see :func:`german_set`), and
+korean_operator clips (Whisper only: pocketsphinx has no Korean). Each engine runs as the
 gateway runs it: one worker process, one thread. WER = (substitutions + deletions + insertions) /
 reference words, over the whole set, after lower-casing and dropping punctuation; for Korean the
 words are eojeol (space-separated) and the character error rate is reported too (spaces removed:
@@ -20,6 +21,10 @@ Korean recogniser settings (issue 16: what Whisper base can do on a Korean phone
 language is always forced, no prompt with domain words)::
 
     .venv/bin/python -m benchmarks.bench_asr --only korean --korean 25   # updates the whisper_ko* entries
+
+German (EmoDB), the same recogniser with ``asr.language: de-DE``::
+
+    .venv/bin/python -m benchmarks.bench_asr --only german               # updates the whisper_de* entries
 """
 
 from __future__ import annotations
@@ -75,6 +80,20 @@ KOREAN_ESPEAK_SENTENCES = [
     "잠시 쉬어 가시는 것도 좋습니다.",
 ]
 RAVDESS_TEXT = {"01": "Kids are talking by the door", "02": "Dogs are sitting by the door"}
+# EmoDB's ten sentences (Burkhardt et al. 2005), by the text code in its file names (characters 3-5).
+EMODB_TEXT = {
+    "a01": "Der Lappen liegt auf dem Eisschrank.",
+    "a02": "Das will sie am Mittwoch abgeben.",
+    "a04": "Heute abend könnte ich es ihm sagen.",
+    "a05": "Das schwarze Stück Papier befindet sich da oben neben dem Holzstück.",
+    "a07": "In sieben Stunden wird es soweit sein.",
+    "b01": "Was sind denn das für Tüten, die da unter dem Tisch stehen?",
+    "b02": "Sie haben es gerade hochgetragen und jetzt gehen sie wieder runter.",
+    "b03": "An den Wochenenden bin ich jetzt immer nach Hause gefahren und habe Agnes besucht.",
+    "b09": "Ich will das eben wegbringen und dann mit Karl was trinken gehen.",
+    "b10": "Die wird auf dem Platz sein, wo wir sie immer hinlegen.",
+}
+PADDED_TAIL_SAMPLES = 160  # a clip ending in 10 ms of exact zeros was padded to 2 s, not cut: the whole sentence
 CONDITIONS = [("clean", None), ("pink_10dB", 10.0), ("pink_5dB", 5.0)]
 # Whisper settings tried on Korean: name -> AsrConfig fields (language forced to ko in all), and
 # "whisper_ko_profile": the ko_contact_center profile's asr section as config.yml ships it (with its
@@ -109,6 +128,24 @@ def english_set(n_ravdess: int) -> list[tuple[str, str, np.ndarray]]:
     for path in clips[::step][:n_ravdess]:
         items.append(("ravdess", RAVDESS_TEXT[path.name.split("-")[4]], load(path)))
     return items
+
+
+def german_set(n: int | None) -> list[tuple[str, str, np.ndarray]]:
+    """EmoDB clips that hold their whole sentence. The shared copy cut or padded every clip to 2.0 s, and
+    a cut clip has lost the end of its sentence, so only the padded ones (ending in exact zeros) are
+    scored: 123 of 535 (all ten speakers; 120 of them the four shortest sentences a01, a02, a04, a07);
+    every (len // n)-th of them with ``n``."""
+    manifest = DATA / "emodb" / "manifest.csv"
+    with manifest.open(encoding="utf-8") as handle:
+        rows = sorted(csv.DictReader(handle), key=lambda row: row["path"])
+    items = []
+    for row in rows:
+        audio, rate = sf.read(str(manifest.parent / row["path"]), dtype="float32")
+        voiced = np.flatnonzero(audio != 0.0)
+        if voiced.size and audio.shape[0] - 1 - voiced[-1] >= PADDED_TAIL_SAMPLES:
+            items.append(("emodb", EMODB_TEXT[row["text_id"]], resample(audio, rate, 16000)))
+    step = max(1, len(items) // n) if n else 1
+    return items[::step][:n] if n else items
 
 
 def korean_set(n: int) -> list[tuple[str, str, np.ndarray]]:
@@ -173,22 +210,24 @@ def run(engine: SpeechRecognizer, items: list[tuple[str, str, np.ndarray]], seed
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--ravdess", type=int, default=12, help="RAVDESS clips (actors 19-24)")
+    parser.add_argument("--ravdess", type=int, default=48, help="RAVDESS clips (actors 19-24)")
     parser.add_argument("--korean", type=int, default=25, help="korean_operator clips")
-    parser.add_argument("--only", choices=("english", "korean"), default=None,
-                        help="measure one language; the other's entries in --output are kept as they are")
+    parser.add_argument("--emodb", type=int, default=None, help="EmoDB whole-sentence clips (default: all 123)")
+    parser.add_argument("--only", choices=("english", "german", "korean"), default=None,
+                        help="measure one language; the others' entries in --output are kept as they are")
     parser.add_argument("--korean-settings", nargs="+", choices=list(KOREAN_SETTINGS), default=list(KOREAN_SETTINGS),
                         help="which Whisper settings to measure on Korean (default: all)")
     parser.add_argument("--output", type=Path, default=OUT)
     parser.add_argument("--seed", type=int, default=13)
     args = parser.parse_args(argv)
     command = "python -m benchmarks.bench_asr " + " ".join(argv if argv is not None else sys.argv[1:])
-    english = english_set(args.ravdess) if args.only != "korean" else []
-    korean = korean_set(args.korean) if args.korean and args.only != "english" else []
+    english = english_set(args.ravdess) if args.only in (None, "english") else []
+    german = german_set(args.emodb) if args.only in (None, "german") else []
+    korean = korean_set(args.korean) if args.korean and args.only in (None, "korean") else []
     previous = json.loads(args.output.read_text(encoding="utf-8")) if args.only and args.output.is_file() else {}
     report: dict[str, Any] = {
         "what": "WER through the 8 kHz mu-law phone line, clean and with pink noise on the line",
-        "command": previous.get("command", command) if args.only == "korean" else command,
+        "command": previous.get("command", command) if args.only in ("german", "korean") else command,
         "machine": {"cpus": __import__("os").cpu_count(), "platform": platform.platform()},
         "note": "a 2-vCPU machine shared with other jobs: times are upper bounds",
         "engines": dict(previous.get("engines", {})),
@@ -197,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
         ("whisper", AsrConfig(engine="whisper", workers=1), english),
         ("whisper_30s", AsrConfig(engine="whisper", workers=1, context="30s"), english),
         ("pocketsphinx", AsrConfig(engine="pocketsphinx", workers=1), english),
+        ("whisper_de", AsrConfig(engine="whisper", language="de-DE", workers=1), german),
+        ("whisper_de_30s", AsrConfig(engine="whisper", language="de-DE", workers=1, context="30s"), german),
     ]
     for name in args.korean_settings:
         runs.append((name, korean_config(name), korean))

@@ -101,10 +101,10 @@ def _turn_context_decoder(
 
     Whisper pads every input to 30 s, so a 2-s turn costs as much encoder work as 30 s (~650 ms
     here on one thread, int8). CTranslate2's encoder takes a shorter input; the decoder then sees
-    only the turn's positions: ~4x faster on short turns (benchmarks/results/bench_asr.json, which
-    also shows the accuracy cost). Without the 30 s of trailing silence the decoder sometimes
-    fails to stop and repeats the utterance, so decoding is bounded by the turn's length and
-    exact repeats of a sentence are dropped (:func:`drop_repeats`)."""
+    only the turn's positions: ~4-7x faster on short turns (benchmarks/results/bench_asr.json: as
+    accurate in English and Korean, a few points less in German). Without the 30 s of trailing silence
+    the decoder sometimes fails to stop and repeats the utterance, so decoding is bounded by the turn's
+    length and repeated sentences are dropped (:func:`drop_repeats`)."""
     import ctranslate2
     from faster_whisper.tokenizer import Tokenizer
 
@@ -144,20 +144,36 @@ def _turn_context_decoder(
 
 
 _SENTENCE_END = re.compile(r"(?<=[.?!。？！])\s+")
+_MAX_LOOP_SENTENCES = 3  # a decoding loop repeats at most this many sentences as one block
 
 
 def drop_repeats(text: str) -> str:
-    """``"Kids are talking. Kids are talking. Kids"`` -> ``"Kids are talking."``: a sentence equal
-    to the one before it, or a trailing fragment that begins it again, is a decoding loop."""
-    kept: list[str] = []
-    for sentence in (part.strip() for part in _SENTENCE_END.split(text)):
-        key = _letters(sentence)
-        if not key:
-            continue
-        if kept and _letters(kept[-1]).startswith(key):
-            continue
-        kept.append(sentence)
-    return " ".join(kept)
+    """``"Kids are talking. Kids are talking. Kids"`` -> ``"Kids are talking."``: a sentence, or a block of
+    up to :data:`_MAX_LOOP_SENTENCES` sentences, equal to the one before it, or a fragment that begins the
+    last sentence (or the text's end beginning the last block) again, is a decoding loop. Blocks matter
+    because an abbreviation splits a sentence: ``"Dr. Sitting by the door. Dr. Sitting by the door. Dr"``."""
+    sentences = [part.strip() for part in _SENTENCE_END.split(text) if _letters(part)]
+    keys = [_letters(sentence) for sentence in sentences]
+    kept: list[int] = []
+    i = 0
+    while i < len(sentences):
+        repeated = _repeated_sentences(keys, kept, i)
+        if not repeated:
+            kept.append(i)
+        i += max(1, repeated)
+    return " ".join(sentences[k] for k in kept)
+
+
+def _repeated_sentences(keys: list[str], kept: list[int], i: int) -> int:
+    """How many sentences from ``i`` on repeat the last kept ones (0: none)."""
+    rest = "".join(keys[i:])
+    for size in range(1, min(_MAX_LOOP_SENTENCES, len(kept)) + 1):
+        block = [keys[k] for k in kept[-size:]]
+        if keys[i : i + size] == block:
+            return size
+        if "".join(block).startswith(rest):
+            return len(keys) - i  # the text ends by beginning the block again
+    return 1 if kept and keys[kept[-1]].startswith(keys[i]) else 0
 
 
 def most_probable(allowed: tuple[str | None, ...], probabilities: dict[str, float]) -> str | None:
