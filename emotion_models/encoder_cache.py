@@ -139,8 +139,12 @@ def _windows(wav: np.ndarray, unit_variance: bool) -> list[np.ndarray]:
 
 
 def encode_windows(
-    streams: Sequence[Stream], encoder: EncoderSession, channel: str, unit_variance: bool, pool: int = 10, progress: bool = True
+    streams: Sequence[Stream], encoder: EncoderSession, channel: str, unit_variance: bool, pool: int = 10, progress: bool = True,
+    keep_layer: int | None = None, kept: list[np.ndarray] | None = None,
 ) -> WindowSet:
+    """Every window of ``streams`` on ``channel``; with ``keep_layer``, that layer's states at full frame
+    rate ([T, D] float16, unpooled) are appended to ``kept`` window by window (the input of encoder blocks
+    tuned on top of it: :mod:`emotion_models.tune_top_block`)."""
     states, labels, arousal, speakers, corpora, stream_ids, positions, speeds = [], [], [], [], [], [], [], []
     total = sum(max(1, int(len(s.wav) / SAMPLE_RATE - WINDOW_S + HOP_S)) for s in streams)
     done, started = 0, time.monotonic()
@@ -152,7 +156,10 @@ def encode_windows(
         if not windows:
             continue
         for position, mel in enumerate(windows):
-            states.append(pool_states(encoder.run(mel), pool).astype(np.float16))
+            hidden = encoder.run(mel)
+            states.append(pool_states(hidden, pool).astype(np.float16))
+            if keep_layer is not None and kept is not None:
+                kept.append(hidden[keep_layer, 0].astype(np.float16))
             labels.append(CLASSES.index(stream.label) if stream.label else -1)
             arousal.append(np.nan if stream.arousal is None else stream.arousal)
             speakers.append(stream.speaker)

@@ -135,3 +135,19 @@ def test_truncated_variant_keeps_the_first_blocks(torch_encoder) -> None:  # typ
         full, part = torch_encoder(mel), small(mel)
     assert part.shape == (3, 1, 20, 512)
     torch.testing.assert_close(part, full[:3])
+
+
+def test_tuned_top_block_starts_as_the_encoders_last_layer(session) -> None:  # type: ignore[no-untyped-def]
+    """The partly tuned variant recomputes only the last layer from block 5's cached output; untrained, it
+    must reproduce what the frozen encoder.onnx gives (the pooled last layer the cache stores)."""
+    import torch
+
+    from emotion_models.tune_top_block import KEPT_LAYER, POOL, TopBlock
+    from emotion_runtime.encoder import pool_states
+
+    (hidden,) = session.run(["hidden_states"], {"mel": _mel(200)})
+    expected = pool_states(hidden, POOL)[-1]
+    with torch.inference_mode():
+        got = TopBlock.pretrained().eval()(torch.from_numpy(hidden[KEPT_LAYER, :, :, :].astype(np.float32))).numpy()[0]
+    assert got.shape == expected.shape == (10, 512)
+    assert np.max(np.abs(got - expected)) < 1e-3 * max(1.0, float(np.abs(expected).max()))
