@@ -242,6 +242,7 @@ def main(argv: list[str] | None = None) -> int:
         ("pocketsphinx", AsrConfig(engine="pocketsphinx", workers=1), english),
         ("whisper_de", AsrConfig(engine="whisper", language="de-DE", workers=1), german),
         ("whisper_de_30s", AsrConfig(engine="whisper", language="de-DE", workers=1, context="30s"), german),
+        ("whisper_de_beam5", AsrConfig(engine="whisper", language="de-DE", workers=1, beam_size=5), german),
     ]
     for name in args.korean_settings:
         runs.append((name, korean_config(name), korean))

@@ -88,6 +88,18 @@ def test_turn_context_drops_decoding_loops() -> None:
     # Different sentences, even ones sharing words, are kept.
     assert drop_repeats("My card. My card was charged twice.") == "My card. My card was charged twice."
     assert drop_repeats("Yes. Yes, please. No.") == "Yes. Yes, please. No."
+    # Beam search loops without punctuation (bench_asr, whisper_beam5, RAVDESS clean).
+    assert drop_repeats("kids are talking by the door kids are talking by the door") == "kids are talking by the door"
+    assert drop_repeats("Dogs are sitting by the door, dogs are sitting by the door, dogs are") == (
+        "Dogs are sitting by the door,"
+    )
+    assert drop_repeats("Heute Abend, heute Abend, heute Abend, heute Abend, heute Abend") == "Heute Abend,"
+    assert drop_repeats("we are not in a hot hot hot hot hot hot hot hot hot hot") == "we are not in a hot"
+    # Short repeats, restarts and digits are speech, kept.
+    assert drop_repeats("My number is 5 5 5 5 5 5 5 5 5.") == "My number is 5 5 5 5 5 5 5 5 5."
+    assert drop_repeats("Thank you thank you.") == "Thank you thank you."
+    assert drop_repeats("No no no, I said no.") == "No no no, I said no."
+    assert drop_repeats("I want to, I want to cancel it.") == "I want to, I want to cancel it."
 
 
 def test_both_encoder_contexts_hear_the_turn_and_silence_is_no_words(whisper: WhisperRecognizer) -> None:

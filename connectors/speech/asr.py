@@ -267,7 +267,7 @@ class WhisperRecognizer(_PooledRecognizer):
     name = "whisper"
 
     def __init__(
-        self, model: str = "whisper-base", language: str = "en-US", workers: int = 1, beam_size: int = 1,
+        self, model: str = "whisper-base", language: str = "en-US", workers: int = 1, beam_size: int = 5,
         compute_type: str = "int8", cpu_threads: int = 1, no_speech_threshold: float = 0.6,
         timeout_s: float = _DECODE_TIMEOUT_S, max_new_tokens: int = 96,
         alternative_languages: Sequence[str] = (), vad_filter: bool = False, context: str = "turn",

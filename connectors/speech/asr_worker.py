@@ -145,14 +145,16 @@ def _turn_context_decoder(
 
 _SENTENCE_END = re.compile(r"(?<=[.?!。？！])\s+")
 _MAX_LOOP_SENTENCES = 3  # a decoding loop repeats at most this many sentences as one block
+_MIN_LOOP_SPAN = 8  # words a loop's copies span at least: "I want to, I want to" (6) is a restart, not a loop
 
 
 def drop_repeats(text: str) -> str:
     """``"Kids are talking. Kids are talking. Kids"`` -> ``"Kids are talking."``: a sentence, or a block of
     up to :data:`_MAX_LOOP_SENTENCES` sentences, equal to the one before it, or a fragment that begins the
     last sentence (or the text's end beginning the last block) again, is a decoding loop. Blocks matter
-    because an abbreviation splits a sentence: ``"Dr. Sitting by the door. Dr. Sitting by the door. Dr"``."""
-    sentences = [part.strip() for part in _SENTENCE_END.split(text) if _letters(part)]
+    because an abbreviation splits a sentence: ``"Dr. Sitting by the door. Dr. Sitting by the door. Dr"``.
+    Loops without punctuation inside a sentence go first (:func:`_drop_word_loops`)."""
+    sentences = [_drop_word_loops(part.strip()) for part in _SENTENCE_END.split(text) if _letters(part)]
     keys = [_letters(sentence) for sentence in sentences]
     kept: list[int] = []
     i = 0
@@ -174,6 +176,45 @@ def _repeated_sentences(keys: list[str], kept: list[int], i: int) -> int:
         if "".join(block).startswith(rest):
             return len(keys) - i  # the text ends by beginning the block again
     return 1 if kept and keys[kept[-1]].startswith(keys[i]) else 0
+
+
+def _drop_word_loops(sentence: str) -> str:
+    """Inside one sentence, a run of words said again at once, the copies spanning :data:`_MIN_LOOP_SPAN`
+    words or more, is a loop without punctuation (beam search: ``"kids are talking by the door kids are
+    talking by the door"``, ``"hot hot hot hot hot hot hot hot"``); the copies go, and a trailing fragment
+    that begins the run again goes with them. Shorter repeats ("thank you thank you", "no no no") are
+    speech, and so are digits (an account number may repeat one)."""
+    words = sentence.split()
+    keys = [_letters(word) for word in words]
+    kept: list[int] = []
+    loop = ""
+    i = 0
+    while i < len(words):
+        size, copies = _loop_at(keys, [keys[k] for k in kept], i)
+        if size:
+            loop = "".join(keys[k] for k in kept[-size:])
+            i += size * copies
+            continue
+        if loop and loop.startswith("".join(keys[i:])):
+            break  # the text ends by beginning the loop again
+        kept.append(i)
+        i += 1
+    return " ".join(words[k] for k in kept)
+
+
+def _loop_at(keys: list[str], said: list[str], i: int) -> tuple[int, int]:
+    """(block size, copies) of the shortest block ending ``said`` that ``keys`` repeats from ``i`` on
+    often enough to be a loop; (0, 0) if none."""
+    for size in range(1, len(said) + 1):
+        block = said[-size:]
+        if "".join(block).isdigit():
+            continue
+        copies = 0
+        while keys[i + copies * size : i + (copies + 1) * size] == block:
+            copies += 1
+        if copies and size * (copies + 1) >= _MIN_LOOP_SPAN:
+            return size, copies
+    return 0, 0
 
 
 def most_probable(allowed: tuple[str | None, ...], probabilities: dict[str, float]) -> str | None:
