@@ -26,7 +26,7 @@ import sys
 import time
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +43,7 @@ from emotion_runtime.encoder import (
 )
 from emotune.config import check_speed_perturb
 
-__all__ = ["WindowSet", "build_streams", "encode_windows", "load_window_set", "main", "with_speed_copies"]
+__all__ = ["LayerCollector", "WindowSet", "build_streams", "encode_windows", "load_window_set", "main", "with_speed_copies"]
 
 SAMPLE_RATE = 16000
 GAP_S = 0.25
@@ -102,6 +102,14 @@ class WindowSet:
         tmp.replace(path)
 
 
+@dataclass
+class LayerCollector:
+    """One encoder layer's states at full frame rate, collected window by window by :func:`encode_windows`."""
+
+    layer: int  # index into the encoder's hidden states (0 = the embeddings)
+    frames: list[np.ndarray] = field(default_factory=list)  # per window [T, D] float16, unpooled
+
+
 def load_window_set(path: Path) -> WindowSet:
     with np.load(path, allow_pickle=False) as data:
         return WindowSet(*(data.get(f) for f in WindowSet.__dataclass_fields__))  # pre-speed caches: all original
@@ -140,11 +148,11 @@ def _windows(wav: np.ndarray, unit_variance: bool) -> list[np.ndarray]:
 
 def encode_windows(
     streams: Sequence[Stream], encoder: EncoderSession, channel: str, unit_variance: bool, pool: int = 10, progress: bool = True,
-    keep_layer: int | None = None, kept: list[np.ndarray] | None = None,
+    collect: LayerCollector | None = None,
 ) -> WindowSet:
-    """Every window of ``streams`` on ``channel``; with ``keep_layer``, that layer's states at full frame
-    rate ([T, D] float16, unpooled) are appended to ``kept`` window by window (the input of encoder blocks
-    tuned on top of it: :mod:`emotion_models.tune_top_block`)."""
+    """Every window of ``streams`` on ``channel``; with ``collect``, its layer's states at full frame
+    rate ([T, D] float16, unpooled) are appended to ``collect.frames`` window by window (the input of
+    encoder blocks tuned on top of it: :mod:`emotion_models.tune_top_block`)."""
     states, labels, arousal, speakers, corpora, stream_ids, positions, speeds = [], [], [], [], [], [], [], []
     total = sum(max(1, int(len(s.wav) / SAMPLE_RATE - WINDOW_S + HOP_S)) for s in streams)
     done, started = 0, time.monotonic()
@@ -158,8 +166,8 @@ def encode_windows(
         for position, mel in enumerate(windows):
             hidden = encoder.run(mel)
             states.append(pool_states(hidden, pool).astype(np.float16))
-            if keep_layer is not None and kept is not None:
-                kept.append(hidden[keep_layer, 0].astype(np.float16))
+            if collect is not None:
+                collect.frames.append(hidden[collect.layer, 0].astype(np.float16))
             labels.append(CLASSES.index(stream.label) if stream.label else -1)
             arousal.append(np.nan if stream.arousal is None else stream.arousal)
             speakers.append(stream.speaker)

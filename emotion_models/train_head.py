@@ -56,6 +56,7 @@ __all__ = [
     "HeadBrain",
     "TrainingData",
     "call_orders",
+    "channel_condition_offsets",
     "dev_speaker_temperature",
     "expected_calibration_error",
     "fit_adaptation",
@@ -135,6 +136,17 @@ def offsets_for(
         else:
             out[call] = causal_offsets(spec, pooled[call]).astype(np.float16)
     return out
+
+
+def channel_condition_offsets(
+    spec: AdaptationSpec, pooled: Mapping[str, np.ndarray], meta: WindowSet, train_rows: np.ndarray, seed: int
+) -> dict[tuple[str, str], np.ndarray]:
+    """Training offsets per (channel, call condition), so every trainer draws the same simulated calls."""
+    return {
+        (channel, condition): offsets_for(spec, pooled[channel], call_orders(meta, train_rows, condition, seed), meta.label)
+        for channel in CHANNELS
+        for condition in CONDITIONS
+    }
 
 
 def scored_offsets(
@@ -508,13 +520,7 @@ def run(
         spec = fit_adaptation(hparams["adaptation"], hparams["prior_windows"], pooled["clean"][fit_rows], meta.subset(fit_rows))
     else:
         spec = base[1]
-    offsets = {
-        (channel, condition): offsets_for(
-            spec, pooled[channel], call_orders(meta, train_rows, condition, hparams["seed"]), meta.label
-        )
-        for channel in CHANNELS
-        for condition in CONDITIONS
-    }
+    offsets = channel_condition_offsets(spec, pooled, meta, train_rows, hparams["seed"])
     ws = data.windows["clean"]
     if base is None:
         centred = ws.states[fit_rows].astype(np.float32) - offsets[("clean", "mixed")][fit_rows][:, :, None, :]

@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from emotion_models.corpora import read_corpora
-from emotion_models.encoder_cache import build_streams, encode_windows
+from emotion_models.encoder_cache import LayerCollector, build_streams, encode_windows
 from emotion_models.encoders.whisper_encoder import load_whisper_encoder
 from emotion_models.experiments_v2 import loco_row
 from emotion_models.head import EmotionHead
@@ -46,13 +46,12 @@ from emotion_models.train_head import (
     _balanced_weights,
     _dev_speakers,
     _Draws,
-    call_orders,
+    channel_condition_offsets,
     dev_speaker_temperature,
     evaluate,
     labelled_dev_rows,
     load_recipe,
     load_training_data,
-    offsets_for,
     run,
 )
 from emotion_runtime import weights
@@ -159,11 +158,7 @@ def tune_fold(
     dev_speakers = _dev_speakers(meta, train_rows, hparams["dev_share"], hparams["seed"])
     fit_rows = train_rows[~np.isin(meta.speaker[train_rows], dev_speakers)]
     pooled = {channel: data.windows[channel].pooled for channel in CHANNELS}
-    offsets = {
-        (channel, condition): offsets_for(spec, pooled[channel], call_orders(meta, train_rows, condition, hparams["seed"]), meta.label)
-        for channel in CHANNELS
-        for condition in CONDITIONS
-    }
+    offsets = channel_condition_offsets(spec, pooled, meta, train_rows, hparams["seed"])
     per_row = _balanced_weights(meta, fit_rows)
     cells = len(CHANNELS) * len(CONDITIONS)
     sampler = torch.utils.data.WeightedRandomSampler(
@@ -212,11 +207,10 @@ def _cache(args: argparse.Namespace) -> int:
     streams = build_streams(read_corpora(args.data))
     encoder = EncoderSession.load(weights.verified_path("whisper-base/encoder.onnx"), intra_op_threads=args.threads)
     for channel in args.channels:
-        kept: list[np.ndarray] = []
-        windows = encode_windows(streams, encoder, channel, ENCODER_UNIT_VARIANCE["whisper-base"], POOL,
-                                 keep_layer=KEPT_LAYER, kept=kept)  # fmt: skip
+        kept = LayerCollector(KEPT_LAYER)
+        windows = encode_windows(streams, encoder, channel, ENCODER_UNIT_VARIANCE["whisper-base"], POOL, collect=kept)
         args.out.mkdir(parents=True, exist_ok=True)
-        np.save(block_inputs_path(args.out, channel), np.stack(kept))
+        np.save(block_inputs_path(args.out, channel), np.stack(kept.frames))
         windows.save(args.out / f"{channel}.npz")
         print(f"wrote {args.out / channel}.npz and its block inputs", file=sys.stderr)
     return 0
