@@ -105,6 +105,7 @@ KOREAN_SETTINGS: dict[str, dict[str, Any]] = {
     "whisper_ko_beam5_vad": {"beam_size": 5, "vad_filter": True},
     "whisper_ko_beam5_fp32": {"beam_size": 5, "compute_type": "float32"},
     "whisper_ko_beam5_30s": {"beam_size": 5, "context": "30s"},
+    "whisper_ko_beam5_batch4": {"beam_size": 5, "batch": 4},
     "whisper_ko_profile": {},
 }
 KOREAN_PROFILE = "ko_contact_center"
@@ -166,19 +167,27 @@ def korean_config(name: str) -> AsrConfig:
     """The recogniser settings ``name`` of :data:`KOREAN_SETTINGS`, one worker as in the gateway."""
     if name == "whisper_ko_profile":
         return load_config(REPO_ROOT / "config.yml", profile=KOREAN_PROFILE).asr.model_copy(update={"workers": 1})
-    return AsrConfig(engine="whisper", language="ko-KR", workers=1, **KOREAN_SETTINGS[name])
+    fields = {key: value for key, value in KOREAN_SETTINGS[name].items() if key != "batch"}
+    return AsrConfig(engine="whisper", language="ko-KR", workers=1, **fields)
 
 
-def run(engine: SpeechRecognizer, items: list[tuple[str, str, np.ndarray]], seed: int) -> dict[str, Any]:
+def run(engine: SpeechRecognizer, items: list[tuple[str, str, np.ndarray]], seed: int, batch: int = 1) -> dict[str, Any]:
+    """Every item through the phone line in each condition. ``batch`` > 1: consecutive items are decoded
+    together (``transcribe_batch``), as turns of that many callers ending at once; each turn's time is
+    then its batch's."""
     results: dict[str, Any] = {}
     for condition, snr in CONDITIONS:
         rng = np.random.default_rng(seed)
         per_set: dict[str, dict[str, Any]] = {}
-        for corpus, text, audio in items:
-            line = phone_line(audio, snr, rng)
+        lines = [phone_line(audio, snr, rng) for _corpus, _text, audio in items]
+        heard: list[Any] = []
+        walls: list[float] = []
+        for first in range(0, len(items), batch):
             started = time.perf_counter()
-            transcript = engine.transcribe(line)
-            wall = time.perf_counter() - started
+            group = lines[first : first + batch]
+            heard += [engine.transcribe(group[0])] if batch == 1 else engine.transcribe_batch(group)  # type: ignore[attr-defined]
+            walls += [time.perf_counter() - started] * len(group)
+        for (corpus, text, audio), transcript, wall in zip(items, heard, walls, strict=True):
             edits, words = wer_counts(text, transcript.text)
             char_edits, chars = char_counts(text, transcript.text)
             numeral_edits, _ = char_counts(text, read_numerals_korean(transcript.text))
@@ -196,6 +205,7 @@ def run(engine: SpeechRecognizer, items: list[tuple[str, str, np.ndarray]], seed
                                       "language": transcript.language})
         for entry in per_set.values():
             times = entry["compute_s"]
+            entry["batch"] = batch
             entry["wer"] = round(entry["edits"] / max(1, entry["words"]), 4)
             entry["cer"] = round(entry["char_edits"] / max(1, entry["chars"]), 4)
             entry["cer_numerals"] = round(entry["numeral_char_edits"] / max(1, entry["chars"]), 4)
@@ -235,18 +245,21 @@ def main(argv: list[str] | None = None) -> int:
         "note": "a 2-vCPU machine shared with other jobs: times are upper bounds",
         "engines": dict(previous.get("engines", {})),
     }
-    runs: list[tuple[str, AsrConfig, list[tuple[str, str, np.ndarray]]]] = [
-        ("whisper", AsrConfig(engine="whisper", workers=1), english),
-        ("whisper_30s", AsrConfig(engine="whisper", workers=1, context="30s"), english),
-        ("whisper_beam5", AsrConfig(engine="whisper", workers=1, beam_size=5), english),
-        ("pocketsphinx", AsrConfig(engine="pocketsphinx", workers=1), english),
-        ("whisper_de", AsrConfig(engine="whisper", language="de-DE", workers=1), german),
-        ("whisper_de_30s", AsrConfig(engine="whisper", language="de-DE", workers=1, context="30s"), german),
-        ("whisper_de_beam5", AsrConfig(engine="whisper", language="de-DE", workers=1, beam_size=5), german),
+    runs: list[tuple[str, AsrConfig, list[tuple[str, str, np.ndarray]], int]] = [
+        ("whisper", AsrConfig(engine="whisper", workers=1, beam_size=1), english, 1),
+        ("whisper_30s", AsrConfig(engine="whisper", workers=1, beam_size=1, context="30s"), english, 1),
+        ("whisper_beam5", AsrConfig(engine="whisper", workers=1, beam_size=5), english, 1),
+        ("whisper_beam5_batch4", AsrConfig(engine="whisper", workers=1, beam_size=5), english, 4),
+        ("pocketsphinx", AsrConfig(engine="pocketsphinx", workers=1), english, 1),
+        ("whisper_de", AsrConfig(engine="whisper", language="de-DE", workers=1, beam_size=1), german, 1),
+        ("whisper_de_30s", AsrConfig(engine="whisper", language="de-DE", workers=1, beam_size=1, context="30s"),
+         german, 1),
+        ("whisper_de_beam5", AsrConfig(engine="whisper", language="de-DE", workers=1, beam_size=5), german, 1),
+        ("whisper_de_beam5_batch4", AsrConfig(engine="whisper", language="de-DE", workers=1, beam_size=5), german, 4),
     ]
     for name in args.korean_settings:
-        runs.append((name, korean_config(name), korean))
-    for name, config, items in runs:
+        runs.append((name, korean_config(name), korean, KOREAN_SETTINGS[name].get("batch", 1)))
+    for name, config, items, batch in runs:
         if not items or (args.engines and name not in args.engines):
             continue
         engine = create_recognizer(config)
@@ -254,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
             engine.transcribe(items[0][2])  # warm-up (workers up, model loaded)
             started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
             report["engines"][name] = {"config": config.model_dump(), "command": command, "measured_at": started,
-                                       "results": run(engine, items, args.seed)}
+                                       "batch": batch, "results": run(engine, items, args.seed, batch)}
         finally:
             engine.close()
     args.output.parent.mkdir(parents=True, exist_ok=True)

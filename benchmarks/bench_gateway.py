@@ -7,7 +7,8 @@ Reports: calls held in real time (the caller never fell > 100 ms behind its 20 m
 the time to the first reply **at the client** (from the caller's last voiced frame of a turn to the
 first bot audio frame it received: what the caller hears), the gateway's own
 turn latency (caller turn end -> first bot audio, from its log) p50/p95/p99 and the part the gateway adds
-(that minus Rasa's time), label latency (from the gateway's /metrics histogram), gateway RSS over
+(that minus Rasa's time), where a turn's time goes (its end to its words: ``turn_words_wait_s``; Rasa:
+``turn_rasa_s``; how many turns used the words recognised early in their last pause), label latency (from the gateway's /metrics histogram), gateway RSS over
 time (gateway process; also with its ASR worker processes), RSS after each of --rounds waves
 of calls (growth after the first wave would be a leak), and caller turns that got neither a reply nor an explicit error (must be 0).
 
@@ -132,6 +133,9 @@ def _analyse_logs(paths: list[Path]) -> dict[str, Any]:
     """Per-call logs -> latencies and the fate of every caller turn."""
     response_s: list[float] = []
     gateway_added_s: list[float] = []
+    words_wait_s: list[float] = []  # the turn's end to its words (early transcript or recognised then)
+    rasa_s: list[float] = []
+    early_used = 0
     counts = dict.fromkeys(("turns", "bot_audio", "handed_off", "fallback_or_failed", "shed_busy_reply",
                             "skipped_no_words", "dropped", "unanswered"), 0)
     for path in filter(Path.is_file, paths):
@@ -141,9 +145,13 @@ def _analyse_logs(paths: list[Path]) -> dict[str, Any]:
             if kind in ("turn_dropped", "turn_skipped"):
                 counts["dropped" if kind == "turn_dropped" else "skipped_no_words"] += 1
                 continue
+            early_used += kind == "early_transcript_used"
             if kind not in ("turn", "turn_shed"):
                 continue
             counts["turns"] += 1
+            if kind == "turn" and "words_wait_s" in record:
+                words_wait_s.append(float(record["words_wait_s"]))
+                rasa_s.append(float(record["rasa_s"]))
             later = []  # what happened to this turn: records up to the next caller turn
             for following in log[index + 1 :]:
                 if following["type"] in ("turn", "turn_shed", "turn_skipped", "turn_dropped"):
@@ -166,7 +174,8 @@ def _analyse_logs(paths: list[Path]) -> dict[str, Any]:
     # What the issue counts: caller turns that got neither a reply nor an explicit error. A turn
     # dropped because the call ended is logged, but the caller heard nothing: it counts here.
     counts["unanswered"] += counts["dropped"]
-    return {"counts": counts, "response_s": response_s, "gateway_added_s": gateway_added_s}
+    return {"counts": counts, "response_s": response_s, "gateway_added_s": gateway_added_s,
+            "words_wait_s": words_wait_s, "rasa_s": rasa_s, "early_transcripts_used": early_used}
 
 
 async def _after(delay_s: float, caller: _TimedCaller) -> Any:
@@ -264,6 +273,10 @@ async def run_level(
         "time_to_first_reply_s": percentiles(waits),
         "turn_latency_s": percentiles(analysis["response_s"]),
         "turn_latency_added_by_gateway_s": percentiles(analysis["gateway_added_s"]),
+        # Where a turn's latency goes: waiting for its words (recognition), then Rasa.
+        "turn_words_wait_s": percentiles(analysis["words_wait_s"]),
+        "turn_rasa_s": percentiles(analysis["rasa_s"]),
+        "early_transcripts_used": analysis["early_transcripts_used"],
         "label_latency_s": {
             "p50": histogram_quantile(metrics_text, "emotune_label_latency_seconds", 0.5),
             "p95": histogram_quantile(metrics_text, "emotune_label_latency_seconds", 0.95),
@@ -304,12 +317,18 @@ def _plot(levels: list[dict[str, Any]], path: Path) -> None:
     rss_axis.set_ylabel("gateway RSS (MB)")
     rss_axis.legend()
     names = [str(level["callers"]) for level in levels]
-    for offset, key in ((-0.2, "turn_latency_s"), (0.2, "turn_latency_added_by_gateway_s")):
-        p95 = [level[key]["p95"] or 0.0 for level in levels]
-        latency_axis.bar(np.arange(len(levels)) + offset, p95, width=0.4, label=key.replace("_s", "") + " p95")
+    # What the caller feels (time to the first reply at the client), then the part spent waiting for words.
+    bars = [("time_to_first_reply_s", "p50", "first reply at the client p50"),
+            ("time_to_first_reply_s", "p95", "first reply at the client p95"),
+            ("turn_words_wait_s", "p95", "turn end -> its words p95")]  # fmt: skip
+    for k, (key, quantile, label) in enumerate(bars):
+        heights = [(level.get(key) or {}).get(quantile) or 0.0 for level in levels]
+        latency_axis.bar(np.arange(len(levels)) + (k - 1) * 0.27, heights, width=0.27, label=label)
+    for target, style in ((1.0, ":"), (1.5, "--")):
+        latency_axis.axhline(target, color="grey", linestyle=style, linewidth=1)
     latency_axis.set_xticks(range(len(levels)), names)
     latency_axis.set_xlabel("concurrent callers")
-    latency_axis.set_ylabel("seconds")
+    latency_axis.set_ylabel("seconds (targets at 10 callers: p50 1.0, p95 1.5)")
     latency_axis.legend(fontsize=8)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
@@ -341,7 +360,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--spread-s", type=float, default=0.0,
                         help="spread each wave's call starts evenly over this many seconds (default 0: all at once)")
     parser.add_argument("--out", type=Path, default=RESULTS / "bench_gateway.json")
+    parser.add_argument("--replot", type=Path, default=None,
+                        help="only redraw the PNG of an existing result JSON (nothing is run)")
     args = parser.parse_args(argv)
+    if args.replot is not None:
+        _plot(json.loads(args.replot.read_text())["levels"], args.replot.with_suffix(".png"))
+        return 0
     if any(n < 1 for n in args.callers) or args.rounds < 1:
         parser.error("--callers and --rounds must be >= 1")
     if args.spread_s < 0:

@@ -573,6 +573,12 @@ class AsrConfig(_Section):
         "the path of a CTranslate2 Whisper folder of your own.",
     )
     beam_size: int = Field(5, ge=1, le=10, description="whisper: beam width (5: fewer errors than 1 = greedy, at up to 2x the decoding time, which early transcription hides).")
+    max_batch: int = Field(
+        4, ge=1, le=16,
+        description="whisper, context turn: most waiting turns one worker decodes together. When callers' "
+        "turns end at once they are decoded as a batch (more turns per second than one by one); idle "
+        "workers share a burst evenly. 1: one turn at a time.",
+    )
     compute_type: Literal["int8", "int8_float32", "float32"] = Field(
         "int8", description="whisper: CTranslate2 weight type (int8: ~2x faster than float32 on this CPU)."
     )
@@ -615,6 +621,11 @@ class AsrConfig(_Section):
 
     def concurrency(self) -> int:
         return self.workers or os.cpu_count() or 1
+
+    def turns_in_flight(self) -> int:
+        """Turns the recogniser takes at once: each worker's batch (Whisper, context turn), else one each."""
+        batched = self.engine == "whisper" and self.context == "turn"
+        return self.concurrency() * (self.max_batch if batched else 1)
 
 
 _KEYPAD_KEYS = "0123456789*#ABCD"

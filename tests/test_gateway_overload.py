@@ -71,11 +71,14 @@ async def test_a_turn_past_the_deadline_gets_the_busy_reply_and_the_next_turn_is
     try:
         async with _call(gateway.port, client, "overloaded") as ws:
 
-            await slots.acquire()  # every recogniser busy, as under a burst of calls
+            held = config.asr.turns_in_flight()  # the worker's whole batch
+            for _ in range(held):
+                await slots.acquire()  # every recogniser busy, as under a burst of calls
             for frame in client.audio_frames(speech):
                 await ws.send(frame)
             await asyncio.sleep(1.0)  # the turn ends and waits past its 0.5 s deadline
-            slots.release()
+            for _ in range(held):
+                slots.release()
             shed = await _reply(ws, client)
             assert shed.text == config.gateway.busy_reply
 

@@ -114,3 +114,63 @@ def test_both_encoder_contexts_hear_the_turn_and_silence_is_no_words(whisper: Wh
             assert recognizer.transcribe(np.zeros(16000, dtype=np.float32)).text == ""
     finally:
         full.close()
+
+
+def _phone_line(audio: np.ndarray) -> np.ndarray:
+    return resample(decode_audio(encode_audio(resample(audio, 16000, 8000), "mulaw"), "mulaw"), 8000, 16000)
+
+
+def test_turns_decoded_as_one_batch_each_hear_their_own_words(whisper: WhisperRecognizer) -> None:
+    """A batch pads the shorter turns with silence up to the longest; every turn still gets its own
+    words and its own language, and a silent recording in the batch gives none."""
+    call = load_sample_call()
+    turns = [call.turns[0], call.turns[1]]
+    lines = [_phone_line(turn.audio) for turn in turns]
+    short = lines[1][: lines[1].shape[0] * 2 // 3]  # a shorter turn than the first: padded in the batch
+    batch = whisper.transcribe_batch([lines[0], np.zeros(16000, dtype=np.float32), lines[1], short, np.zeros(50)])
+    assert [t.audio_s for t in batch] == [lines[0].shape[0] / 16000, 1.0, lines[1].shape[0] / 16000,
+                                          short.shape[0] / 16000, 50 / 16000]
+    assert words(batch[0].text) == words(turns[0].text), batch[0].text
+    assert batch[1].text == "" and batch[4].text == ""
+    assert words(batch[2].text) == words(turns[1].text), batch[2].text
+    assert words(batch[3].text)[:2] == words(turns[1].text)[:2], batch[3].text
+    assert all(t.language == "en" for t in batch[:4])
+    assert batch[0].compute_s == batch[2].compute_s > 0  # one decoding, shared
+
+
+def test_turns_waiting_together_are_decoded_as_a_batch() -> None:
+    """One worker, six turns at once: a free worker never waits for more (the first turn goes at
+    once), the ones that queued meanwhile are taken together, at most ``max_batch`` at a time."""
+    import concurrent.futures
+
+    recognizer = create_recognizer(AsrConfig(engine="whisper", workers=1, max_batch=3))
+    try:
+        call = load_sample_call()
+        lines = [_phone_line(call.turns[i % 2].audio) for i in range(6)]
+        with concurrent.futures.ThreadPoolExecutor(6) as threads:
+            transcripts = list(threads.map(recognizer.transcribe, lines))
+        for i, transcript in enumerate(transcripts):
+            assert words(transcript.text) == words(call.turns[i % 2].text), transcript.text
+        batches = [sum(1 for t in transcripts if t.compute_s == transcript.compute_s) for transcript in transcripts]
+        assert max(batches) > 1 and max(batches) <= 3, batches
+    finally:
+        recognizer.close()
+    with pytest.raises(ValidationError, match="max_batch"):
+        AsrConfig(max_batch=0)
+
+
+def test_a_turn_cancelled_while_it_waits_is_not_decoded(whisper: WhisperRecognizer) -> None:
+    """The gateway awaits ``submit``'s future; a superseded turn's cancelled future drops the turn
+    before a worker takes it, and the turns around it are still answered."""
+    import asyncio
+
+    from connectors.speech.asr import recognise
+
+    call = load_sample_call()
+    line = _phone_line(call.turns[0].audio)
+    first, waiting, last = (whisper.submit(np.tile(line, 3)), whisper.submit(line), whisper.submit(line))
+    assert waiting.cancel()  # still queued behind the first turn (one worker)
+    assert words(last.result(timeout=60).text) == words(call.turns[0].text)
+    assert words(first.result(timeout=60).text)[:6] == words(call.turns[0].text)
+    assert waiting.cancelled()
+    assert words(asyncio.run(recognise(whisper, line)).text) == words(call.turns[0].text)

@@ -47,7 +47,7 @@ from connectors.gateway.keypad import (
     asked_step,
 )
 from connectors.gateway.turn_taking import SAMPLE_RATE
-from connectors.speech.asr import Transcript
+from connectors.speech.asr import Transcript, recognise
 from emotion_runtime.audio import resample
 from emotune.errors import ConfigError, EmotuneError, SpeechEngineError
 
@@ -266,12 +266,12 @@ class DialogueTurns:
         if services.recognizer.name == "none" or self.handoff_requested or (slots is not None and slots.locked()):
             return
 
-        async def recognise() -> Transcript:
+        async def guess() -> Transcript:
             async with slots or contextlib.nullcontext():
                 resampled = resample(audio, sample_rate, SAMPLE_RATE)
-                return await asyncio.to_thread(services.recognizer.transcribe, resampled, SAMPLE_RATE)
+                return await recognise(services.recognizer, resampled)
 
-        task = asyncio.create_task(recognise(), name=f"early-asr-{self.call.call_id}")
+        task = asyncio.create_task(guess(), name=f"early-asr-{self.call.call_id}")
         task.add_done_callback(lambda t: t.cancelled() or t.exception())  # a failure is met again at the turn
         self._early[pause] = EarlyTranscript(pause, time.monotonic(), task)
 
@@ -338,6 +338,7 @@ class DialogueTurns:
                 return
             text, asr_s = transcript.text, transcript.compute_s
             language = transcript.language if transcript.other_language else None
+        words_wait_s = time.monotonic() - pending.ended_at  # the turn's end to its words: the caller waits
         if not text:
             call.record("turn_skipped", turn=turn, start_s=start_s, end_s=end_s, reason="no words recognised")
             return
@@ -378,7 +379,7 @@ class DialogueTurns:
             "turn", turn=turn, start_s=round(start_s, 3), end_s=round(end_s, 3), caller_text=text,
             emotion=metadata.get("emotion"), requested_tone=metadata["tone"], bot_text=reply.text, tone=tone,
             fallback=reply.fallback, fallback_reason=reply.fallback_reason, asr_s=round(asr_s, 3),
-            rasa_s=round(reply.latency_s, 3),
+            words_wait_s=round(words_wait_s, 3), rasa_s=round(reply.latency_s, 3),
         )  # fmt: skip
         if reply.text and self.stale(pending) and reply.handoff is None:
             # Barge-in while Rasa answered: Rasa's tracker has the turn, the caller hears nothing of it.
@@ -418,7 +419,7 @@ class DialogueTurns:
                     await self._shed(turn, pending, waited_s)
                     return None
                 audio = resample(pending.audio, pending.sample_rate, SAMPLE_RATE)  # once per turn
-                return await asyncio.to_thread(services.recognizer.transcribe, audio, SAMPLE_RATE)
+                return await recognise(services.recognizer, audio)
         except SpeechEngineError as exc:
             await self._recognition_failed(turn, pending, exc)
             return None

@@ -87,7 +87,7 @@ class CallProfiles:
             changes["synthesizer"] = create_synthesizer(loaded.tts)
         if loaded.asr != running.asr:
             changes["recognizer"] = self._own(create_recognizer(loaded.asr))  # waits for its workers
-            changes["asr_slots"] = asyncio.Semaphore(loaded.asr.concurrency())
+            changes["asr_slots"] = asyncio.Semaphore(loaded.asr.turns_in_flight())
         logger.info("profile %s ready for calls (own engines: %s)", name,
                     ", ".join(k for k in changes if k != "config") or "none")  # fmt: skip
         return dataclasses.replace(base, **changes)

@@ -130,7 +130,7 @@ class Gateway:
             on_transfer=TwilioRestTransfer(twilio_token),
             end_silence_s=end_silence_s,
             metrics=self.metrics,
-            asr_slots=asyncio.Semaphore(config.asr.concurrency()),
+            asr_slots=asyncio.Semaphore(config.asr.turns_in_flight()),
             vad_hub=self.vad_hub,
         )
         self.active: dict[int, CallPipeline] = {}
@@ -442,7 +442,7 @@ class Gateway:
         if new.asr != previous.asr:
             old_recognizer = self.services.recognizer
             self.services.recognizer = create_recognizer(new.asr)
-            self.services.asr_slots = asyncio.Semaphore(new.asr.concurrency())
+            self.services.asr_slots = asyncio.Semaphore(new.asr.turns_in_flight())
             # Turns already in the old engine finish there; close it off the event loop.
             threading.Thread(target=old_recognizer.close, name="asr-close", daemon=True).start()
         self.services.synthesizer = create_synthesizer(new.tts)

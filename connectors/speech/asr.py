@@ -12,6 +12,8 @@ group (or calling :func:`register_engine`); see :mod:`connectors.speech.engines`
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import contextlib
 import importlib.util
 import multiprocessing
@@ -49,10 +51,12 @@ __all__ = [
     "NoRecognizer",
     "register_engine",
     "create_recognizer",
+    "recognise",
 ]
 
 ASR_SAMPLE_RATE = 16000  # every engine is fed 16 kHz mono; the gateway upsamples 8 kHz telephony
 _MIN_SAMPLES = ASR_SAMPLE_RATE // 10  # under 100 ms there is nothing to recognise
+_ASR_DEFAULTS = AsrConfig()  # the engines' defaults are the config's: one place for each
 _DECODE_TIMEOUT_S = 60.0  # a 20 s turn decodes in ~6 s here; far beyond that the worker is stuck
 
 
@@ -83,6 +87,16 @@ class SpeechRecognizer(Protocol):
         ...
 
 
+async def recognise(recognizer: SpeechRecognizer, samples: np.ndarray, sample_rate: int = ASR_SAMPLE_RATE) -> Transcript:
+    """One turn recognised without blocking the event loop. Engines with their own queue
+    (``submit``, the worker pools) are awaited directly, so a burst of turns waits there and can be
+    decoded as a batch; any other engine runs in a thread."""
+    submit = getattr(recognizer, "submit", None)
+    if submit is None:
+        return await asyncio.to_thread(recognizer.transcribe, samples, sample_rate)
+    return await asyncio.wrap_future(submit(samples, sample_rate))
+
+
 def _as_pcm16(samples: np.ndarray, sample_rate: int) -> np.ndarray:
     if sample_rate != ASR_SAMPLE_RATE:
         raise SampleRateError(
@@ -101,28 +115,57 @@ def _as_pcm16(samples: np.ndarray, sample_rate: int) -> np.ndarray:
     return pcm16_samples(array)
 
 
+@dataclass
+class _Pending:
+    """A turn waiting for a worker, and where its result goes."""
+
+    pcm16: bytes
+    audio_s: float
+    result: Future[Transcript]
+
+    @property
+    def audible(self) -> bool:
+        return len(self.pcm16) // 2 >= _MIN_SAMPLES  # shorter: nothing to recognise, no words
+
+
 class _PooledRecognizer:
     """Recognition in ``workers`` spawned processes, each holding one decoder.
 
     Concurrent calls are recognised in parallel and the gateway's event loop never waits on a
-    decoder. A worker that dies or overruns ``timeout_s`` fails only its turn
-    (:class:`SpeechEngineError`); the pool is rebuilt for the next one. Call :meth:`close` when done.
+    decoder. One dispatcher thread per worker takes the waiting turns, up to ``max_batch`` of them,
+    and has its worker decode them as one batch: when callers' turns end together (a burst), the
+    batch is decoded faster than the same turns one after another; on a quiet line a turn never
+    waits for others. A worker that dies or overruns ``timeout_s`` (per batch) fails only its
+    batch's turns (:class:`SpeechEngineError`); the pool is rebuilt for the next ones. Call
+    :meth:`close` when done.
     """
 
     name = "pooled"
     language: str | None = None  # the line's own language (None: any, detected per turn)
 
     def __init__(
-        self, workers: int, initializer: Callable[..., None], initargs: tuple[Any, ...], timeout_s: float
+        self, workers: int, initializer: Callable[..., None], initargs: tuple[Any, ...], timeout_s: float,
+        max_batch: int = 1,
     ) -> None:
         self.workers = max(1, workers)
+        self.max_batch = max(1, max_batch)
+        self._idle = 0  # dispatchers waiting for turns
         self.timeout_s = timeout_s
         self._initializer = initializer
         self._initargs = initargs
         self._lock = threading.Lock()
+        self._turn_waiting = threading.Condition(self._lock)
+        self._waiting: collections.deque[_Pending] = collections.deque()
+        self._closing = False
         self._warming: list[Future[bool]] = []
         self._pool = self._new_pool()
         self.wait_ready()
+        self._dispatchers = [
+            threading.Thread(target=self._dispatch, name=f"{self.name}-dispatch-{i}", daemon=True)
+            for i in range(self.workers)
+        ]
+        for thread in self._dispatchers:
+            thread.start()
 
     def _new_pool(self) -> ProcessPoolExecutor:
         # spawn: forking a process that runs onnxruntime and asyncio threads is unsafe.
@@ -148,14 +191,70 @@ class _PooledRecognizer:
             raise SpeechEngineError(f"{self.name} workers could not load the model: {exc}") from exc
 
     def transcribe(self, samples: np.ndarray, sample_rate: int = ASR_SAMPLE_RATE) -> Transcript:
+        return self.submit(samples, sample_rate).result()
+
+    def submit(self, samples: np.ndarray, sample_rate: int = ASR_SAMPLE_RATE) -> Future[Transcript]:
+        """Queue one turn without waiting: the gateway awaits the future, no thread blocks on it.
+        Cancelling it before a worker takes the turn drops the turn (a superseded turn is not decoded).
+        Input errors raise here, at once."""
+        turn = self._pending(samples, sample_rate)
+        if not turn.audible:
+            turn.result.set_result(Transcript("", self.name, turn.audio_s, 0.0))
+            return turn.result
+        with self._turn_waiting:
+            if self._closing:
+                raise SpeechEngineError(f"{self.name} recogniser is closed")
+            self._waiting.append(turn)
+            self._turn_waiting.notify()
+        return turn.result
+
+    def transcribe_batch(self, turns: Sequence[np.ndarray], sample_rate: int = ASR_SAMPLE_RATE) -> list[Transcript]:
+        """Several recordings decoded as one batch, whatever their number (offline transcription,
+        benchmarks); the gateway submits turns one by one and the dispatchers batch what waits."""
+        pending = [self._pending(samples, sample_rate) for samples in turns]
+        for turn in pending:
+            if turn.audible:
+                turn.result.set_running_or_notify_cancel()
+            else:
+                turn.result.set_result(Transcript("", self.name, turn.audio_s, 0.0))
+        if audible := [turn for turn in pending if turn.audible]:
+            self._decode(audible)
+        return [turn.result.result() for turn in pending]
+
+    def _pending(self, samples: np.ndarray, sample_rate: int) -> _Pending:
         pcm = _as_pcm16(samples, sample_rate)
-        audio_s = pcm.shape[0] / ASR_SAMPLE_RATE
-        if pcm.shape[0] < _MIN_SAMPLES:
-            return Transcript("", self.name, audio_s, 0.0)
+        return _Pending(pcm.tobytes(), pcm.shape[0] / ASR_SAMPLE_RATE, Future())
+
+    def _dispatch(self) -> None:
+        """One worker's loop: take a share of the waiting turns and decode them together."""
+        while True:
+            with self._turn_waiting:
+                self._idle += 1
+                while not self._waiting and not self._closing:
+                    self._turn_waiting.wait()
+                self._idle -= 1
+                if not self._waiting:
+                    return  # closing and nothing left
+                # Idle workers split a burst evenly (10 waiting, 2 idle: 5 each), not the first one all of it.
+                share = min(self.max_batch, -(-len(self._waiting) // (self._idle + 1)))
+                batch: list[_Pending] = []
+                while self._waiting and len(batch) < share:
+                    turn = self._waiting.popleft()
+                    if turn.result.set_running_or_notify_cancel():  # False: cancelled while it waited
+                        batch.append(turn)
+                if self._waiting:
+                    self._turn_waiting.notify()
+            if batch:
+                self._decode(batch)
+
+    def _decode(self, batch: list[_Pending]) -> None:
+        """Decode ``batch`` in one worker; every turn of it gets its result or the batch's error."""
         with self._lock:
             pool = self._pool
         try:
-            text, language, compute_s = pool.submit(asr_worker.decode, pcm.tobytes()).result(timeout=self.timeout_s)
+            decoded, compute_s = pool.submit(asr_worker.decode, [turn.pcm16 for turn in batch]).result(
+                timeout=self.timeout_s
+            )
         except (BrokenProcessPool, TimeoutError) as exc:
             with self._lock:
                 if self._pool is pool:  # first to notice rebuilds; later turns use the new pool
@@ -164,9 +263,23 @@ class _PooledRecognizer:
                     pool.shutdown(wait=False, cancel_futures=True)
                     self._pool = self._new_pool()
             what = "timed out" if isinstance(exc, TimeoutError) else "failed"
-            raise SpeechEngineError(f"{self.name} worker {what} on a {audio_s:.1f} s turn: {exc!r}") from exc
-        other = self.language is not None and language is not None and language != self.language
-        return Transcript(text, self.name, audio_s, compute_s, language, other)
+            self._fail(batch, f"worker {what}", exc)
+        except BaseException as exc:  # the decoder's own error: every turn waiting on it must hear of it
+            self._fail(batch, "failed", exc)
+            if not isinstance(exc, Exception):
+                raise
+        else:
+            # Each turn of a batch waited for the whole batch: that is its decoding time.
+            for turn, (text, language) in zip(batch, decoded, strict=True):
+                other = self.language is not None and language is not None and language != self.language
+                turn.result.set_result(Transcript(text, self.name, turn.audio_s, compute_s, language, other))
+
+    def _fail(self, batch: list[_Pending], what: str, exc: BaseException) -> None:
+        audio = " + ".join(f"{turn.audio_s:.1f}" for turn in batch)
+        error = SpeechEngineError(f"{self.name} {what} on a {audio} s turn: {exc!r}")
+        error.__cause__ = exc
+        for turn in batch:
+            turn.result.set_exception(error)
 
     @staticmethod
     def _kill_workers(pool: ProcessPoolExecutor) -> None:
@@ -181,6 +294,11 @@ class _PooledRecognizer:
             return [int(pid) for pid in processes]
 
     def close(self) -> None:
+        with self._turn_waiting:
+            self._closing = True
+            self._turn_waiting.notify_all()
+        for thread in self._dispatchers:
+            thread.join()  # turns already waiting are decoded first
         with self._lock:
             self._pool.shutdown(wait=True, cancel_futures=True)
 
@@ -256,8 +374,9 @@ def verified_whisper_folder(model: str) -> Path:
 
 class WhisperRecognizer(_PooledRecognizer):
     """Offline multilingual recognition with Whisper (faster-whisper on CTranslate2), in worker
-    processes, one thread each: int8, greedy (beam 1) by default. The model files are checked
-    against their sha256 before any worker loads them; nothing is downloaded.
+    processes, one thread each: int8, beam 5 by default. The model files are checked against their
+    sha256 before any worker loads them; nothing is downloaded. With ``context="turn"`` up to
+    ``max_batch`` waiting turns are decoded together (the 30-s context decodes one at a time).
 
     ``alternative_languages``: other languages a caller of this line may speak. Each turn's
     language is identified among ``language`` and these, and the turn is decoded in the most
@@ -267,7 +386,8 @@ class WhisperRecognizer(_PooledRecognizer):
     name = "whisper"
 
     def __init__(
-        self, model: str = "whisper-base", language: str = "en-US", workers: int = 1, beam_size: int = 5,
+        self, model: str = "whisper-base", language: str = "en-US", workers: int = 1,
+        beam_size: int = _ASR_DEFAULTS.beam_size, max_batch: int = _ASR_DEFAULTS.max_batch,
         compute_type: str = "int8", cpu_threads: int = 1, no_speech_threshold: float = 0.6,
         timeout_s: float = _DECODE_TIMEOUT_S, max_new_tokens: int = 96,
         alternative_languages: Sequence[str] = (), vad_filter: bool = False, context: str = "turn",
@@ -288,7 +408,7 @@ class WhisperRecognizer(_PooledRecognizer):
             workers, asr_worker.start_whisper,
             (str(self.model_dir), self.language, beam_size, compute_type, cpu_threads, no_speech_threshold,
              max_new_tokens, alternatives, vad_filter, context, context_margin_s),
-            timeout_s,
+            timeout_s, max_batch if context == "turn" else 1,
         )
 
 
@@ -312,7 +432,7 @@ _ENGINES: EngineRegistry[AsrConfig, SpeechRecognizer] = EngineRegistry(
             cfg.language, workers=cfg.concurrency(), max_active_hmms=cfg.max_active_hmms, timeout_s=cfg.timeout_s
         ),
         "whisper": lambda cfg: WhisperRecognizer(
-            cfg.model, cfg.language, workers=cfg.concurrency(), beam_size=cfg.beam_size,
+            cfg.model, cfg.language, workers=cfg.concurrency(), beam_size=cfg.beam_size, max_batch=cfg.max_batch,
             compute_type=cfg.compute_type, cpu_threads=cfg.cpu_threads,
             no_speech_threshold=cfg.no_speech_threshold, timeout_s=cfg.timeout_s, max_new_tokens=cfg.max_new_tokens,
             alternative_languages=cfg.alternative_languages, vad_filter=cfg.vad_filter, context=cfg.context,
