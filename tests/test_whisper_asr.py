@@ -18,9 +18,9 @@ from connectors.speech.asr import (
 from connectors.tools.demo import load_sample_call
 from emotion_runtime.audio import decode as decode_audio
 from emotion_runtime.audio import encode as encode_audio
-from emotion_runtime.audio import resample
+from emotion_runtime.audio import pcm16_samples, resample
 from emotune.config import AsrConfig, EmotuneConfig
-from emotune.errors import AudioError, ConfigError, ModelFileError, SampleRateError
+from emotune.errors import AudioError, ConfigError, ModelFileError, SampleRateError, SpeechEngineError
 
 
 def words(text: str) -> list[str]:
@@ -174,3 +174,23 @@ def test_a_turn_cancelled_while_it_waits_is_not_decoded(whisper: WhisperRecogniz
     assert words(first.result(timeout=60).text)[:6] == words(call.turns[0].text)
     assert waiting.cancelled()
     assert words(asyncio.run(recognise(whisper, line)).text) == words(call.turns[0].text)
+
+
+def test_a_decoder_error_fails_every_turn_of_its_batch_and_the_next_turn_is_served(whisper: WhisperRecognizer) -> None:
+    """An exception inside the worker (here: a turn whose bytes are not whole PCM16 samples, which the
+    public API cannot send) reaches each turn of that batch as SpeechEngineError, never a bare error the
+    gateway would not expect, and never a turn left waiting; the worker goes on serving."""
+    from concurrent.futures import Future
+
+    from connectors.speech.asr import _Pending
+
+    line = _phone_line(load_sample_call().turns[0].audio)
+    good = _Pending(pcm16_samples(line).tobytes(), line.shape[0] / 16000, Future())
+    broken = _Pending(b"\x00" * 3201, 0.1, Future())
+    for turn in (good, broken):
+        turn.result.set_running_or_notify_cancel()
+    whisper._decode([good, broken])
+    for turn in (good, broken):
+        with pytest.raises(SpeechEngineError, match="whisper failed on a"):
+            turn.result.result(timeout=0)
+    assert words(whisper.transcribe(line).text) == words(load_sample_call().turns[0].text)
