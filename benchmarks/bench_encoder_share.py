@@ -32,6 +32,7 @@ if str(REPO_ROOT) not in sys.path:
 from benchmarks.bench_asr import english_set  # noqa: E402
 from benchmarks.line_signals import phone_line  # noqa: E402
 from connectors.speech.asr import WhisperRecognizer, create_recognizer, verified_whisper_folder  # noqa: E402
+from connectors.speech.asr_worker import encoder_input  # noqa: E402
 from emotune.config import AsrConfig  # noqa: E402
 
 __all__ = ["main"]
@@ -41,12 +42,10 @@ VARIANTS = REPO_ROOT / "benchmarks" / "results" / "bench_variants.json"
 
 
 def _encoder_seconds(model: Any, audio: np.ndarray, margin_s: float) -> float:
-    """The recogniser's encoder input for ``audio`` (as in ``asr_worker``), encoded once; seconds."""
+    """The recogniser's encoder input for ``audio`` (:func:`asr_worker.encoder_input`), encoded once; seconds."""
     import ctranslate2
 
-    padded = np.pad(audio.astype(np.float32), (0, int(margin_s * model.feature_extractor.sampling_rate)))
-    mel = model.feature_extractor(padded)[:, :3000]
-    mel = np.ascontiguousarray(mel[None, :, : mel.shape[1] // 2 * 2])
+    mel = encoder_input(model.feature_extractor, [audio.astype(np.float32)], margin_s)
     started = time.perf_counter()
     model.model.encode(ctranslate2.StorageView.from_array(mel), to_cpu=True)
     return time.perf_counter() - started

@@ -622,10 +622,14 @@ class AsrConfig(_Section):
     def concurrency(self) -> int:
         return self.workers or os.cpu_count() or 1
 
+    def batch_turns(self) -> int:
+        """Turns one worker decodes together: max_batch where the engine decodes batches natively
+        (Whisper with the turn-long input), else 1 (a batch would only make its turns wait for each other)."""
+        return self.max_batch if self.engine == "whisper" and self.context == "turn" else 1
+
     def turns_in_flight(self) -> int:
-        """Turns the recogniser takes at once: each worker's batch (Whisper, context turn), else one each."""
-        batched = self.engine == "whisper" and self.context == "turn"
-        return self.concurrency() * (self.max_batch if batched else 1)
+        """Turns the recogniser takes at once: each worker's batch."""
+        return self.concurrency() * self.batch_turns()
 
 
 _KEYPAD_KEYS = "0123456789*#ABCD"

@@ -375,8 +375,9 @@ def verified_whisper_folder(model: str) -> Path:
 class WhisperRecognizer(_PooledRecognizer):
     """Offline multilingual recognition with Whisper (faster-whisper on CTranslate2), in worker
     processes, one thread each: int8, beam 5 by default. The model files are checked against their
-    sha256 before any worker loads them; nothing is downloaded. With ``context="turn"`` up to
-    ``max_batch`` waiting turns are decoded together (the 30-s context decodes one at a time).
+    sha256 before any worker loads them; nothing is downloaded. Up to ``max_batch`` waiting turns
+    are decoded together: natively with ``context="turn"``; the 30-s context would decode them one
+    after another (``AsrConfig.batch_turns`` gives it 1).
 
     ``alternative_languages``: other languages a caller of this line may speak. Each turn's
     language is identified among ``language`` and these, and the turn is decoded in the most
@@ -408,7 +409,7 @@ class WhisperRecognizer(_PooledRecognizer):
             workers, asr_worker.start_whisper,
             (str(self.model_dir), self.language, beam_size, compute_type, cpu_threads, no_speech_threshold,
              max_new_tokens, alternatives, vad_filter, context, context_margin_s),
-            timeout_s, max_batch if context == "turn" else 1,
+            timeout_s, max_batch,
         )
 
 
@@ -432,7 +433,7 @@ _ENGINES: EngineRegistry[AsrConfig, SpeechRecognizer] = EngineRegistry(
             cfg.language, workers=cfg.concurrency(), max_active_hmms=cfg.max_active_hmms, timeout_s=cfg.timeout_s
         ),
         "whisper": lambda cfg: WhisperRecognizer(
-            cfg.model, cfg.language, workers=cfg.concurrency(), beam_size=cfg.beam_size, max_batch=cfg.max_batch,
+            cfg.model, cfg.language, workers=cfg.concurrency(), beam_size=cfg.beam_size, max_batch=cfg.batch_turns(),
             compute_type=cfg.compute_type, cpu_threads=cfg.cpu_threads,
             no_speech_threshold=cfg.no_speech_threshold, timeout_s=cfg.timeout_s, max_new_tokens=cfg.max_new_tokens,
             alternative_languages=cfg.alternative_languages, vad_filter=cfg.vad_filter, context=cfg.context,

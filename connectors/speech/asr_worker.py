@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["start_decoder", "start_whisper", "ready", "decode", "drop_repeats"]
+__all__ = ["start_decoder", "start_whisper", "ready", "decode", "drop_repeats", "encoder_input"]
 
 # One turn's PCM16 -> (text, language code or None when the engine does not say).
 _Decoded = tuple[str, str | None]
@@ -113,15 +113,13 @@ def _turn_context_decoder(
     the decoder sometimes fails to stop and repeats the utterance, so decoding is bounded by the turn's
     length and repeated sentences are dropped (:func:`drop_repeats`).
 
-    Several turns are decoded as one batch (one encoder call, one beam search): on this CPU that is
-    ~1.5x the throughput of one at a time when callers' turns end together. A batch's encoder input
-    is as long as its longest turn, the shorter turns getting more trailing silence; a batch of one
-    is exactly the single-turn decoding. Each turn keeps its own token budget."""
+    Several turns are decoded as one batch (one encoder call, one beam search): on this CPU 1.4-1.7x
+    the turns per second of one at a time at the same accuracy (bench_asr.json, ``*_batch4``). A batch
+    of one is exactly the single-turn decoding. Each turn keeps its own token budget."""
     import ctranslate2
     from faster_whisper.tokenizer import Tokenizer
 
     sample_rate = model.feature_extractor.sampling_rate
-    margin = int(margin_s * sample_rate)
     tokenizers: dict[str | None, Any] = {}
 
     def tokenizer_for(language: str | None) -> Any:
@@ -131,13 +129,8 @@ def _turn_context_decoder(
 
     def run(turns: list[bytes]) -> list[_Decoded]:
         audios = [np.frombuffer(pcm16, dtype=np.int16).astype(np.float32) / 32768.0 for pcm16 in turns]
-        padded = margin + max(audio.shape[0] for audio in audios)
-        mel = np.stack([
-            model.feature_extractor(np.pad(audio, (0, padded - audio.shape[0])))[:, :_MEL_FRAMES_30S]
-            for audio in audios
-        ])
-        mel = mel[:, :, : mel.shape[2] // 2 * 2]  # the encoder halves the frame count
-        encoded = model.model.encode(ctranslate2.StorageView.from_array(np.ascontiguousarray(mel)), to_cpu=False)
+        mel = encoder_input(model.feature_extractor, audios, margin_s)
+        encoded = model.model.encode(ctranslate2.StorageView.from_array(mel), to_cpu=False)
         chosen = [languages[0]] * len(turns)
         if len(languages) > 1 or languages[0] is None:
             for i, ranked in enumerate(model.model.detect_language(encoded)):
@@ -163,6 +156,16 @@ def _turn_context_decoder(
         return decoded
 
     return run
+
+
+def encoder_input(feature_extractor: Any, audios: list[np.ndarray], margin_s: float) -> np.ndarray:
+    """Whisper log-mel of turns (float32, 16 kHz) as the turn-long encoder takes them, ``[B, 80, T]``:
+    each turn followed by ``margin_s`` of silence, the shorter turns of a batch padded with more
+    silence up to the longest, at most Whisper's 30 s, an even frame count (the encoder halves it)."""
+    padded = int(margin_s * feature_extractor.sampling_rate) + max(audio.shape[0] for audio in audios)
+    mel = np.stack([feature_extractor(np.pad(audio, (0, padded - audio.shape[0])))[:, :_MEL_FRAMES_30S]
+                    for audio in audios])  # fmt: skip
+    return np.ascontiguousarray(mel[:, :, : mel.shape[2] // 2 * 2])
 
 
 _SENTENCE_END = re.compile(r"(?<=[.?!。？！])\s+")
