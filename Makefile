@@ -15,6 +15,10 @@ RASA_STAMP := $(RASA_VENV)/.stamp-rasa
 DEBIAN_STAMP := .venv/.stamp-debian
 DEBIAN_PACKAGES := espeak-ng chromium postgresql redis-server
 
+# A fresh venv is several GB (torch's wheel brings CUDA libraries): refuse early, with the figure,
+# rather than let pip die half-way with "No space left on device".
+require_free_gb = avail=$$(df -Pk . | awk 'NR==2 {print int($$4 / 1048576)}'); [ "$$avail" -ge $(1) ] || { echo "$(2) needs about $(1) GB of free disk; only $$avail GB are free here (df -h .)" >&2; exit 1; }
+
 .PHONY: help setup deps venvs demo test lint typecheck pytest pytest-actions bench clean-venvs debian weights tts-cache
 
 help:
@@ -25,7 +29,7 @@ help:
 
 $(TOOLKIT_STAMP): requirements/toolkit.lock pyproject.toml
 	@test -n "$(PY311)" || { echo "python3.11 not found" >&2; exit 1; }
-	@test -x $(VENV)/bin/python || $(PY311) -m venv $(VENV)
+	@test -x $(VENV)/bin/python || { $(call require_free_gb,7,the toolkit venv ($(VENV))) && $(PY311) -m venv $(VENV); }
 	$(VENV)/bin/python -m pip install -q --upgrade pip
 	$(VENV)/bin/python -m pip install -q -r requirements/toolkit.lock
 	$(VENV)/bin/python -m pip install -q --no-deps -e .
@@ -33,7 +37,7 @@ $(TOOLKIT_STAMP): requirements/toolkit.lock pyproject.toml
 
 $(RASA_STAMP): requirements/rasa.lock
 	@test -n "$(PY310)" || { echo "python3.10 not found (Rasa 3.6 needs Python 3.10)" >&2; exit 1; }
-	@test -x $(RASA_VENV)/bin/python || $(PY310) -m venv $(RASA_VENV)
+	@test -x $(RASA_VENV)/bin/python || { $(call require_free_gb,4,the Rasa venv ($(RASA_VENV))) && $(PY310) -m venv $(RASA_VENV); }
 	$(RASA_VENV)/bin/python -m pip install -q --upgrade pip
 	$(RASA_VENV)/bin/python -m pip install -q -r requirements/rasa.lock
 	@touch $@
