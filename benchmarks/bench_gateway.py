@@ -69,16 +69,46 @@ def rss_mb(pid: int) -> float:
 
 def tree_rss_mb(pid: int) -> float:
     """RSS of the gateway plus its children (the ASR worker processes)."""
-    total, pending = 0.0, [pid]
+    total = 0.0
+    for current in _tree_pids(pid):
+        try:
+            total += rss_mb(current)
+        except OSError:
+            continue  # a process that just exited
+    return total
+
+
+def _tree_pids(pid: int) -> list[int]:
+    """``pid`` and every process below it (a process that just exited is skipped)."""
+    found, pending = [], [pid]
     while pending:
         current = pending.pop()
         try:
-            total += rss_mb(current)
             for task in Path(f"/proc/{current}/task").iterdir():
                 pending += [int(child) for child in (task / "children").read_text().split()]
         except (OSError, ValueError):
-            continue  # a process that just exited
-    return total
+            continue
+        found.append(current)
+    return found
+
+
+def cpu_s(pid: int) -> float:
+    """User + system CPU seconds the process has used so far (0 if it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
+def cpu_by_part(gateway_pid: int, rasa_pids: list[int]) -> dict[str, float]:
+    """CPU seconds used so far by each part of the bench: the gateway's own process, its ASR worker
+    processes, Rasa with its action server, and this process (the simulated callers)."""
+    workers = [p for p in _tree_pids(gateway_pid) if p != gateway_pid]
+    own = os.times()
+    return {"gateway": cpu_s(gateway_pid), "asr_workers": sum(map(cpu_s, workers)),
+            "rasa_and_actions": sum(cpu_s(p) for root in rasa_pids for p in _tree_pids(root)),
+            "callers_client": own.user + own.system}
 
 
 def percentiles(values: list[float]) -> dict[str, Any]:
@@ -184,12 +214,14 @@ async def _after(delay_s: float, caller: _TimedCaller) -> Any:
 
 
 async def run_level(
-    callers: int, turns: list[CallerTurn], rasa_url: str, workdir: Path, rounds: int = 1, spread_s: float = 0.0
+    callers: int, turns: list[CallerTurn], rasa_url: str, workdir: Path, rounds: int = 1, spread_s: float = 0.0,
+    rasa_pids: list[int] | None = None,
 ) -> dict[str, Any]:
     """``rounds`` consecutive waves of ``callers`` calls on one gateway process: RSS after each
     wave shows whether memory grows with calls served (a leak) or plateaus after warm-up.
     ``spread_s``: caller i of a wave starts i x spread_s / callers seconds after the first (0: all at
-    once, so every caller's k-th turn ends at the same instant: the worst case)."""
+    once, so every caller's k-th turn ends at the same instant: the worst case). ``rasa_pids``: the
+    dialogue processes, so that the CPU the calls cost is split by part."""
     port = free_port()
     log_dir = workdir / f"logs-{callers}"
     config_file = workdir / f"config-{callers}.yml"
@@ -208,6 +240,7 @@ async def run_level(
     try:
         await wait_healthy(port, process)
         started = time.monotonic()
+        cpu_before = cpu_by_part(process.pid, rasa_pids or [])
         rss.append((0.0, rss_mb(process.pid)))
         rss_total.append(tree_rss_mb(process.pid))
         stop_sampling = asyncio.Event()
@@ -236,6 +269,7 @@ async def run_level(
             rss_after_round.append(round(rss_mb(process.pid), 1))
             print(f"[{callers} callers] round {wave + 1}: RSS {rss_after_round[-1]} MB", flush=True)
         wall_s = time.monotonic() - started
+        cpu_after = cpu_by_part(process.pid, rasa_pids or [])
         stop_sampling.set()
         await sampler
         async with httpx.AsyncClient() as http:
@@ -293,6 +327,10 @@ async def run_level(
         "rss_with_asr_workers_mb": {"start": round(rss_total[0], 1), "peak": round(max(rss_total), 1),
                                     "end": round(rss_total[-1], 1)},
         "rss_samples": rss,
+        # Where the machine's CPU went while the calls ran (ASR workers rebuilt mid-run lose their share).
+        "cpu_s": {**{part: round(cpu_after[part] - cpu_before[part], 1) for part in cpu_after},
+                  "cores_busy": round((sum(cpu_after.values()) - sum(cpu_before.values())) / wall_s, 2),
+                  "cores": os.cpu_count()},
         "failed_calls": failed_calls,
     }
     print(f"[{callers} callers x {rounds}] {held}/{len(calls)} held in real time, turns {counts}, "
@@ -342,7 +380,8 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
     if args.quick:
         args.rounds = 1
     with tempfile.TemporaryDirectory(prefix="bench-gateway-") as tmp, RasaStack("contact_center", ci=True) as rasa:
-        reports = [await run_level(n, turns, rasa.url, Path(tmp), rounds=args.rounds, spread_s=args.spread_s) for n in levels]
+        reports = [await run_level(n, turns, rasa.url, Path(tmp), rounds=args.rounds, spread_s=args.spread_s,
+                                   rasa_pids=rasa.pids) for n in levels]
     return {
         "command": "python -m benchmarks.bench_gateway " + " ".join(sys.argv[1:]),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},

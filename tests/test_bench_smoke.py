@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from emotune.config import PROJECT_ROOT
@@ -43,3 +44,31 @@ def test_bench_gateway_emotion_writes_report_and_plot(tmp_path: Path) -> None:
     assert level["callers"] == 3 and level["events"] >= 1 and level["caller_errors"] == 0
     assert set(level["latency_s"]) >= {"p50", "p95", "p99", "max"}
     assert level["gateway_tracebacks"] == 0 and level["event_loop_lag_p99_s"] is not None
+
+
+def test_bench_gateway_splits_cpu_between_a_process_and_its_children() -> None:
+    """cpu_by_part counts a parent's own CPU as the gateway's and its children's as the workers'."""
+    from benchmarks.bench_gateway import cpu_by_part
+
+    burn = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.4: pass\n"
+    # The parent burns, starts a child that burns, then waits for stdin so both are still there when read.
+    parent = subprocess.Popen(
+        [sys.executable, "-c", burn + "import subprocess, sys\n"
+         f"child = subprocess.Popen([sys.executable, '-c', {burn + 'import sys; sys.stdin.read()'!r}])\n"
+         "sys.stdin.read()\n"],
+        stdin=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            parts = cpu_by_part(parent.pid, [])
+            if parts["gateway"] >= 0.4 and parts["asr_workers"] >= 0.4:
+                break
+            time.sleep(0.1)
+        assert parts["gateway"] >= 0.4 and parts["asr_workers"] >= 0.4, parts
+        assert parts["rasa_and_actions"] == 0.0
+    finally:
+        assert parent.stdin is not None
+        parent.stdin.close()  # the child, holding the same pipe, sees its end and exits too
+        parent.kill()
+        parent.wait()

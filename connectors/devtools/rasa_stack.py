@@ -165,6 +165,11 @@ class RasaStack:
             raise RasaUnavailableError("the action server has no port yet: call start() first")
         return f"http://127.0.0.1:{self.actions_port}"
 
+    @property
+    def pids(self) -> list[int]:
+        """Process ids of the running Rasa server and action server (empty before ``start()``)."""
+        return [process.pid for process in (self._rasa, self._actions) if process is not None]
+
     def _training_inputs(self) -> list[Path]:
         files = [self.bot_dir / "domain.yml", self.config_file]
         files += sorted(p for p in (self.bot_dir / "data").rglob("*") if p.suffix in (".yml", ".yaml"))
