@@ -25,6 +25,12 @@ language is always forced, no prompt with domain words)::
 German (EmoDB), the same recogniser with ``asr.language: de-DE``::
 
     .venv/bin/python -m benchmarks.bench_asr --only german               # updates the whisper_de* entries
+
+Settings are chosen on a development split, never on the sets above: ``--split dev`` measures RAVDESS
+actors 1-6 and the korean_operator clips the Korean set leaves out (no espeak-ng sentences, no German:
+every whole-sentence EmoDB clip is in the test set) and writes ``bench_asr_dev.json``::
+
+    .venv/bin/python -m benchmarks.bench_asr --split dev                 # the context_margin_s sweep
 """
 
 from __future__ import annotations
@@ -53,10 +59,15 @@ from connectors.speech.tts import EspeakSynthesizer  # noqa: E402
 from emotion_runtime.audio import resample  # noqa: E402
 from emotune.config import AsrConfig, Prosody, load_config  # noqa: E402
 
-__all__ = ["main", "KOREAN_SETTINGS", "korean_config"]
+__all__ = ["main", "KOREAN_SETTINGS", "korean_config", "korean_rows", "ravdess_clips"]
 
 DATA = REPO_ROOT.parent / "shared" / "data"
 OUT = REPO_ROOT / "benchmarks" / "results" / "bench_asr.json"
+DEV_OUT = REPO_ROOT / "benchmarks" / "results" / "bench_asr_dev.json"
+TEST_ACTORS = range(19, 25)
+DEV_ACTORS = range(1, 7)  # RAVDESS speakers the test set does not have: settings are tuned here
+# Silence appended after a turn (asr.context_margin_s) tried on the development split, beam 5.
+MARGINS_S = (1.0, 2.0, 3.0, 4.0, 6.0)
 ESPEAK_SENTENCES = [
     "I want a refund for my last order",
     "Where is my parcel, it has not arrived",
@@ -106,6 +117,7 @@ KOREAN_SETTINGS: dict[str, dict[str, Any]] = {
     "whisper_ko_beam5_fp32": {"beam_size": 5, "compute_type": "float32"},
     "whisper_ko_beam5_30s": {"beam_size": 5, "context": "30s"},
     "whisper_ko_beam5_batch4": {"beam_size": 5, "batch": 4},
+    "whisper_ko_beam5_margin2": {"beam_size": 5, "context_margin_s": 2.0},
     "whisper_ko_profile": {},
 }
 KOREAN_PROFILE = "ko_contact_center"
@@ -118,17 +130,25 @@ def load(path: Path) -> np.ndarray:
     return resample(audio, rate, 16000)
 
 
-def english_set(n_ravdess: int) -> list[tuple[str, str, np.ndarray]]:
-    espeak = EspeakSynthesizer("en-us")
+def english_set(n_ravdess: int, dev: bool = False) -> list[tuple[str, str, np.ndarray]]:
+    """The espeak-ng sentences and every (len // n)-th speech clip of RAVDESS actors 19-24; ``dev``:
+    the same stride over actors 1-6 and no espeak-ng sentences."""
     items = []
-    for text in ESPEAK_SENTENCES:
-        speech = espeak.synthesize(text, Prosody())
-        items.append(("espeak", text, speech.at_rate(16000).samples))
-    clips = sorted(p for actor in range(19, 25) for p in (DATA / "ravdess" / f"Actor_{actor:02d}").glob("03-01-*.flac"))
-    step = max(1, len(clips) // n_ravdess)
-    for path in clips[::step][:n_ravdess]:
+    if not dev:
+        espeak = EspeakSynthesizer("en-us")
+        for text in ESPEAK_SENTENCES:
+            speech = espeak.synthesize(text, Prosody())
+            items.append(("espeak", text, speech.at_rate(16000).samples))
+    for path in ravdess_clips(n_ravdess, dev):
         items.append(("ravdess", RAVDESS_TEXT[path.name.split("-")[4]], load(path)))
     return items
+
+
+def ravdess_clips(n: int, dev: bool = False) -> list[Path]:
+    """Every (len // n)-th RAVDESS speech clip of the test actors (19-24) or, ``dev``, of actors 1-6."""
+    actors = DEV_ACTORS if dev else TEST_ACTORS
+    clips = sorted(p for actor in actors for p in (DATA / "ravdess" / f"Actor_{actor:02d}").glob("03-01-*.flac"))
+    return clips[:: max(1, len(clips) // n)][:n]
 
 
 def german_set(n: int | None) -> list[tuple[str, str, np.ndarray]]:
@@ -149,18 +169,26 @@ def german_set(n: int | None) -> list[tuple[str, str, np.ndarray]]:
     return items[::step][:n] if n else items
 
 
-def korean_set(n: int) -> list[tuple[str, str, np.ndarray]]:
+def korean_set(n: int, dev: bool = False) -> list[tuple[str, str, np.ndarray]]:
     """Every (100 // n)-th row of korean_operator's manifest (it runs speaker by speaker and emotion by
     emotion in blocks of five sentences, so a stride of 4, n = 25, covers every speaker, every emotion
-    and all five of each speaker's sentences), then the Korean bot sentences in espeak-ng's ko voice."""
+    and all five of each speaker's sentences), then the Korean bot sentences in espeak-ng's ko voice;
+    ``dev``: every row that stride leaves out, and no espeak-ng sentences."""
     manifest = DATA / "korean_operator" / "manifest.csv"
-    with manifest.open(encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle))
-    step = max(1, len(rows) // n)
-    items = [("korean_operator", row["text"], load(manifest.parent / row["path"])) for row in rows[::step][:n]]
+    items = [("korean_operator", row["text"], load(manifest.parent / row["path"])) for row in korean_rows(n, dev)]
+    if dev:
+        return items
     espeak = EspeakSynthesizer("ko")
     return items + [("espeak_ko", text, espeak.synthesize(text, Prosody()).at_rate(16000).samples)
                     for text in KOREAN_ESPEAK_SENTENCES]
+
+
+def korean_rows(n: int, dev: bool = False) -> list[dict[str, str]]:
+    """korean_operator's manifest rows of the test stride (see :func:`korean_set`) or, ``dev``, the others."""
+    with (DATA / "korean_operator" / "manifest.csv").open(encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    test_rows = set(range(0, len(rows), max(1, len(rows) // n))[:n])
+    return [row for i, row in enumerate(rows) if (i not in test_rows) == dev]
 
 
 def korean_config(name: str) -> AsrConfig:
@@ -218,6 +246,39 @@ def run(engine: SpeechRecognizer, items: list[tuple[str, str, np.ndarray]], seed
     return results
 
 
+def plot_margins(report: dict[str, Any], path: Path) -> None:
+    """The development sweep: error rate and time per turn against the silence after the turn."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 3, figsize=(14, 4))
+    for prefix, corpus, rate, label in (("whisper_beam5_margin", "ravdess", "wer", "English WER (RAVDESS 1-6)"),
+                                        ("whisper_ko_beam5_margin", "korean_operator", "cer", "Korean CER")):
+        entries = sorted(((float(name[len(prefix):]), entry) for name, entry in report["engines"].items()
+                          if name.startswith(prefix)), key=lambda pair: pair[0])
+        if not entries:
+            continue
+        margins = [margin for margin, _ in entries]
+        axis = axes[0] if corpus == "ravdess" else axes[1]
+        for condition, _snr in CONDITIONS:
+            axis.plot(margins, [100 * e["results"][condition][corpus][rate] for _, e in entries], "o-", label=condition)
+        axis.set_title(label)
+        axis.set_xlabel("asr.context_margin_s (s)")
+        axis.set_ylabel("%")
+        axis.legend()
+        axes[2].plot(margins, [e["results"]["clean"][corpus]["asr_s_p50"] for _, e in entries], "o-",
+                     label=corpus)
+    axes[2].set_title("time per turn p50, clean, beam 5, one thread")
+    axes[2].set_xlabel("asr.context_margin_s (s)")
+    axes[2].set_ylabel("s")
+    axes[2].legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--ravdess", type=int, default=48, help="RAVDESS clips (actors 19-24)")
@@ -229,13 +290,19 @@ def main(argv: list[str] | None = None) -> int:
                         help="which Whisper settings to measure on Korean (default: all)")
     parser.add_argument("--engines", nargs="+", default=None,
                         help="measure only these entries (e.g. whisper_beam5); the others in --output are kept")
-    parser.add_argument("--output", type=Path, default=OUT)
+    parser.add_argument("--split", choices=("test", "dev"), default="test",
+                        help="dev: the development speakers and clips, the settings sweep, bench_asr_dev.json")
+    parser.add_argument("--output", type=Path, default=None, help=f"default {OUT.name} ({DEV_OUT.name} for dev)")
     parser.add_argument("--seed", type=int, default=13)
     args = parser.parse_args(argv)
+    dev = args.split == "dev"
+    if dev and args.only == "german":
+        parser.error("there is no German development split: every whole-sentence EmoDB clip is in the test set")
+    args.output = args.output or (DEV_OUT if dev else OUT)
     command = "python -m benchmarks.bench_asr " + " ".join(argv if argv is not None else sys.argv[1:])
-    english = english_set(args.ravdess) if args.only in (None, "english") else []
-    german = german_set(args.emodb) if args.only in (None, "german") else []
-    korean = korean_set(args.korean) if args.korean and args.only in (None, "korean") else []
+    english = english_set(args.ravdess, dev) if args.only in (None, "english") else []
+    german = german_set(args.emodb) if args.only in (None, "german") and not dev else []
+    korean = korean_set(args.korean, dev) if args.korean and args.only in (None, "korean") else []
     partial = bool(args.only or args.engines)
     previous = json.loads(args.output.read_text(encoding="utf-8")) if partial and args.output.is_file() else {}
     report: dict[str, Any] = {
@@ -243,6 +310,8 @@ def main(argv: list[str] | None = None) -> int:
         "command": previous.get("command", command) if args.only in ("german", "korean") or args.engines else command,
         "machine": {"cpus": __import__("os").cpu_count(), "platform": platform.platform()},
         "note": "a 2-vCPU machine shared with other jobs: times are upper bounds",
+        "split": ("dev: RAVDESS actors 1-6, the korean_operator rows the test stride leaves out" if dev else
+                  "test: espeak-ng sentences, RAVDESS actors 19-24, EmoDB whole sentences, korean_operator stride"),
         "engines": dict(previous.get("engines", {})),
     }
     runs: list[tuple[str, AsrConfig, list[tuple[str, str, np.ndarray]], int]] = [
@@ -250,15 +319,25 @@ def main(argv: list[str] | None = None) -> int:
         ("whisper_30s", AsrConfig(engine="whisper", workers=1, beam_size=1, context="30s"), english, 1),
         ("whisper_beam5", AsrConfig(engine="whisper", workers=1, beam_size=5), english, 1),
         ("whisper_beam5_batch4", AsrConfig(engine="whisper", workers=1, beam_size=5), english, 4),
+        ("whisper_beam5_margin2", AsrConfig(engine="whisper", workers=1, beam_size=5, context_margin_s=2.0), english, 1),
         ("pocketsphinx", AsrConfig(engine="pocketsphinx", workers=1), english, 1),
         ("whisper_de", AsrConfig(engine="whisper", language="de-DE", workers=1, beam_size=1), german, 1),
         ("whisper_de_30s", AsrConfig(engine="whisper", language="de-DE", workers=1, beam_size=1, context="30s"),
          german, 1),
         ("whisper_de_beam5", AsrConfig(engine="whisper", language="de-DE", workers=1, beam_size=5), german, 1),
         ("whisper_de_beam5_batch4", AsrConfig(engine="whisper", language="de-DE", workers=1, beam_size=5), german, 4),
+        ("whisper_de_beam5_margin2", AsrConfig(engine="whisper", language="de-DE", workers=1, beam_size=5,
+                                               context_margin_s=2.0), german, 1),
     ]
     for name in args.korean_settings:
         runs.append((name, korean_config(name), korean, KOREAN_SETTINGS[name].get("batch", 1)))
+    if dev:
+        runs = [(f"whisper_beam5_margin{margin:g}", AsrConfig(engine="whisper", workers=1, beam_size=5,
+                                                             context_margin_s=margin), english, 1)
+                for margin in MARGINS_S]
+        runs += [(f"whisper_ko_beam5_margin{margin:g}", AsrConfig(engine="whisper", language="ko-KR", workers=1,
+                                                                 beam_size=5, context_margin_s=margin), korean, 1)
+                 for margin in MARGINS_S]
     for name, config, items, batch in runs:
         if not items or (args.engines and name not in args.engines):
             continue
@@ -273,6 +352,9 @@ def main(argv: list[str] | None = None) -> int:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     print(f"wrote {args.output}")
+    if dev:
+        plot_margins(report, args.output.with_suffix(".png"))
+        print(f"wrote {args.output.with_suffix('.png')}")
     return 0
 
 

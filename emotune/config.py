@@ -560,7 +560,9 @@ class AsrConfig(_Section):
         "padding (faster-whisper's transcribe; vad_filter applies here only).",
     )
     context_margin_s: float = Field(
-        2.0, ge=0.5, le=10.0, description="whisper, context turn: silence appended after the turn's audio."
+        3.0, ge=0.5, le=10.0,
+        description="whisper, context turn: silence appended after the turn's audio (3 s: fewer errors in "
+        "noise than 2 s, the same time; chosen on development speakers, benchmarks/results/bench_asr_dev.json).",
     )
     workers: int | None = Field(
         None, ge=1, le=64,

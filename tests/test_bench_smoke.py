@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from emotune.config import PROJECT_ROOT
 
 
@@ -72,3 +74,17 @@ def test_bench_gateway_splits_cpu_between_a_process_and_its_children() -> None:
         parent.stdin.close()  # the child, holding the same pipe, sees its end and exits too
         parent.kill()
         parent.wait()
+
+
+def test_bench_asr_development_split_shares_no_clip_with_the_test_sets() -> None:
+    """Settings are chosen on --split dev: its clips must be none of the test sets' (skipped without ../shared)."""
+    from benchmarks.bench_asr import DATA, korean_rows, ravdess_clips
+
+    if not (DATA / "ravdess").is_dir() or not (DATA / "korean_operator" / "manifest.csv").is_file():
+        pytest.skip("../shared/data is not here")
+    test_clips, dev_clips = set(ravdess_clips(48)), set(ravdess_clips(48, dev=True))
+    assert len(test_clips) == len(dev_clips) == 48 and not test_clips & dev_clips
+    assert {p.parent.name for p in dev_clips} == {f"Actor_{a:02d}" for a in range(1, 7)}
+    test_rows = {row["path"] for row in korean_rows(25)}
+    dev_rows = {row["path"] for row in korean_rows(25, dev=True)}
+    assert len(test_rows) == 25 and len(dev_rows) == 75 and not test_rows & dev_rows

@@ -387,12 +387,13 @@ class WhisperRecognizer(_PooledRecognizer):
     name = "whisper"
 
     def __init__(
-        self, model: str = "whisper-base", language: str = "en-US", workers: int = 1,
+        self, model: str = _ASR_DEFAULTS.model, language: str = _ASR_DEFAULTS.language, workers: int = 1,
         beam_size: int = _ASR_DEFAULTS.beam_size, max_batch: int = _ASR_DEFAULTS.max_batch,
-        compute_type: str = "int8", cpu_threads: int = 1, no_speech_threshold: float = 0.6,
-        timeout_s: float = _DECODE_TIMEOUT_S, max_new_tokens: int = 96,
-        alternative_languages: Sequence[str] = (), vad_filter: bool = False, context: str = "turn",
-        context_margin_s: float = 2.0,
+        compute_type: str = _ASR_DEFAULTS.compute_type, cpu_threads: int = _ASR_DEFAULTS.cpu_threads,
+        no_speech_threshold: float = _ASR_DEFAULTS.no_speech_threshold, timeout_s: float = _DECODE_TIMEOUT_S,
+        max_new_tokens: int = _ASR_DEFAULTS.max_new_tokens, alternative_languages: Sequence[str] = (),
+        vad_filter: bool = _ASR_DEFAULTS.vad_filter, context: str = _ASR_DEFAULTS.context,
+        context_margin_s: float = _ASR_DEFAULTS.context_margin_s,
     ) -> None:
         if importlib.util.find_spec("faster_whisper") is None:
             raise NotBuiltError(

@@ -48,8 +48,8 @@ def start_decoder(max_active_hmms: int) -> None:
 
 def start_whisper(
     model_dir: str, language: str | None, beam_size: int, compute_type: str, cpu_threads: int,
-    no_speech_threshold: float, max_new_tokens: int = 96, alternative_languages: tuple[str, ...] = (),
-    vad_filter: bool = False, context: str = "30s", context_margin_s: float = 2.0,
+    no_speech_threshold: float, max_new_tokens: int, alternative_languages: tuple[str, ...],
+    vad_filter: bool, context: str, context_margin_s: float,
 ) -> None:
     """Process-pool initializer for Whisper: load the CTranslate2 model folder once per worker.
 
