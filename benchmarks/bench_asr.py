@@ -256,7 +256,7 @@ def plot_margins(report: dict[str, Any], path: Path) -> None:
     figure, axes = plt.subplots(1, 3, figsize=(14, 4))
     for prefix, corpus, rate, label in (("whisper_beam5_margin", "ravdess", "wer", "English WER (RAVDESS 1-6)"),
                                         ("whisper_ko_beam5_margin", "korean_operator", "cer", "Korean CER")):
-        entries = sorted(((float(name[len(prefix):]), entry) for name, entry in report["engines"].items()
+        entries = sorted(((entry["config"]["context_margin_s"], entry) for name, entry in report["engines"].items()
                           if name.startswith(prefix)), key=lambda pair: pair[0])
         if not entries:
             continue
@@ -332,12 +332,11 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.korean_settings:
         runs.append((name, korean_config(name), korean, KOREAN_SETTINGS[name].get("batch", 1)))
     if dev:
-        runs = [(f"whisper_beam5_margin{margin:g}", AsrConfig(engine="whisper", workers=1, beam_size=5,
-                                                             context_margin_s=margin), english, 1)
+        runs = [(f"{prefix}{margin:g}", AsrConfig(engine="whisper", language=language, workers=1, beam_size=5,
+                                                  context_margin_s=margin), items, 1)
+                for prefix, language, items in (("whisper_beam5_margin", "en-US", english),
+                                                ("whisper_ko_beam5_margin", "ko-KR", korean))
                 for margin in MARGINS_S]
-        runs += [(f"whisper_ko_beam5_margin{margin:g}", AsrConfig(engine="whisper", language="ko-KR", workers=1,
-                                                                 beam_size=5, context_margin_s=margin), korean, 1)
-                 for margin in MARGINS_S]
     for name, config, items, batch in runs:
         if not items or (args.engines and name not in args.engines):
             continue
