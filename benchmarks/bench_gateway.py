@@ -165,6 +165,8 @@ def _analyse_logs(paths: list[Path]) -> dict[str, Any]:
     gateway_added_s: list[float] = []
     words_wait_s: list[float] = []  # the turn's end to its words (early transcript or recognised then)
     rasa_s: list[float] = []
+    asr_queued_s: list[float] = []  # submission to a worker taking the turn (early or at its end)
+    asr_batches: list[int] = []  # turns decoded together with each turn
     early_used = 0
     counts = dict.fromkeys(("turns", "bot_audio", "handed_off", "fallback_or_failed", "shed_busy_reply",
                             "skipped_no_words", "dropped", "unanswered"), 0)
@@ -182,6 +184,9 @@ def _analyse_logs(paths: list[Path]) -> dict[str, Any]:
             if kind == "turn" and "words_wait_s" in record:
                 words_wait_s.append(float(record["words_wait_s"]))
                 rasa_s.append(float(record["rasa_s"]))
+                if "asr_batch" in record:
+                    asr_batches.append(int(record["asr_batch"]))
+                    asr_queued_s.append(float(record["asr_queued_s"]))
             later = []  # what happened to this turn: records up to the next caller turn
             for following in log[index + 1 :]:
                 if following["type"] in ("turn", "turn_shed", "turn_skipped", "turn_dropped"):
@@ -205,7 +210,8 @@ def _analyse_logs(paths: list[Path]) -> dict[str, Any]:
     # dropped because the call ended is logged, but the caller heard nothing: it counts here.
     counts["unanswered"] += counts["dropped"]
     return {"counts": counts, "response_s": response_s, "gateway_added_s": gateway_added_s,
-            "words_wait_s": words_wait_s, "rasa_s": rasa_s, "early_transcripts_used": early_used}
+            "words_wait_s": words_wait_s, "rasa_s": rasa_s, "early_transcripts_used": early_used,
+            "asr_queued_s": asr_queued_s, "asr_batches": asr_batches}
 
 
 async def _after(delay_s: float, caller: _TimedCaller) -> Any:
@@ -311,6 +317,10 @@ async def run_level(
         "turn_words_wait_s": percentiles(analysis["words_wait_s"]),
         "turn_rasa_s": percentiles(analysis["rasa_s"]),
         "early_transcripts_used": analysis["early_transcripts_used"],
+        # How recognition served the turns: the wait for a worker, and how many turns shared its batch.
+        "asr_queued_s": percentiles(analysis["asr_queued_s"]),
+        "asr_batch_sizes": {str(size): analysis["asr_batches"].count(size)
+                            for size in sorted(set(analysis["asr_batches"]))},
         "label_latency_s": {
             "p50": histogram_quantile(metrics_text, "emotune_label_latency_seconds", 0.5),
             "p95": histogram_quantile(metrics_text, "emotune_label_latency_seconds", 0.95),
@@ -383,7 +393,9 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
         reports = [await run_level(n, turns, rasa.url, Path(tmp), rounds=args.rounds, spread_s=args.spread_s,
                                    rasa_pids=rasa.pids) for n in levels]
     return {
-        "command": "python -m benchmarks.bench_gateway " + " ".join(sys.argv[1:]),
+        # Config overrides from the environment are part of what was run.
+        "command": " ".join([*(f"{k}={v}" for k, v in sorted(os.environ.items()) if k.startswith("EMOTUNE_")),
+                             "python -m benchmarks.bench_gateway", *sys.argv[1:]]),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
         "turns_per_call": len(turns),
         "levels": reports,

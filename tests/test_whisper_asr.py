@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -143,7 +144,7 @@ def test_turns_waiting_together_are_decoded_as_a_batch() -> None:
     once), the ones that queued meanwhile are taken together, at most ``max_batch`` at a time."""
     import concurrent.futures
 
-    recognizer = create_recognizer(AsrConfig(engine="whisper", workers=1, max_batch=3))
+    recognizer = create_recognizer(AsrConfig(engine="whisper", workers=1, max_batch=3, batch_wait_s=0.3))
     try:
         call = load_sample_call()
         lines = [_phone_line(call.turns[i % 2].audio) for i in range(6)]
@@ -151,12 +152,39 @@ def test_turns_waiting_together_are_decoded_as_a_batch() -> None:
             transcripts = list(threads.map(recognizer.transcribe, lines))
         for i, transcript in enumerate(transcripts):
             assert words(transcript.text) == words(call.turns[i % 2].text), transcript.text
-        batches = [sum(1 for t in transcripts if t.compute_s == transcript.compute_s) for transcript in transcripts]
-        assert max(batches) > 1 and max(batches) <= 3, batches
+        sizes = [t.batch_size for t in transcripts]
+        assert max(sizes) > 1 and max(sizes) <= 3, sizes
+        assert min(t.queued_s for t in transcripts) < 0.2  # the only worker was free: no batch wait
     finally:
         recognizer.close()
     with pytest.raises(ValidationError, match="max_batch"):
         AsrConfig(max_batch=0)
+    with pytest.raises(ValidationError, match="batch_wait_s"):
+        AsrConfig(batch_wait_s=-0.1)
+
+
+def test_during_a_burst_a_free_worker_waits_for_its_batch_to_fill() -> None:
+    """Two workers. A lone turn is taken at once (every worker free). While one worker decodes a long
+    turn, three turns arriving 30 ms apart are gathered by the other into one batch (``batch_wait_s``);
+    without the wait the first of them would be decoded alone."""
+    recognizer = create_recognizer(AsrConfig(engine="whisper", workers=2, max_batch=3, batch_wait_s=0.3))
+    try:
+        line = _phone_line(load_sample_call().turns[0].audio)
+        lone = recognizer.transcribe(line)
+        assert lone.batch_size == 1 and lone.queued_s < 0.2, lone
+        long_turn = recognizer.submit(np.tile(line, 3))
+        while not long_turn.running():
+            time.sleep(0.005)
+        burst = []
+        for _ in range(3):
+            burst.append(recognizer.submit(line))
+            time.sleep(0.03)
+        served = [future.result(timeout=60) for future in burst]
+        assert [t.batch_size for t in served] == [3, 3, 3], served
+        assert served[0].queued_s >= 0.05  # it waited for the others
+        assert long_turn.result(timeout=60).batch_size == 1
+    finally:
+        recognizer.close()
 
 
 def test_a_turn_cancelled_while_it_waits_is_not_decoded(whisper: WhisperRecognizer) -> None:
@@ -168,8 +196,11 @@ def test_a_turn_cancelled_while_it_waits_is_not_decoded(whisper: WhisperRecogniz
 
     call = load_sample_call()
     line = _phone_line(call.turns[0].audio)
-    first, waiting, last = (whisper.submit(np.tile(line, 3)), whisper.submit(line), whisper.submit(line))
-    assert waiting.cancel()  # still queued behind the first turn (one worker)
+    first = whisper.submit(np.tile(line, 3))
+    while not first.running():  # the only worker has taken it (a batch of one)
+        time.sleep(0.005)
+    waiting, last = whisper.submit(line), whisper.submit(line)
+    assert waiting.cancel()  # still queued behind the first turn
     assert words(last.result(timeout=60).text) == words(call.turns[0].text)
     assert words(first.result(timeout=60).text)[:6] == words(call.turns[0].text)
     assert waiting.cancelled()

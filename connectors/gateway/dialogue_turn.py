@@ -329,6 +329,7 @@ class DialogueTurns:
         turn = self.count
         start_s, end_s = pending.start_s, pending.end_s
         language: str | None = None  # set when the recogniser heard another language than the line's
+        batch, queued_s = 1, 0.0  # how its recognition was served: turns in its batch, wait for a worker
         if pending.text is not None:
             text, asr_s = pending.text.strip(), 0.0
         elif services.recognizer.name == "none":
@@ -338,6 +339,7 @@ class DialogueTurns:
             if transcript is None:
                 return
             text, asr_s = transcript.text, transcript.compute_s
+            batch, queued_s = transcript.batch_size, transcript.queued_s
             language = transcript.language if transcript.other_language else None
         words_wait_s = time.monotonic() - pending.ended_at  # the turn's end to its words: the caller waits
         if not text:
@@ -380,7 +382,8 @@ class DialogueTurns:
             "turn", turn=turn, start_s=round(start_s, 3), end_s=round(end_s, 3), caller_text=text,
             emotion=metadata.get("emotion"), requested_tone=metadata["tone"], bot_text=reply.text, tone=tone,
             fallback=reply.fallback, fallback_reason=reply.fallback_reason, asr_s=round(asr_s, 3),
-            words_wait_s=round(words_wait_s, 3), rasa_s=round(reply.latency_s, 3),
+            asr_batch=batch, asr_queued_s=round(queued_s, 3), words_wait_s=round(words_wait_s, 3),
+            rasa_s=round(reply.latency_s, 3),
         )  # fmt: skip
         if reply.text and self.stale(pending) and reply.handoff is None:
             # Barge-in while Rasa answered: Rasa's tracker has the turn, the caller hears nothing of it.

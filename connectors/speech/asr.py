@@ -18,10 +18,11 @@ import contextlib
 import importlib.util
 import multiprocessing
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -70,6 +71,8 @@ class Transcript:
     compute_s: float
     language: str | None = None  # the language it was decoded in (None: the engine does not say)
     other_language: bool = False  # decoded in one of asr.alternative_languages, not the line's own
+    batch_size: int = 1  # turns decoded together with this one (itself included)
+    queued_s: float = 0.0  # from submission until a worker took it
 
 
 @runtime_checkable
@@ -122,6 +125,8 @@ class _Pending:
     pcm16: bytes
     audio_s: float
     result: Future[Transcript]
+    submitted_at: float = field(default_factory=time.monotonic)
+    taken_at: float | None = None  # when a worker took it
 
     @property
     def audible(self) -> bool:
@@ -135,7 +140,8 @@ class _PooledRecognizer:
     decoder. One dispatcher thread per worker takes the waiting turns, up to ``max_batch`` of them,
     and has its worker decode them as one batch: when callers' turns end together (a burst), the
     batch is decoded faster than the same turns one after another; on a quiet line a turn never
-    waits for others. A worker that dies or overruns ``timeout_s`` (per batch) fails only its
+    waits for others. During a burst (another worker busy) a free worker may wait ``batch_wait_s``
+    for its batch to fill: burst turns arrive a few frames to a second apart. A worker that dies or overruns ``timeout_s`` (per batch) fails only its
     batch's turns (:class:`SpeechEngineError`); the pool is rebuilt for the next ones. Call
     :meth:`close` when done.
     """
@@ -145,10 +151,11 @@ class _PooledRecognizer:
 
     def __init__(
         self, workers: int, initializer: Callable[..., None], initargs: tuple[Any, ...], timeout_s: float,
-        max_batch: int = 1,
+        max_batch: int = 1, batch_wait_s: float = 0.0,
     ) -> None:
         self.workers = max(1, workers)
         self.max_batch = max(1, max_batch)
+        self.batch_wait_s = batch_wait_s if self.max_batch > 1 else 0.0  # nothing to gather for
         self._idle = 0  # dispatchers waiting for turns
         self.timeout_s = timeout_s
         self._initializer = initializer
@@ -232,6 +239,7 @@ class _PooledRecognizer:
                 self._idle += 1
                 while not self._waiting and not self._closing:
                     self._turn_waiting.wait()
+                self._gather()
                 self._idle -= 1
                 if not self._waiting:
                     return  # closing and nothing left
@@ -241,11 +249,25 @@ class _PooledRecognizer:
                 while self._waiting and len(batch) < share:
                     turn = self._waiting.popleft()
                     if turn.result.set_running_or_notify_cancel():  # False: cancelled while it waited
+                        turn.taken_at = time.monotonic()
                         batch.append(turn)
                 if self._waiting:
                     self._turn_waiting.notify()
             if batch:
                 self._decode(batch)
+
+    def _gather(self) -> None:
+        """Wait (lock held by the caller, released while waiting) until the idle workers' batches are
+        full or ``batch_wait_s`` has passed since the oldest waiting turn arrived: a burst's turns come a
+        few frames apart. A turn that already waited (all workers were busy) is taken at once."""
+        if not self._waiting or self._idle == self.workers:
+            return  # every worker free: no burst under way, a lone turn goes at once
+        deadline = self._waiting[0].submitted_at + self.batch_wait_s
+        while (
+            self._waiting and not self._closing and len(self._waiting) < self.max_batch * self._idle
+            and (remaining := deadline - time.monotonic()) > 0
+        ):
+            self._turn_waiting.wait(remaining)
 
     def _decode(self, batch: list[_Pending]) -> None:
         """Decode ``batch`` in one worker; every turn of it gets its result or the batch's error."""
@@ -272,7 +294,10 @@ class _PooledRecognizer:
             # Each turn of a batch waited for the whole batch: that is its decoding time.
             for turn, (text, language) in zip(batch, decoded, strict=True):
                 other = self.language is not None and language is not None and language != self.language
-                turn.result.set_result(Transcript(text, self.name, turn.audio_s, compute_s, language, other))
+                queued_s = (turn.taken_at or turn.submitted_at) - turn.submitted_at
+                turn.result.set_result(
+                    Transcript(text, self.name, turn.audio_s, compute_s, language, other, len(batch), queued_s)
+                )
 
     def _fail(self, batch: list[_Pending], what: str, exc: BaseException) -> None:
         audio = " + ".join(f"{turn.audio_s:.1f}" for turn in batch)
@@ -393,7 +418,7 @@ class WhisperRecognizer(_PooledRecognizer):
         no_speech_threshold: float = _ASR_DEFAULTS.no_speech_threshold, timeout_s: float = _DECODE_TIMEOUT_S,
         max_new_tokens: int = _ASR_DEFAULTS.max_new_tokens, alternative_languages: Sequence[str] = (),
         vad_filter: bool = _ASR_DEFAULTS.vad_filter, context: str = _ASR_DEFAULTS.context,
-        context_margin_s: float = _ASR_DEFAULTS.context_margin_s,
+        context_margin_s: float = _ASR_DEFAULTS.context_margin_s, batch_wait_s: float = _ASR_DEFAULTS.batch_wait_s,
     ) -> None:
         if importlib.util.find_spec("faster_whisper") is None:
             raise NotBuiltError(
@@ -410,7 +435,7 @@ class WhisperRecognizer(_PooledRecognizer):
             workers, asr_worker.start_whisper,
             (str(self.model_dir), self.language, beam_size, compute_type, cpu_threads, no_speech_threshold,
              max_new_tokens, alternatives, vad_filter, context, context_margin_s),
-            timeout_s, max_batch,
+            timeout_s, max_batch, batch_wait_s,
         )
 
 
@@ -438,7 +463,7 @@ _ENGINES: EngineRegistry[AsrConfig, SpeechRecognizer] = EngineRegistry(
             compute_type=cfg.compute_type, cpu_threads=cfg.cpu_threads,
             no_speech_threshold=cfg.no_speech_threshold, timeout_s=cfg.timeout_s, max_new_tokens=cfg.max_new_tokens,
             alternative_languages=cfg.alternative_languages, vad_filter=cfg.vad_filter, context=cfg.context,
-            context_margin_s=cfg.context_margin_s,
+            context_margin_s=cfg.context_margin_s, batch_wait_s=cfg.batch_wait_s,
         ),
         "none": lambda cfg: NoRecognizer(),
     },
