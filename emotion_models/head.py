@@ -64,9 +64,12 @@ class EmotionHead(nn.Module):
         std = torch.sqrt(((a * (h - mean[:, None]) ** 2).sum(dim=1)).clamp_min(1e-6))
         return torch.cat([mean, std], dim=1)
 
-    def forward(self, states: torch.Tensor, offset: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        z = self.embed(states, offset)
+    def outputs(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Class logits and arousal from the pooled embedding ``z`` of :meth:`embed`."""
         return self.classify(z), torch.sigmoid(self.arousal(z)).squeeze(-1)
+
+    def forward(self, states: torch.Tensor, offset: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.outputs(self.embed(states, offset))
 
 
 def save_head(head: EmotionHead | ProbeHead, path: Path, extra: dict[str, Any] | None = None) -> None:

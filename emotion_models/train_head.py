@@ -14,6 +14,11 @@ Draws are balanced per corpus, then per class inside a corpus, so 1,400 RAVDESS 
 100 Korean ones; BAVED (arousal only) trains the arousal output and never the classes.
 Model selection: the epoch with the best UA on development speakers held out of the training
 corpora (never on the test corpus); then a temperature is fitted on the same development windows.
+
+``corpus_adversary_weight`` > 0 adds a corpus classifier on the head's pooled embedding behind a
+gradient reversal (domain-adversarial training): the head is pushed to an embedding from which the
+corpus (language, studio, actors) cannot be told, which is what a corpus never heard needs. The
+classifier exists only in training; the exported head is unchanged.
 """
 
 from __future__ import annotations
@@ -191,10 +196,12 @@ def fit_adaptation(mode: str, prior_windows: float, pooled: np.ndarray, meta: Wi
 
 
 class _Draws(torch.utils.data.Dataset[tuple[torch.Tensor, ...]]):
-    """Index = (window, channel, condition); items are ready tensors."""
+    """Index = (window, channel, condition); items are ready tensors (states, offset, label, arousal,
+    corpus index among all the data's corpora)."""
 
     def __init__(self, data: TrainingData, offsets: dict[tuple[str, str], np.ndarray], rows: np.ndarray) -> None:
         self.data, self.offsets, self.rows = data, offsets, rows
+        self.corpus_index = np.searchsorted(np.unique(data.meta.corpus), data.meta.corpus)
 
     def __len__(self) -> int:
         return len(self.rows) * len(CHANNELS) * len(CONDITIONS)
@@ -209,6 +216,7 @@ class _Draws(torch.utils.data.Dataset[tuple[torch.Tensor, ...]]):
             torch.from_numpy(self.offsets[(channel, condition)][index].astype(np.float32)),
             torch.tensor(int(ws.label[index])),
             torch.tensor(float(ws.arousal[index])),
+            torch.tensor(int(self.corpus_index[index])),
         )
 
 
@@ -242,6 +250,24 @@ def _corpus_shares(present: np.ndarray, corpus_shares: Mapping[str, float]) -> d
     return {**named, **dict.fromkeys(rest, remaining / max(1, len(rest)))}
 
 
+class _ReverseGradient(torch.autograd.Function):
+    """Identity forward; the gradient times ``-weight`` backward (domain-adversarial training)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, weight: float) -> torch.Tensor:  # noqa: ANN401
+        ctx.weight = weight
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # noqa: ANN401
+        return -ctx.weight * grad, None
+
+
+def corpus_adversary(hidden: int, corpora: int) -> torch.nn.Module:
+    """The training-only corpus classifier on the head's pooled embedding (2 x hidden)."""
+    return torch.nn.Sequential(torch.nn.Linear(2 * hidden, hidden), torch.nn.GELU(), torch.nn.Linear(hidden, corpora))
+
+
 class HeadBrain(sb.Brain):
     """Only the hooks the recipe needs: forward, objectives, LR schedule, best-epoch bookkeeping."""
 
@@ -249,7 +275,11 @@ class HeadBrain(sb.Brain):
         states, offset = batch[0].to(self.device), batch[1].to(self.device)
         if stage == sb.Stage.TRAIN and self.hparams.state_noise > 0:
             states = states + self.hparams.state_noise * torch.randn_like(states) / self.modules.head.inv_std[None, :, None]
-        return self.modules.head(states, offset)
+        z = self.modules.head.embed(states, offset)
+        self._corpus_logits = None
+        if stage == sb.Stage.TRAIN and "adversary" in self.modules:
+            self._corpus_logits = self.modules.adversary(_ReverseGradient.apply(z, self._adversary_weight))
+        return self.modules.head.outputs(z)
 
     def compute_objectives(
         self, predictions: tuple[torch.Tensor, torch.Tensor], batch: Sequence[torch.Tensor], stage: sb.Stage
@@ -265,6 +295,8 @@ class HeadBrain(sb.Brain):
         known = ~torch.isnan(arousal_target)
         if known.any():
             loss = loss + self.hparams.arousal_weight * F.mse_loss(arousal[known], arousal_target[known])
+        if self._corpus_logits is not None:
+            loss = loss + F.cross_entropy(self._corpus_logits, batch[4].to(self.device))
         if stage != sb.Stage.TRAIN:
             self._true.extend(labels[labelled].tolist())
             self._pred.extend(logits[labelled].argmax(dim=1).tolist())
@@ -278,6 +310,10 @@ class HeadBrain(sb.Brain):
             lr = self.hparams.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * (epoch - 1) / max(1, total))))
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
+            # The reversal grows as the classes are learnt (the usual ramp of domain-adversarial training),
+            # from the first epoch: an epoch without it could be the one the development speakers choose.
+            progress = epoch / max(1, total)
+            self._adversary_weight = float(getattr(self.hparams, "corpus_adversary_weight", 0.0)) * (2 / (1 + math.exp(-10 * progress)) - 1)
             self._epoch_start = time.time()
 
     def on_stage_end(self, stage: sb.Stage, stage_loss: float, epoch: int | None = None) -> None:
@@ -544,10 +580,14 @@ def run(
         torch.utils.data.DataLoader(_Draws(data, offsets, labelled_dev), batch_size=256) if len(labelled_dev) else None
     )
     state: dict[str, Any] = {"history": [], "best": {}}
+    adversary_weight = float(hparams.get("corpus_adversary_weight", 0.0))
+    modules: dict[str, torch.nn.Module] = {"head": head}
+    if adversary_weight > 0 and len(np.unique(meta.corpus[fit_rows])) > 1:
+        modules["adversary"] = corpus_adversary(head.config.hidden, len(np.unique(meta.corpus)))
     brain = HeadBrain(
-        modules={"head": head},
+        modules=modules,
         opt_class=lambda params: torch.optim.AdamW(params, lr=hparams["lr"], weight_decay=hparams["weight_decay"]),
-        hparams={**hparams, **state},
+        hparams={**hparams, **state, "corpus_adversary_weight": adversary_weight},
         run_opts={"device": "cpu", "noprogressbar": True},
     )
     counter = sb.utils.epoch_loop.EpochCounter(int(hparams["number_of_epochs"]))

@@ -112,9 +112,9 @@ class TopBlockBrain(HeadBrain):
     ``block_lr_scale`` times the head's rate and its best-epoch state is kept with the head's."""
 
     def compute_forward(self, batch: Sequence[torch.Tensor], stage: sb.Stage) -> tuple[torch.Tensor, torch.Tensor]:
-        top = self.modules.top(batch[4].to(self.device))
+        top = self.modules.top(batch[-1].to(self.device))  # the block's input, after _Draws' items
         states = torch.cat([batch[0][:, :-1].to(self.device), top[:, None]], dim=1)
-        return super().compute_forward([states, *batch[1:4]], stage)
+        return super().compute_forward([states, *batch[1:-1]], stage)
 
     def on_stage_start(self, stage: sb.Stage, epoch: int | None = None) -> None:
         super().on_stage_start(stage, epoch)

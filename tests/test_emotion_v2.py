@@ -412,3 +412,26 @@ def test_speed_copies_follow_the_originals_train_and_never_score(tmp_path: Path)
     dev = labelled_dev_rows(copied, rows, np.unique(copied.speaker)[:2])
     assert len(dev) and copied.original[dev].all()
     assert len(labelled_dev_rows(ws, rows, np.unique(ws.speaker)[:2])) == 2 * len(dev)
+
+
+def test_the_corpus_adversary_reverses_its_gradient_and_leaves_the_head_unchanged() -> None:
+    """``corpus_adversary_weight``: the reversal passes the embedding through and sends back minus the
+    weight times the gradient; training with it changes the head (the adversary acts) but not its
+    parameters' names and shapes (the classifier is training-only: the exported head is the same graph)."""
+    import torch
+
+    from emotion_models.train_head import _ReverseGradient, run
+
+    z = torch.ones(3, 4, requires_grad=True)
+    out = _ReverseGradient.apply(z, 0.3)
+    assert torch.equal(out, z)
+    (out * torch.arange(4.0)).sum().backward()
+    assert torch.allclose(z.grad, -0.3 * torch.arange(4.0).expand(3, 4))
+
+    data = _synthetic_corpora(shifted=False)
+    rows = np.arange(len(data.meta.label))  # type: ignore[attr-defined]
+    plain = run(dict(_TINY_RECIPE), data, rows, None)["_head"]  # type: ignore[arg-type]
+    adversarial = run({**_TINY_RECIPE, "corpus_adversary_weight": 1.0}, data, rows, None)["_head"]  # type: ignore[arg-type]
+    plain_state, adversarial_state = plain.state_dict(), adversarial.state_dict()
+    assert {k: v.shape for k, v in plain_state.items()} == {k: v.shape for k, v in adversarial_state.items()}
+    assert not all(torch.equal(plain_state[k], adversarial_state[k]) for k in plain_state)
