@@ -586,9 +586,9 @@ class AsrConfig(_Section):
         description="whisper, context turn: while another worker is busy (a burst under way), how long a free "
         "worker that finds fewer than max_batch turns waiting waits for more (from the oldest one's arrival) "
         "before it decodes. Callers' turns that end together reach the recogniser up to a second apart, and "
-        "without the wait most are decoded alone: fewer turns per second (at 10 synchronised callers 0.15 s "
-        "cut recognition CPU by 17% and the time to the first reply p95 from 2.00 to 1.73 s, but raised its "
-        "p50 from 0.95 to 1.12 s: the wait outlasts what early transcription hides; "
+        "without the wait most are decoded alone: fewer turns per second (at 10 synchronised callers, two runs, "
+        "0.15 s cut recognition CPU by 17-25% and the time to the first reply p95 from 1.94-2.00 to 1.73-1.79 s, "
+        "but raised its p50 from 0.93-0.95 to 1.12-1.13 s: the wait outlasts what early transcription hides; "
         "benchmarks/results/bench_reply_latency_batch_wait_*ms_sync.json). With every worker free a turn never "
         "waits. 0: never wait.",
     )
