@@ -18,7 +18,9 @@ corpora (never on the test corpus); then a temperature is fitted on the same dev
 ``corpus_adversary_weight`` > 0 adds a corpus classifier on the head's pooled embedding behind a
 gradient reversal (domain-adversarial training): the head is pushed to an embedding from which the
 corpus (language, studio, actors) cannot be told, which is what a corpus never heard needs. The
-classifier exists only in training; the exported head is unchanged.
+classifier exists only in training; the exported head is unchanged. ``mixup_alpha`` > 0 mixes each
+draw's pooled embedding with a random partner's (manifold mixup, shares from Beta(alpha, alpha)) and
+trains on both targets in proportion.
 """
 
 from __future__ import annotations
@@ -276,9 +278,16 @@ class HeadBrain(sb.Brain):
         if stage == sb.Stage.TRAIN and self.hparams.state_noise > 0:
             states = states + self.hparams.state_noise * torch.randn_like(states) / self.modules.head.inv_std[None, :, None]
         z = self.modules.head.embed(states, offset)
-        self._corpus_logits = None
+        self._corpus_logits, self._mix = None, None
         if stage == sb.Stage.TRAIN and "adversary" in self.modules:
             self._corpus_logits = self.modules.adversary(_ReverseGradient.apply(z, self._adversary_weight))
+        alpha = float(getattr(self.hparams, "mixup_alpha", 0.0))
+        if stage == sb.Stage.TRAIN and alpha > 0:
+            # Manifold mixup of the pooled embeddings: each draw with a random partner of the batch.
+            partner = torch.randperm(z.shape[0], device=z.device)
+            share = torch.distributions.Beta(alpha, alpha).sample((z.shape[0],)).to(z.device)
+            z = share[:, None] * z + (1 - share[:, None]) * z[partner]
+            self._mix = (partner, share)
         return self.modules.head.outputs(z)
 
     def compute_objectives(
@@ -288,18 +297,45 @@ class HeadBrain(sb.Brain):
         labels, arousal_target = batch[2].to(self.device), batch[3].to(self.device)
         labelled = labels >= 0
         loss = torch.zeros((), device=self.device)
-        if labelled.any():
-            loss = loss + F.cross_entropy(
-                logits[labelled], labels[labelled], label_smoothing=self.hparams.label_smoothing
-            )
-        known = ~torch.isnan(arousal_target)
-        if known.any():
-            loss = loss + self.hparams.arousal_weight * F.mse_loss(arousal[known], arousal_target[known])
+        if self._mix is not None:
+            loss = loss + self._mixed_loss(logits, arousal, labels, arousal_target)
+        else:
+            if labelled.any():
+                loss = loss + F.cross_entropy(
+                    logits[labelled], labels[labelled], label_smoothing=self.hparams.label_smoothing
+                )
+            known = ~torch.isnan(arousal_target)
+            if known.any():
+                loss = loss + self.hparams.arousal_weight * F.mse_loss(arousal[known], arousal_target[known])
         if self._corpus_logits is not None:
             loss = loss + F.cross_entropy(self._corpus_logits, batch[4].to(self.device))
         if stage != sb.Stage.TRAIN:
             self._true.extend(labels[labelled].tolist())
             self._pred.extend(logits[labelled].argmax(dim=1).tolist())
+        return loss
+
+    def _mixed_loss(
+        self, logits: torch.Tensor, arousal: torch.Tensor, labels: torch.Tensor, arousal_target: torch.Tensor
+    ) -> torch.Tensor:
+        """Each mixed draw learns both its parts' targets in proportion; a part without a class
+        label (BAVED) or without an arousal target adds nothing to that term."""
+        assert self._mix is not None
+        partner, share = self._mix
+        loss = torch.zeros((), device=self.device)
+        # Means over the draws that carry the target, as without mixup.
+        labelled = max(1, int((labels >= 0).sum()))
+        for target, weight in ((labels, share), (labels[partner], 1 - share)):
+            known = target >= 0
+            if known.any():
+                ce = F.cross_entropy(logits[known], target[known], label_smoothing=self.hparams.label_smoothing,
+                                     reduction="none")
+                loss = loss + (weight[known] * ce).sum() / labelled
+        with_arousal = max(1, int((~torch.isnan(arousal_target)).sum()))
+        for target, weight in ((arousal_target, share), (arousal_target[partner], 1 - share)):
+            known = ~torch.isnan(target)
+            if known.any():
+                mse = (arousal[known] - target[known]) ** 2
+                loss = loss + self.hparams.arousal_weight * (weight[known] * mse).sum() / with_arousal
         return loss
 
     def on_stage_start(self, stage: sb.Stage, epoch: int | None = None) -> None:
