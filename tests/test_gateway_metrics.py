@@ -175,6 +175,9 @@ async def test_a_call_fills_the_latency_histograms_and_logs_json_with_call_ids(
     assert result.bot_audio_s > 0.5
     assert metrics['emotune_calls_total{protocol="twilio"}'] == 1
     assert metrics["emotune_turn_latency_seconds_count"] == 1
+    # The one turn was recognised by Whisper alone (one caller): a batch of one.
+    assert metrics["emotune_asr_words_wait_seconds_count"] == metrics["emotune_asr_queue_seconds_count"] == 1
+    assert metrics['emotune_asr_batch_turns_bucket{le="1"}'] == metrics["emotune_asr_batch_turns_count"] == 1
     assert metrics["emotune_label_latency_seconds_count"] >= 1
     assert metrics['emotune_label_latency_seconds_bucket{le="+Inf"}'] == metrics["emotune_label_latency_seconds_count"]
     assert metrics["emotune_rasa_fallbacks_total"] == 0

@@ -342,6 +342,10 @@ class DialogueTurns:
             batch, queued_s = transcript.batch_size, transcript.queued_s
             language = transcript.language if transcript.other_language else None
         words_wait_s = time.monotonic() - pending.ended_at  # the turn's end to its words: the caller waits
+        if services.metrics is not None and pending.text is None and services.recognizer.name != "none":
+            services.metrics.words_wait.observe(words_wait_s)
+            services.metrics.asr_queue.observe(queued_s)
+            services.metrics.asr_batch_turns.observe(batch)
         if not text:
             call.record("turn_skipped", turn=turn, start_s=start_s, end_s=end_s, reason="no words recognised")
             return

@@ -26,6 +26,7 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 LATENCY_BUCKETS_S: tuple[float, ...] = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 LAG_BUCKETS_S: tuple[float, ...] = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+BATCH_BUCKETS: tuple[float, ...] = (1, 2, 3, 4, 6, 8, 12, 16)
 
 
 def _escape(value: str) -> str:
@@ -131,6 +132,18 @@ class GatewayMetrics:
         self.turn_latency = Histogram(
             "emotune_turn_latency_seconds", "Caller turn end to first bot audio (or reply), seconds."
         )
+        # Where a turn's wait for its words goes: recognition queue, batching, decoding.
+        self.words_wait = Histogram(
+            "emotune_asr_words_wait_seconds",
+            "Caller turn end to its recognised words (an early transcript may be ready before), seconds.",
+        )
+        self.asr_queue = Histogram(
+            "emotune_asr_queue_seconds", "Turn given to the recogniser until a worker took it, seconds."
+        )
+        self.asr_batch_turns = Histogram(
+            "emotune_asr_batch_turns", "Turns decoded in one batch with each recognised turn (itself included).",
+            buckets=BATCH_BUCKETS,
+        )
         self.rasa_fallbacks_total = Counter(
             "emotune_rasa_fallbacks_total", "Bot turns answered with the fallback reply (Rasa unreachable)."
         )
@@ -150,7 +163,8 @@ class GatewayMetrics:
         lines: list[str] = []
         for metric in (
             self.active_calls, self.calls_total, self.refusals_total, self.errors_total,
-            self.label_latency, self.turn_latency, self.rasa_fallbacks_total,
+            self.label_latency, self.turn_latency, self.words_wait, self.asr_queue, self.asr_batch_turns,
+            self.rasa_fallbacks_total,
             self.emotion_windows_dropped_total, self.event_loop_lag,
         ):
             lines.extend(metric.render())
