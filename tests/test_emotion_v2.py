@@ -464,3 +464,15 @@ def test_mixup_loss_at_share_one_is_the_plain_loss_and_training_with_it_runs() -
     rows = np.arange(len(data.meta.label))  # type: ignore[attr-defined]
     result = run({**_TINY_RECIPE, "mixup_alpha": 0.4, "number_of_epochs": 3}, data, rows, rows)  # type: ignore[arg-type]
     assert result["test"]["clean/mixed"]["ua"] > 0.5
+
+
+def test_auc_of_the_arousal_diagnostic_ranks_ties_half_and_sees_an_inverted_score() -> None:
+    from emotion_models.arousal_transfer import auc
+
+    positive = np.array([True, True, False, False])
+    assert auc(np.array([0.9, 0.8, 0.2, 0.1]), positive) == 1.0
+    assert auc(np.array([0.1, 0.2, 0.8, 0.9]), positive) == 0.0  # ranked the wrong way round
+    assert auc(np.full(4, 0.5), positive) == 0.5
+    assert auc(np.array([0.9, 0.3, 0.3, 0.1]), positive) == 0.875
+    with pytest.raises(ValueError, match="positives and negatives"):
+        auc(np.array([0.1, 0.2]), np.array([True, True]))
