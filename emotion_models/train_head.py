@@ -296,17 +296,7 @@ class HeadBrain(sb.Brain):
         logits, arousal = predictions
         labels, arousal_target = batch[2].to(self.device), batch[3].to(self.device)
         labelled = labels >= 0
-        loss = torch.zeros((), device=self.device)
-        if self._mix is not None:
-            loss = loss + self._mixed_loss(logits, arousal, labels, arousal_target)
-        else:
-            if labelled.any():
-                loss = loss + F.cross_entropy(
-                    logits[labelled], labels[labelled], label_smoothing=self.hparams.label_smoothing
-                )
-            known = ~torch.isnan(arousal_target)
-            if known.any():
-                loss = loss + self.hparams.arousal_weight * F.mse_loss(arousal[known], arousal_target[known])
+        loss = self._targets_loss(logits, arousal, labels, arousal_target)
         if self._corpus_logits is not None:
             loss = loss + F.cross_entropy(self._corpus_logits, batch[4].to(self.device))
         if stage != sb.Stage.TRAIN:
@@ -314,27 +304,28 @@ class HeadBrain(sb.Brain):
             self._pred.extend(logits[labelled].argmax(dim=1).tolist())
         return loss
 
-    def _mixed_loss(
+    def _targets_loss(
         self, logits: torch.Tensor, arousal: torch.Tensor, labels: torch.Tensor, arousal_target: torch.Tensor
     ) -> torch.Tensor:
-        """Each mixed draw learns both its parts' targets in proportion; a part without a class
-        label (BAVED) or without an arousal target adds nothing to that term."""
-        assert self._mix is not None
-        partner, share = self._mix
-        loss = torch.zeros((), device=self.device)
-        # Means over the draws that carry the target, as without mixup.
+        """Class cross-entropy over the draws with a class label (BAVED has none) plus the weighted arousal
+        error over the draws with an arousal target, each a mean over those draws. A mixed draw (mixup)
+        learns both its parts' targets in proportion to their shares."""
+        parts = [(labels, arousal_target, torch.ones(len(labels), device=self.device))]
+        if self._mix is not None:
+            partner, share = self._mix
+            parts = [(labels, arousal_target, share), (labels[partner], arousal_target[partner], 1 - share)]
         labelled = max(1, int((labels >= 0).sum()))
-        for target, weight in ((labels, share), (labels[partner], 1 - share)):
-            known = target >= 0
+        with_arousal = max(1, int((~torch.isnan(arousal_target)).sum()))
+        loss = torch.zeros((), device=self.device)
+        for classes, level, weight in parts:
+            known = classes >= 0
             if known.any():
-                ce = F.cross_entropy(logits[known], target[known], label_smoothing=self.hparams.label_smoothing,
+                ce = F.cross_entropy(logits[known], classes[known], label_smoothing=self.hparams.label_smoothing,
                                      reduction="none")
                 loss = loss + (weight[known] * ce).sum() / labelled
-        with_arousal = max(1, int((~torch.isnan(arousal_target)).sum()))
-        for target, weight in ((arousal_target, share), (arousal_target[partner], 1 - share)):
-            known = ~torch.isnan(target)
+            known = ~torch.isnan(level)
             if known.any():
-                mse = (arousal[known] - target[known]) ** 2
+                mse = (arousal[known] - level[known]) ** 2
                 loss = loss + self.hparams.arousal_weight * (weight[known] * mse).sum() / with_arousal
         return loss
 

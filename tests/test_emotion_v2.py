@@ -456,6 +456,13 @@ def test_mixup_loss_at_share_one_is_the_plain_loss_and_training_with_it_runs() -
     brain._corpus_logits, brain._mix = None, None
     batch = [torch.zeros(1), torch.zeros(1), labels, arousal_target]
     plain = brain.compute_objectives((logits, arousal), batch, sb.Stage.TRAIN)
+    import torch.nn.functional as F
+
+    known, level = labels >= 0, ~torch.isnan(arousal_target)
+    expected = F.cross_entropy(logits[known], labels[known], label_smoothing=0.1) + 0.5 * F.mse_loss(
+        arousal[level], arousal_target[level]
+    )
+    assert torch.allclose(plain, expected)  # means over the draws that carry each target
     brain._mix = (torch.tensor([5, 4, 3, 2, 1, 0]), torch.ones(6))
     mixed = brain.compute_objectives((logits, arousal), batch, sb.Stage.TRAIN)
     assert torch.allclose(plain, mixed)

@@ -329,7 +329,7 @@ class DialogueTurns:
         turn = self.count
         start_s, end_s = pending.start_s, pending.end_s
         language: str | None = None  # set when the recogniser heard another language than the line's
-        batch, queued_s = 1, 0.0  # how its recognition was served: turns in its batch, wait for a worker
+        recognised, batch, queued_s = False, 1, 0.0  # how its recognition was served: batch size, wait for a worker
         if pending.text is not None:
             text, asr_s = pending.text.strip(), 0.0
         elif services.recognizer.name == "none":
@@ -339,10 +339,10 @@ class DialogueTurns:
             if transcript is None:
                 return
             text, asr_s = transcript.text, transcript.compute_s
-            batch, queued_s = transcript.batch_size, transcript.queued_s
+            recognised, batch, queued_s = True, transcript.batch_size, transcript.queued_s
             language = transcript.language if transcript.other_language else None
         words_wait_s = time.monotonic() - pending.ended_at  # the turn's end to its words: the caller waits
-        if services.metrics is not None and pending.text is None and services.recognizer.name != "none":
+        if recognised and services.metrics is not None:
             services.metrics.words_wait.observe(words_wait_s)
             services.metrics.asr_queue.observe(queued_s)
             services.metrics.asr_batch_turns.observe(batch)

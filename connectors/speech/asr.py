@@ -141,9 +141,9 @@ class _PooledRecognizer:
     and has its worker decode them as one batch: when callers' turns end together (a burst), the
     batch is decoded faster than the same turns one after another; on a quiet line a turn never
     waits for others. During a burst (another worker busy) a free worker may wait ``batch_wait_s``
-    for its batch to fill: burst turns arrive a few frames to a second apart. A worker that dies or overruns ``timeout_s`` (per batch) fails only its
-    batch's turns (:class:`SpeechEngineError`); the pool is rebuilt for the next ones. Call
-    :meth:`close` when done.
+    for its batch to fill: a burst's turns arrive up to a second apart. A worker that dies or
+    overruns ``timeout_s`` (per batch) fails only its batch's turns (:class:`SpeechEngineError`);
+    the pool is rebuilt for the next ones. Call :meth:`close` when done.
     """
 
     name = "pooled"
@@ -258,8 +258,8 @@ class _PooledRecognizer:
 
     def _gather(self) -> None:
         """Wait (lock held by the caller, released while waiting) until the idle workers' batches are
-        full or ``batch_wait_s`` has passed since the oldest waiting turn arrived: a burst's turns come a
-        few frames apart. A turn that already waited (all workers were busy) is taken at once."""
+        full or ``batch_wait_s`` has passed since the oldest waiting turn arrived: a burst's turns come up
+        to a second apart. A turn that already waited (all workers were busy) is taken at once."""
         if not self._waiting or self._idle == self.workers:
             return  # every worker free: no burst under way, a lone turn goes at once
         deadline = self._waiting[0].submitted_at + self.batch_wait_s
